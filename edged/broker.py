@@ -1,0 +1,104 @@
+"""A private mosquitto on a free loopback port, for `edged demo`, the tests and the benchmarks."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from types import TracebackType
+
+from edged.errors import EdgedError
+
+# mosquitto's default of 1000 queued messages per client drops part of any fast burst; a test or
+# benchmark that counts messages must never count the broker's drops as ours.
+_CONF = """\
+listener {port} 127.0.0.1
+allow_anonymous true
+persistence false
+max_queued_messages 0
+max_inflight_messages 0
+log_dest stderr
+log_type error
+log_type warning
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def find_mosquitto() -> str | None:
+    return shutil.which("mosquitto") or next(
+        (p for p in ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto") if Path(p).exists()),
+        None,
+    )
+
+
+class PrivateBroker:
+    """`with PrivateBroker() as broker:` gives a running mosquitto on `broker.port`."""
+
+    def __init__(self, port: int | None = None) -> None:
+        self.host = "127.0.0.1"
+        self.port = port or free_port()
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._dir: tempfile.TemporaryDirectory[str] | None = None
+
+    def start(self) -> PrivateBroker:
+        binary = find_mosquitto()
+        if binary is None:
+            raise EdgedError(
+                "mosquitto is not installed; on Debian or Raspberry Pi OS: "
+                "sudo apt-get install mosquitto"
+            )
+        self._dir = tempfile.TemporaryDirectory(prefix="edged-broker-")
+        conf = Path(self._dir.name) / "mosquitto.conf"
+        conf.write_text(_CONF.format(port=self.port))
+        # Its log goes to a file, not a pipe: nobody reads a pipe during a long run, and a full
+        # pipe would stall the broker.
+        self._log = Path(self._dir.name) / "mosquitto.log"
+        with open(self._log, "wb") as sink:
+            self._proc = subprocess.Popen(
+                [binary, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=sink
+            )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if self._proc.poll() is not None:
+                err = self._log.read_text(errors="replace")
+                self.stop()
+                raise EdgedError(f"mosquitto exited at start: {err.strip()}")
+            try:
+                socket.create_connection((self.host, self.port), timeout=0.2).close()
+                return self
+            except OSError:
+                time.sleep(0.02)
+        self.stop()
+        raise EdgedError(f"mosquitto did not listen on port {self.port} within 10 s")
+
+    def stop(self) -> None:
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.terminate()
+            try:
+                self._proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait()
+        self._proc = None
+        if self._dir is not None:
+            self._dir.cleanup()
+            self._dir = None
+
+    def __enter__(self) -> PrivateBroker:
+        return self.start()
+
+    def __exit__(
+        self,
+        _t: type[BaseException] | None,
+        _e: BaseException | None,
+        _tb: TracebackType | None,
+    ) -> None:
+        self.stop()

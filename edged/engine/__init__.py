@@ -1,0 +1,14 @@
+"""Filter engines: verify, compile and run WebAssembly filter modules (the ABI is in `abi`)."""
+
+from edged.engine.base import Filter, FilterEngine, FilterModule, Message, Outcome
+from edged.engine.wasmtime_engine import EngineSettings, WasmtimeEngine
+
+__all__ = [
+    "EngineSettings",
+    "Filter",
+    "FilterEngine",
+    "FilterModule",
+    "Message",
+    "Outcome",
+    "WasmtimeEngine",
+]

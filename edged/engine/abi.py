@@ -1,0 +1,120 @@
+"""The filter ABI, version 1, as the host sees it (the contract is docs/filter-abi.md).
+
+Everything here is pure Python on bytes, so every engine shares one reading of the contract.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Mapping
+
+from edged.errors import FilterCallError
+
+ABI_VERSION = 1
+
+DROP = 0
+FORWARD = 1
+EMIT = 2
+
+EXPORT_VERSION = "edged_abi_version"
+EXPORT_BUFFERS = "edged_buffers"
+EXPORT_MESSAGE = "edged_on_message"
+EXPORT_INIT = "edged_init"
+EXPORT_TICK = "edged_on_tick"
+
+IMPORT_MODULE = "edged"
+IMPORT_LOG = "log"
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+#: export name -> (param types, result types), written as wasm value type names
+REQUIRED_FUNCS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    EXPORT_VERSION: ((), ("i32",)),
+    EXPORT_BUFFERS: ((), ("i32",)),
+    EXPORT_MESSAGE: (("i32", "i32"), ("i32",)),
+}
+OPTIONAL_FUNCS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    EXPORT_INIT: (("i32",), ("i32",)),
+    EXPORT_TICK: (("i64",), ("i32",)),
+}
+ALLOWED_IMPORTS: dict[tuple[str, str], tuple[tuple[str, ...], tuple[str, ...]]] = {
+    (IMPORT_MODULE, IMPORT_LOG): (("i32", "i32", "i32"), ()),
+}
+
+MAX_TOPIC_BYTES = 65535
+_U32 = struct.Struct("<I")
+_U32X2 = struct.Struct("<II")
+_U32X4 = struct.Struct("<IIII")
+_BAD_TOPIC_BYTES = (b"+", b"#", b"\x00")
+
+
+def unpack_descriptor(raw: bytes) -> tuple[int, int, int, int]:
+    """`(in_ptr, in_cap, out_ptr, out_cap)` from the 16 bytes `edged_buffers()` points at."""
+    in_ptr, in_cap, out_ptr, out_cap = _U32X4.unpack(raw)
+    return in_ptr, in_cap, out_ptr, out_cap
+
+
+def descriptor_error(desc: tuple[int, int, int, int], memory_size: int) -> str | None:
+    """Why a buffer descriptor cannot be used, or None when it can."""
+    in_ptr, in_cap, out_ptr, out_cap = desc
+    if in_cap == 0:
+        return "edged_buffers: the input area is empty"
+    if out_cap < 4:
+        return "edged_buffers: the output area is smaller than its 4-byte header"
+    if in_ptr + in_cap > memory_size or out_ptr + out_cap > memory_size:
+        return (
+            f"edged_buffers: an area lies outside linear memory ({memory_size} bytes): "
+            f"input {in_ptr}+{in_cap}, output {out_ptr}+{out_cap}"
+        )
+    if in_ptr < out_ptr + out_cap and out_ptr < in_ptr + in_cap:
+        return "edged_buffers: the input and output areas overlap"
+    return None
+
+
+def encode_params(params: Mapping[str, str | int | float | bool]) -> bytes:
+    """Parameters as ``key NUL value NUL`` pairs; values as text (see the ABI doc)."""
+    out = bytearray()
+    for key, value in params.items():
+        if isinstance(value, bool):
+            text = "true" if value else "false"
+        else:
+            text = str(value)
+        out += key.encode() + b"\0" + text.encode() + b"\0"
+    return bytes(out)
+
+
+def parse_records(area: bytes) -> list[tuple[bytes, bytes]]:
+    """Split the output area's records (everything after the `used` header).
+
+    Raises FilterCallError('bad_output') on any record that breaks the ABI, so a malformed emit
+    is dropped whole instead of publishing half of it.
+    """
+    records: list[tuple[bytes, bytes]] = []
+    pos, end = 0, len(area)
+    while pos < end:
+        if end - pos < 8:
+            raise FilterCallError("bad_output", f"truncated record header at byte {pos}")
+        topic_len, payload_len = _U32X2.unpack_from(area, pos)
+        pos += 8
+        if topic_len == 0 or topic_len > MAX_TOPIC_BYTES:
+            raise FilterCallError("bad_output", f"record topic length {topic_len} out of 1..65535")
+        if pos + topic_len + payload_len > end:
+            raise FilterCallError("bad_output", f"record at byte {pos - 8} runs past `used`")
+        topic = area[pos : pos + topic_len]
+        pos += topic_len
+        records.append((topic, area[pos : pos + payload_len]))
+        pos += payload_len
+        for bad in _BAD_TOPIC_BYTES:
+            if bad in topic:
+                raise FilterCallError("bad_output", f"emitted topic {topic!r} contains {bad!r}")
+        try:
+            topic.decode()
+        except UnicodeDecodeError:
+            raise FilterCallError("bad_output", f"emitted topic {topic!r} is not UTF-8") from None
+    return records
+
+
+def read_used(header: bytes) -> int:
+    """The `used` count from the output area's first four bytes."""
+    (used,) = _U32.unpack(header)
+    return int(used)

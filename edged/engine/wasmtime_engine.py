@@ -1,0 +1,169 @@
+"""The wasmtime engine: verify a module against the ABI, compile it (or take it from the cache).
+
+Setup goes through wasmtime's public API; only the per-message call (in `wasmtime_filter`) takes
+the raw path.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import platform
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import wasmtime
+
+from edged.engine import abi
+from edged.engine.base import LogSink, ParamValue
+from edged.engine.cache import CompiledCache
+from edged.engine.wasmtime_filter import WasmtimeFilter
+from edged.errors import ModuleError
+
+WASMTIME_VERSION = importlib.metadata.version("wasmtime")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class EngineSettings:
+    """Engine-wide limits. Changing any of them changes the compiled code, so the cache key too."""
+
+    #: instructions a single call may run before it traps; refilled before every call
+    fuel_per_call: int = 20_000_000
+    #: the most linear memory one instance may grow to
+    max_memory_bytes: int = 16 * 1024 * 1024
+    #: Wasm stack per call, so runaway recursion traps instead of crashing the process
+    max_wasm_stack: int = 512 * 1024
+
+    def fingerprint(self) -> str:
+        return (
+            f"wasmtime={WASMTIME_VERSION};machine={platform.machine()};"
+            f"fuel=1;stack={self.max_wasm_stack}"
+        )
+
+
+def _signature(ty: wasmtime.FuncType) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    return tuple(str(p) for p in ty.params), tuple(str(r) for r in ty.results)
+
+
+def _describe(sig: tuple[tuple[str, ...], tuple[str, ...]]) -> str:
+    params, results = sig
+    return f"({', '.join(params)}) -> ({', '.join(results)})"
+
+
+class WasmtimeModule:
+    """A compiled module that passed the ABI checks that need no instance."""
+
+    def __init__(
+        self, engine: WasmtimeEngine, name: str, module: wasmtime.Module, digest: str
+    ) -> None:
+        self.name = name
+        self.digest = digest
+        self._engine = engine
+        self._module = module
+        exports = {e.name for e in module.exports}
+        self.has_init = abi.EXPORT_INIT in exports
+        self.has_tick = abi.EXPORT_TICK in exports
+        self._imports_log = any(i.name == abi.IMPORT_LOG for i in module.imports)
+
+    def instantiate(self, params: Mapping[str, ParamValue], log: LogSink) -> WasmtimeFilter:
+        if params and not self.has_init:
+            raise ModuleError(self.name, f"takes no parameters (no {abi.EXPORT_INIT} export)")
+        return WasmtimeFilter(
+            self._engine.wasmtime,
+            self._module,
+            name=self.name,
+            settings=self._engine.settings,
+            params=abi.encode_params(params),
+            log=log,
+            imports_log=self._imports_log,
+            has_init=self.has_init,
+        )
+
+
+class WasmtimeEngine:
+    """Loads filter modules into one shared wasmtime engine."""
+
+    def __init__(
+        self, settings: EngineSettings | None = None, *, cache_dir: Path | None = None
+    ) -> None:
+        self.settings = settings or EngineSettings()
+        config = wasmtime.Config()
+        config.consume_fuel = True
+        config.max_wasm_stack = self.settings.max_wasm_stack
+        # Several cores compile in parallel, but a gateway has other work to do; one is enough.
+        config.parallel_compilation = False
+        self.wasmtime = wasmtime.Engine(config)
+        self.cache = (
+            CompiledCache(cache_dir, self.settings.fingerprint()) if cache_dir else None
+        )
+        self.cache_hits = 0
+
+    def load_file(self, name: str, path: Path) -> WasmtimeModule:
+        try:
+            wasm = path.read_bytes()
+        except OSError as exc:
+            raise ModuleError(name, f"cannot read {path}: {exc.strerror}") from None
+        return self.load(name, wasm)
+
+    def load(self, name: str, wasm: bytes) -> WasmtimeModule:
+        digest = hashlib.sha256(wasm).hexdigest()
+        if not wasm.startswith(b"\0asm"):
+            raise ModuleError(name, "not a WebAssembly binary (no \\0asm header)")
+        module = self._compile(name, wasm)
+        self._check_shape(name, module)
+        return WasmtimeModule(self, name, module, digest)
+
+    def _compile(self, name: str, wasm: bytes) -> wasmtime.Module:
+        key = self.cache.key(wasm) if self.cache else ""
+        if self.cache and (artifact := self.cache.get(key)) is not None:
+            try:
+                module = wasmtime.Module.deserialize(self.wasmtime, artifact)
+            except wasmtime.WasmtimeError:
+                pass  # made by another engine build: compile afresh and overwrite
+            else:
+                self.cache_hits += 1
+                return module
+        try:
+            module = wasmtime.Module(self.wasmtime, wasm)
+        except wasmtime.WasmtimeError as exc:
+            raise ModuleError(name, f"invalid WebAssembly: {_first_line(exc)}") from None
+        if self.cache:
+            self.cache.put(key, bytes(module.serialize()))
+        return module
+
+    def _check_shape(self, name: str, module: wasmtime.Module) -> None:
+        exports = {e.name: e.type for e in module.exports}
+        if not isinstance(exports.get("memory"), wasmtime.MemoryType):
+            raise ModuleError(name, "does not export its linear memory as 'memory'")
+        if abi.EXPORT_VERSION not in exports:
+            raise ModuleError(
+                name,
+                f"no {abi.EXPORT_VERSION} export: not an edged filter, or built for no ABI "
+                f"version (this edged speaks {abi.ABI_VERSION})",
+            )
+        wanted = abi.REQUIRED_FUNCS | abi.OPTIONAL_FUNCS
+        for export, sig in wanted.items():
+            ty = exports.get(export)
+            if ty is None:
+                if export in abi.REQUIRED_FUNCS:
+                    raise ModuleError(name, f"missing required export {export}")
+                continue
+            if not isinstance(ty, wasmtime.FuncType) or _signature(ty) != sig:
+                got = _describe(_signature(ty)) if isinstance(ty, wasmtime.FuncType) else "not a function"
+                raise ModuleError(
+                    name, f"export {export} must be {_describe(sig)}, found {got}"
+                )
+        for imp in module.imports:
+            want = abi.ALLOWED_IMPORTS.get((imp.module, imp.name))
+            ok = want is not None and isinstance(imp.type, wasmtime.FuncType)
+            if not ok or _signature(imp.type) != want:  # type: ignore[arg-type]
+                raise ModuleError(
+                    name,
+                    f"imports {imp.module}.{imp.name}, which edged does not provide "
+                    f"(filters may import only {abi.IMPORT_MODULE}.{abi.IMPORT_LOG})",
+                )
+
+
+def _first_line(exc: Exception) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

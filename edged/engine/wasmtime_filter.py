@@ -1,0 +1,216 @@
+"""One running filter instance, and the per-message call path.
+
+`wasmtime.Func.__call__` costs ~25 µs (it looks up the type and boxes every value); the raw
+`wasmtime_func_call_unchecked` with a reused argument array costs ~1.4 µs. So setup uses the
+public API and every call after it goes through prebuilt ctypes objects. This leans on
+`wasmtime._bindings`, which is why the wasmtime major version is pinned and
+`tests/test_engine.py` exercises this path directly.
+"""
+
+from __future__ import annotations
+
+import ctypes
+from typing import Any
+
+import wasmtime
+from wasmtime import _bindings as raw
+
+from edged.engine import abi
+from edged.engine.base import LogSink, Message, Outcome
+from edged.errors import FilterCallError, ModuleError
+
+_LOG_TEXT_LIMIT = 1024
+
+_call_unchecked = raw._wasmtime_func_call_unchecked
+_memory_data = raw._wasmtime_memory_data
+_set_fuel = raw._wasmtime_context_set_fuel
+_TrapPtr = ctypes.POINTER(raw.wasm_trap_t)
+_DROPPED: Outcome = ()
+
+_TRAP_REASONS = {
+    wasmtime.TrapCode.OUT_OF_FUEL: "fuel",
+    wasmtime.TrapCode.INTERRUPT: "deadline",
+}
+
+
+class WasmtimeFilter:
+    """A module instance in its own Store, called once per message on the raw path."""
+
+    def __init__(
+        self,
+        engine: wasmtime.Engine,
+        module: wasmtime.Module,
+        *,
+        name: str,
+        settings: Any,
+        params: bytes,
+        log: LogSink,
+        imports_log: bool,
+        has_init: bool,
+    ) -> None:
+        self.name = name
+        self._log = log
+        self._fuel = settings.fuel_per_call
+        # One Store per instance: instances pile up inside a Store, and a Store must never be
+        # shared between threads; a fresh one per instance settles both.
+        self._store = store = wasmtime.Store(engine)
+        store.set_limits(
+            memory_size=settings.max_memory_bytes, instances=1, tables=1, memories=1
+        )
+        store.set_fuel(self._fuel)
+        linker = wasmtime.Linker(engine)
+        if imports_log:
+            i32 = wasmtime.ValType.i32()
+            linker.define_func(
+                abi.IMPORT_MODULE,
+                abi.IMPORT_LOG,
+                wasmtime.FuncType([i32, i32, i32], []),
+                self._guest_log,
+                access_caller=True,
+            )
+        try:
+            instance = linker.instantiate(store, module)
+        except (wasmtime.WasmtimeError, wasmtime.Trap) as exc:
+            raise ModuleError(name, f"cannot be instantiated: {_first_line(exc)}") from None
+        exports = instance.exports(store)
+        memory = exports["memory"]
+        assert isinstance(memory, wasmtime.Memory)
+        self._memory = memory
+
+        self._ctx = store._context()
+        self._mem_ref = ctypes.byref(memory._memory)
+        self._vals = (raw.wasmtime_val_raw * 2)()
+        self._arg0, self._arg1 = self._vals[0], self._vals[1]
+        self._trap = _TrapPtr()
+        self._trap_ref = ctypes.byref(self._trap)
+        self._funcs: dict[str, Any] = {}
+        for export in (abi.EXPORT_VERSION, abi.EXPORT_BUFFERS, abi.EXPORT_MESSAGE,
+                       abi.EXPORT_INIT, abi.EXPORT_TICK):
+            func = exports.get(export)
+            if isinstance(func, wasmtime.Func):
+                self._funcs[export] = ctypes.byref(func._func)
+        self._msg_ref = self._funcs[abi.EXPORT_MESSAGE]
+        self.has_tick = abi.EXPORT_TICK in self._funcs
+
+        try:
+            version = self._call_setup(abi.EXPORT_VERSION)
+            if version != abi.ABI_VERSION:
+                raise ModuleError(
+                    name,
+                    f"built for filter ABI {version}; this edged speaks {abi.ABI_VERSION}",
+                )
+            desc_at = self._call_setup(abi.EXPORT_BUFFERS) & 0xFFFFFFFF
+            size = memory.data_len(store)
+            if desc_at + 16 > size:
+                raise ModuleError(name, f"edged_buffers returned {desc_at}, outside memory")
+            desc = abi.unpack_descriptor(bytes(memory.read(store, desc_at, desc_at + 16)))
+            if (problem := abi.descriptor_error(desc, size)) is not None:
+                raise ModuleError(name, problem)
+            self._in_ptr, self._in_cap, self._out_ptr, self._out_cap = desc
+            if has_init:
+                if len(params) > self._in_cap:
+                    raise ModuleError(name, f"parameters ({len(params)} bytes) exceed its input area")
+                self._write(self._in_ptr, params)
+                code = self._call_setup(abi.EXPORT_INIT, len(params))
+                if code != 0:
+                    raise ModuleError(name, f"init returned {code} (parameters refused)")
+        except FilterCallError as exc:
+            raise ModuleError(name, f"trapped during setup: {exc.detail}") from None
+
+    # -- the per-message path -------------------------------------------------------------
+
+    def on_message(self, topic: bytes, payload: bytes) -> Outcome:
+        tlen = len(topic)
+        plen = len(payload)
+        if tlen + plen > self._in_cap:
+            raise FilterCallError(
+                "input_too_large",
+                f"{tlen + plen} bytes do not fit the filter's {self._in_cap}-byte input area",
+            )
+        ctx = self._ctx
+        at = _memory_data(ctx, self._mem_ref)
+        at = ctypes.addressof(at.contents) + self._in_ptr
+        ctypes.memmove(at, topic, tlen)
+        ctypes.memmove(at + tlen, payload, plen)
+        self._arg0.i32 = tlen
+        self._arg1.i32 = plen
+        _set_fuel(ctx, self._fuel)
+        if _call_unchecked(ctx, self._msg_ref, self._vals, 2, self._trap_ref) or self._trap:
+            self._fail()
+        code = self._arg0.i32
+        if code == abi.FORWARD:
+            return ((topic, payload),)
+        if code == abi.DROP:
+            return _DROPPED
+        if code == abi.EMIT:
+            return self._emitted()
+        raise FilterCallError("bad_result", f"edged_on_message returned {code}")
+
+    def on_tick(self, now_ms: int) -> Outcome:
+        self._arg0.i64 = now_ms
+        _set_fuel(self._ctx, self._fuel)
+        if _call_unchecked(self._ctx, self._funcs[abi.EXPORT_TICK], self._vals, 1, self._trap_ref) \
+                or self._trap:
+            self._fail()
+        code = self._arg0.i32
+        if code == abi.DROP:
+            return _DROPPED
+        if code == abi.EMIT:
+            return self._emitted()
+        raise FilterCallError("bad_result", f"edged_on_tick returned {code}")
+
+    # -- the rest -------------------------------------------------------------------------
+
+    def _emitted(self) -> list[Message]:
+        base = ctypes.addressof(_memory_data(self._ctx, self._mem_ref).contents) + self._out_ptr
+        used = abi.read_used(ctypes.string_at(base, 4))
+        if used > self._out_cap - 4:
+            raise FilterCallError(
+                "bad_output", f"used={used} exceeds the {self._out_cap}-byte output area"
+            )
+        return abi.parse_records(ctypes.string_at(base + 4, used))
+
+    def _fail(self) -> None:
+        """Turn the raw call's error or trap into a FilterCallError, freeing what wasmtime gave."""
+        exc: wasmtime.WasmtimeError | wasmtime.Trap
+        if self._trap:
+            exc = wasmtime.Trap._from_ptr(self._trap)
+            # The Trap now owns that pointer object; the next call needs a fresh one.
+            self._trap = _TrapPtr()
+            self._trap_ref = ctypes.byref(self._trap)
+            reason = _TRAP_REASONS.get(exc.trap_code, "trap") if exc.trap_code else "trap"
+        else:
+            exc = wasmtime.WasmtimeError("call failed")
+            reason = "trap"
+        raise FilterCallError(reason, _first_line(exc))
+
+    def _call_setup(self, export: str, arg: int | None = None) -> int:
+        if arg is not None:
+            self._arg0.i32 = arg
+        _set_fuel(self._ctx, self._fuel)
+        if _call_unchecked(self._ctx, self._funcs[export], self._vals, 2, self._trap_ref) \
+                or self._trap:
+            self._fail()
+        return int(self._arg0.i32)
+
+    def _write(self, at: int, data: bytes) -> None:
+        base = ctypes.addressof(_memory_data(self._ctx, self._mem_ref).contents)
+        ctypes.memmove(base + at, data, len(data))
+
+    def _guest_log(self, caller: wasmtime.Caller, level: int, ptr: int, length: int) -> None:
+        memory = caller.get("memory")
+        if not isinstance(memory, wasmtime.Memory):
+            return
+        length = max(0, min(length, _LOG_TEXT_LIMIT))
+        start = ptr & 0xFFFFFFFF
+        if start + length > memory.data_len(caller):
+            text = f"<log text at {start}+{length} lies outside memory>"
+        else:
+            text = bytes(memory.read(caller, start, start + length)).decode(errors="replace")
+        self._log(abi.LOG_LEVELS[level] if 0 <= level < len(abi.LOG_LEVELS) else "info", text)
+
+
+def _first_line(exc: BaseException) -> str:
+    """The line that says what went wrong: wasmtime puts the cause last, after the backtrace."""
+    text = (getattr(exc, "message", None) or str(exc)).strip()
+    return text.splitlines()[-1].strip() if text else type(exc).__name__

@@ -1,0 +1,112 @@
+/*
+ * deadband: forwards a reading only when it moved far enough.
+ *
+ * params: field (default "value"), deadband (default 0.5, must be >= 0)
+ * Per input topic, the message goes on unchanged when it is the first value
+ * seen for that topic or |value - last forwarded value| >= deadband;
+ * otherwise it is dropped.
+ *
+ * Messages without a numeric `field` are forwarded: the filter only
+ * suppresses what it understands, so status messages or a changed payload
+ * format pass instead of vanishing. For the same reason a topic that does
+ * not fit in the table (128 topics, 16 KiB of topic text) is forwarded.
+ */
+#define EDGED_WITH_INIT
+#include "edged.h"
+
+#define MAX_TOPICS 128
+#define SLOTS 256               /* power of two; half empty keeps probes short */
+#define POOL_CAP (16u * 1024u)
+
+struct slot {
+    uint32_t used;
+    uint32_t hash;
+    uint32_t off;               /* topic text in pool */
+    uint32_t len;
+    double last;                /* last forwarded value */
+};
+
+static struct slot slots[SLOTS];
+static char pool[POOL_CAP];
+static uint32_t pool_used;
+static int n_topics;
+static int warned_full;
+
+static edged_str field;
+static double deadband;
+
+static int edged_filter_init(void)
+{
+    field = edged_param("field");
+    if (!field.ptr) field = EDGED_LIT("value");
+    if (edged_param_number_strict("deadband", 0.5, &deadband) != 0 || !(deadband >= 0)) {
+        edged_log(EDGED_LOG_ERROR, "deadband: param 'deadband' must be a number >= 0");
+        return 1;
+    }
+    return 0;
+}
+
+static uint32_t fnv1a(edged_str s)
+{
+    uint32_t h = 2166136261u;
+    for (uint32_t i = 0; i < s.len; i++) {
+        h ^= (unsigned char)s.ptr[i];
+        h *= 16777619u;
+    }
+    return h;
+}
+
+/* The slot for topic, claimed if new (*fresh = 1), or 0 when the table or
+ * the text pool is full. Full topic text is stored so that two topics with
+ * the same hash can never share a last value. */
+static struct slot *lookup(edged_str topic, int *fresh)
+{
+    uint32_t h = fnv1a(topic);
+    for (uint32_t i = h & (SLOTS - 1);; i = (i + 1) & (SLOTS - 1)) {
+        struct slot *s = &slots[i];
+        if (!s->used) {
+            /* At most MAX_TOPICS of the SLOTS are ever used, so the probe
+             * always reaches a free slot. */
+            if (n_topics == MAX_TOPICS || topic.len > POOL_CAP - pool_used) return 0;
+            memcpy(pool + pool_used, topic.ptr, topic.len);
+            s->used = 1;
+            s->hash = h;
+            s->off = pool_used;
+            s->len = topic.len;
+            pool_used += topic.len;
+            n_topics++;
+            *fresh = 1;
+            return s;
+        }
+        if (s->hash == h && s->len == topic.len) {
+            edged_str known = { pool + s->off, s->len };
+            if (edged_str_eq(known, topic)) {
+                *fresh = 0;
+                return s;
+            }
+        }
+    }
+}
+
+static int edged_filter(edged_str topic, edged_str payload)
+{
+    edged_str raw;
+    double v;
+    int fresh;
+    if (edged_json_field(payload, field.ptr, &raw) != 0 || edged_parse_number(raw, &v) != 0)
+        return EDGED_FORWARD;
+    struct slot *s = lookup(topic, &fresh);
+    if (!s) {
+        if (!warned_full) {
+            warned_full = 1;
+            edged_log(EDGED_LOG_WARN, "deadband: topic table full, new topics pass unfiltered");
+        }
+        return EDGED_FORWARD;
+    }
+    double d = v - s->last;
+    if (fresh || d >= deadband || -d >= deadband) {
+        s->last = v;
+        return EDGED_FORWARD;
+    }
+    return EDGED_DROP;
+}

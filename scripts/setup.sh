@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Install what edged's demo and tests need and is missing, then the Python environment in .venv.
+# Safe to run again: it only installs what is not there yet.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# command that must exist -> Debian package that provides it
+declare -A NEEDED=(
+  [mosquitto]=mosquitto
+  [mosquitto_pub]=mosquitto-clients
+  [clang]=clang
+  [wasm-ld]=lld
+  [wat2wasm]=wabt
+  [make]=make
+)
+
+have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ]; }
+
+missing=()
+for cmd in "${!NEEDED[@]}"; do
+  have "$cmd" || missing+=("${NEEDED[$cmd]}")
+done
+
+PYTHON=${PYTHON:-python3}
+if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+  echo "edged needs Python 3.11 or newer; '$PYTHON' is $("$PYTHON" --version 2>&1)." >&2
+  echo "On Debian bookworm or Raspberry Pi OS bookworm, python3 is 3.11." >&2
+  exit 1
+fi
+"$PYTHON" -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
+
+if ((${#missing[@]})); then
+  if ! command -v apt-get >/dev/null; then
+    echo "Please install: ${missing[*]} (no apt-get here to do it)." >&2
+    exit 1
+  fi
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  echo "Installing: ${missing[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# The venv is rebuilt only when the dependency list changes.
+stamp=.venv/.installed-from
+want=$(sha256sum pyproject.toml | cut -d' ' -f1)
+if [ ! -x .venv/bin/python ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  "$PYTHON" -m venv .venv
+  .venv/bin/python -m pip install -q --upgrade pip
+  .venv/bin/python -m pip install -q -e ".[dev]"
+  echo "$want" > "$stamp"
+fi

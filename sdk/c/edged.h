@@ -1,0 +1,753 @@
+/*
+ * edged.h - single-header C SDK for edged filters (filter ABI v1).
+ *
+ * Include it from exactly one .c file: it defines the module's exports,
+ * its static buffers and the few libc routines the compiler may call.
+ * See sdk/c/README.md for the API and docs/filter-abi.md for the ABI.
+ *
+ * Everything the SDK defines is static, so a module built with
+ * --export-dynamic exports nothing but the ABI entry points and memory.
+ */
+#ifndef EDGED_H
+#define EDGED_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifndef __wasm32__
+#error "edged.h targets wasm32 (clang --target=wasm32)"
+#endif
+
+/* ---- configuration ----------------------------------------------------- */
+
+#ifndef EDGED_INPUT_CAP
+#define EDGED_INPUT_CAP (64u * 1024u)
+#endif
+#ifndef EDGED_OUTPUT_CAP
+#define EDGED_OUTPUT_CAP (64u * 1024u)
+#endif
+/* Params live in the input area only during edged_init; the next message
+ * overwrites them, so the SDK keeps its own copy of this size. */
+#ifndef EDGED_PARAMS_CAP
+#define EDGED_PARAMS_CAP 4096u
+#endif
+#ifndef EDGED_MAX_PARAMS
+#define EDGED_MAX_PARAMS 32
+#endif
+
+_Static_assert(EDGED_INPUT_CAP >= 1, "EDGED_INPUT_CAP must be positive");
+_Static_assert(EDGED_OUTPUT_CAP >= 4, "the output area must hold its 4-byte header");
+
+/* ---- public types and constants --------------------------------------- */
+
+enum { EDGED_DROP = 0, EDGED_FORWARD = 1, EDGED_EMIT = 2 };
+enum { EDGED_LOG_DEBUG = 0, EDGED_LOG_INFO = 1, EDGED_LOG_WARN = 2, EDGED_LOG_ERROR = 3 };
+
+/* Returned by edged_init (never by a well-behaved user init, which should use
+ * positive codes) when the params do not fit the SDK's table. */
+#define EDGED_INIT_BAD_PARAMS (-1)
+
+/* Byte string that is not NUL-terminated: topics and payloads arrive that way,
+ * and slicing a JSON payload must not copy. */
+typedef struct {
+    const char *ptr;
+    uint32_t len;
+} edged_str;
+
+/* Compile-time length for string literals. */
+#define EDGED_LIT(s) ((edged_str){ (s), (uint32_t)(sizeof(s) - 1) })
+
+/* Append-only builder over caller-owned storage. A failed append leaves the
+ * content untouched and sets `failed`, so a payload can be built with
+ * unchecked appends and tested once before it is emitted. */
+typedef struct {
+    char *ptr;
+    uint32_t len;
+    uint32_t cap;
+    int failed;
+} edged_buf;
+
+#define EDGED_FIXED_MAX_DECIMALS 20
+/* edged_buf_fixed refuses magnitudes at or above this, so that the integer
+ * part always fits its digit buffer and no exponent is ever needed. */
+#define EDGED_FIXED_LIMIT 1e15
+
+/* Functions the filter defines. Declared static so the user's definitions get
+ * internal linkage and are not exported by --export-dynamic. */
+static int edged_filter(edged_str topic, edged_str payload);
+#ifdef EDGED_WITH_INIT
+static int edged_filter_init(void);
+#endif
+#ifdef EDGED_WITH_TICK
+static void edged_filter_tick(int64_t now_ms);
+#endif
+
+#define EDGED__API static __attribute__((unused))
+
+/* ---- freestanding runtime --------------------------------------------- */
+
+/* clang lowers struct copies and some loops to these calls, and there is no
+ * libc to provide them. Hidden so --export-dynamic leaves them unexported;
+ * no_builtin stops the optimizer from turning the loops back into calls to
+ * themselves. */
+/* wasm loads and stores may be unaligned, so whole payloads can move eight
+ * bytes at a time without any alignment prologue. */
+typedef uint64_t edged__u64_unaligned __attribute__((aligned(1), may_alias));
+
+__attribute__((visibility("hidden"), no_builtin("memcpy")))
+void *memcpy(void *restrict dst, const void *restrict src, size_t n)
+{
+    unsigned char *d = (unsigned char *)dst;
+    const unsigned char *s = (const unsigned char *)src;
+    for (; n >= 8; n -= 8, d += 8, s += 8)
+        *(edged__u64_unaligned *)d = *(const edged__u64_unaligned *)s;
+    while (n--)
+        *d++ = *s++;
+    return dst;
+}
+
+__attribute__((visibility("hidden"), no_builtin("memmove")))
+void *memmove(void *dst, const void *src, size_t n)
+{
+    unsigned char *d = (unsigned char *)dst;
+    const unsigned char *s = (const unsigned char *)src;
+    if (d < s) {
+        while (n--)
+            *d++ = *s++;
+    } else {
+        while (n--)
+            d[n] = s[n];
+    }
+    return dst;
+}
+
+__attribute__((visibility("hidden"), no_builtin("memset")))
+void *memset(void *dst, int c, size_t n)
+{
+    unsigned char *d = (unsigned char *)dst;
+    while (n--)
+        *d++ = (unsigned char)c;
+    return dst;
+}
+
+/* ---- host import and static state ------------------------------------- */
+
+__attribute__((import_module("edged"), import_name("log")))
+void edged__host_log(int32_t level, const char *ptr, uint32_t len);
+
+static unsigned char edged__in[EDGED_INPUT_CAP] __attribute__((aligned(8)));
+static unsigned char edged__out[EDGED_OUTPUT_CAP] __attribute__((aligned(8)));
+
+/* Pointers are 32-bit on wasm32, so this struct is the ABI's 16-byte
+ * descriptor and can be initialised statically (it lands in the data
+ * section, readable before any call). */
+static struct {
+    unsigned char *in_ptr;
+    uint32_t in_cap;
+    unsigned char *out_ptr;
+    uint32_t out_cap;
+} edged__desc = { edged__in, EDGED_INPUT_CAP, edged__out, EDGED_OUTPUT_CAP };
+_Static_assert(sizeof(edged__desc) == 16, "descriptor must be 16 bytes");
+
+static uint32_t edged__used;    /* mirrors the `used` word of the output area */
+static int edged__emitted;      /* set by a successful edged_emit */
+
+static char edged__pstore[EDGED_PARAMS_CAP];
+static edged_str edged__pkeys[EDGED_MAX_PARAMS];
+static edged_str edged__pvals[EDGED_MAX_PARAMS];
+static int edged__pcount;
+
+/* ---- strings ----------------------------------------------------------- */
+
+EDGED__API edged_str edged_cstr(const char *s)
+{
+    edged_str r = { s, 0 };
+    if (!s) return r;
+    while (s[r.len])
+        r.len++;
+    return r;
+}
+
+EDGED__API int edged_str_eq(edged_str a, edged_str b)
+{
+    if (a.len != b.len) return 0;
+    for (uint32_t i = 0; i < a.len; i++)
+        if (a.ptr[i] != b.ptr[i]) return 0;
+    return 1;
+}
+
+/* ---- logging ----------------------------------------------------------- */
+
+/* Each call crosses into the host (~9 us): fine in init and ticks, keep it
+ * off the per-message path or behind a once-only flag. */
+EDGED__API void edged_log_str(int level, edged_str msg)
+{
+    edged__host_log(level, msg.ptr, msg.len);
+}
+
+EDGED__API void edged_log(int level, const char *msg)
+{
+    edged_log_str(level, edged_cstr(msg));
+}
+
+/* ---- output ------------------------------------------------------------ */
+
+static void edged__put_u32(unsigned char *p, uint32_t v)
+{
+    p[0] = (unsigned char)v;
+    p[1] = (unsigned char)(v >> 8);
+    p[2] = (unsigned char)(v >> 16);
+    p[3] = (unsigned char)(v >> 24);
+}
+
+/* 1 if the host would accept t as an emitted topic: 1..65535 bytes without
+ * '+', '#' or NUL (UTF-8 validity is not checked). Useful to vet a topic
+ * param in init instead of failing every emit later. */
+EDGED__API int edged_topic_valid(edged_str t)
+{
+    if (t.len == 0 || t.len > 65535) return 0;
+    for (uint32_t i = 0; i < t.len; i++) {
+        char c = t.ptr[i];
+        if (c == '+' || c == '#' || c == '\0') return 0;
+    }
+    return 1;
+}
+
+/* 0: appended. -1: does not fit in what is left of the output area.
+ * -2: the host would refuse the topic. Either way nothing was written. */
+EDGED__API int edged_emit(edged_str topic, edged_str payload)
+{
+    /* The host drops the whole call's output if one topic is invalid;
+     * refusing it here keeps the other records of the call alive. */
+    if (!edged_topic_valid(topic)) return -2;
+    /* Compared piecewise so that no sum can wrap. */
+    uint32_t room = EDGED_OUTPUT_CAP - 4 - edged__used;
+    if (room < 8 || topic.len > room - 8 || payload.len > room - 8 - topic.len)
+        return -1;
+    unsigned char *rec = edged__out + 4 + edged__used;
+    edged__put_u32(rec, topic.len);
+    edged__put_u32(rec + 4, payload.len);
+    memcpy(rec + 8, topic.ptr, topic.len);
+    memcpy(rec + 8 + topic.len, payload.ptr, payload.len);
+    edged__used += 8 + topic.len + payload.len;
+    edged__put_u32(edged__out, edged__used);
+    edged__emitted = 1;
+    return 0;
+}
+
+static void edged__reset_output(void)
+{
+    edged__used = 0;
+    edged__emitted = 0;
+    edged__put_u32(edged__out, 0);
+}
+
+/* ---- params ------------------------------------------------------------ */
+
+/* Missing keys give {0, 0}. Values are also NUL-terminated, so v.ptr can be
+ * used as a C string when v.len > 0. */
+EDGED__API edged_str edged_param(const char *key)
+{
+    edged_str k = edged_cstr(key);
+    for (int i = 0; i < edged__pcount; i++)
+        if (edged_str_eq(edged__pkeys[i], k)) return edged__pvals[i];
+    edged_str none = { 0, 0 };
+    return none;
+}
+
+/* ---- JSON numbers ------------------------------------------------------ */
+
+static const double edged__pow10[23] = {
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11,
+    1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
+};
+
+static int edged__digit(const unsigned char *p, const unsigned char *end)
+{
+    return p < end && *p >= '0' && *p <= '9';
+}
+
+/* The whole of s must be one JSON number (no spaces, no leading '+', no
+ * leading zeros, no bare '.'). 0 and *out set, or -1 for anything else,
+ * including values beyond the double range. Exact (correctly rounded) when
+ * the digits form an integer below 2^53 and the decimal exponent is within
+ * +-22, which covers ordinary readings like 20.6 or -0.125; otherwise within
+ * a few units in the last place. Digits past the 19th significant one are
+ * ignored. */
+EDGED__API int edged_parse_number(edged_str s, double *out)
+{
+    const unsigned char *p = (const unsigned char *)s.ptr;
+    const unsigned char *end = p + s.len;
+    uint64_t mant = 0;
+    int sig = 0;            /* significant digits kept in mant */
+    int32_t exp10 = 0;
+    int neg = 0;
+
+    if (!p || s.len == 0) return -1;
+    if (*p == '-') {
+        neg = 1;
+        p++;
+    }
+    if (p == end) return -1;
+    if (*p == '0') {
+        p++;
+    } else if (*p >= '1' && *p <= '9') {
+        for (; edged__digit(p, end); p++) {
+            if (sig < 19) {
+                mant = mant * 10 + (uint64_t)(*p - '0');
+                sig++;
+            } else {
+                exp10++;
+            }
+        }
+    } else {
+        return -1;
+    }
+    if (p < end && *p == '.') {
+        p++;
+        if (!edged__digit(p, end)) return -1;
+        for (; edged__digit(p, end); p++) {
+            if (sig < 19) {
+                mant = mant * 10 + (uint64_t)(*p - '0');
+                exp10--;
+                if (mant) sig++;    /* leading zeros of 0.000x carry no precision */
+            }
+        }
+    }
+    if (p < end && (*p == 'e' || *p == 'E')) {
+        int eneg = 0;
+        int32_t e = 0;
+        p++;
+        if (p < end && (*p == '+' || *p == '-')) {
+            eneg = *p == '-';
+            p++;
+        }
+        if (!edged__digit(p, end)) return -1;
+        for (; edged__digit(p, end); p++)
+            if (e < 100000) e = e * 10 + (*p - '0');    /* saturate: result is 0 or inf anyway */
+        exp10 += eneg ? -e : e;
+    }
+    if (p != end) return -1;
+
+    double v = (double)mant;
+    if (mant != 0) {
+        if (exp10 > 400) return -1;
+        if (exp10 < -400) {
+            v = 0;
+        } else if (exp10 >= 0) {
+            for (; exp10 > 22; exp10 -= 22)
+                v *= 1e22;
+            v *= edged__pow10[exp10];
+        } else {
+            for (; exp10 < -22; exp10 += 22)
+                v /= 1e22;
+            v /= edged__pow10[-exp10];
+        }
+        if (__builtin_isinf(v)) return -1;
+    }
+    *out = neg ? -v : v;
+    return 0;
+}
+
+/* Absent key or text that is not a JSON number: dflt. Use
+ * edged_param_number_strict when a typo in the config must not go unnoticed. */
+EDGED__API double edged_param_number(const char *key, double dflt)
+{
+    double v;
+    edged_str s = edged_param(key);
+    if (s.len == 0 || edged_parse_number(s, &v) != 0) return dflt;
+    return v;
+}
+
+/* 0 with *out = the value, or dflt when the key is absent; -1 (and *out
+ * untouched) when the key is present but not a JSON number. */
+EDGED__API int edged_param_number_strict(const char *key, double dflt, double *out)
+{
+    edged_str s = edged_param(key);
+    if (s.ptr == 0) {
+        *out = dflt;
+        return 0;
+    }
+    return edged_parse_number(s, out);
+}
+
+/* ---- JSON scanning ----------------------------------------------------- */
+
+static const unsigned char *edged__ws(const unsigned char *p, const unsigned char *end)
+{
+    while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'))
+        p++;
+    return p;
+}
+
+/* p at the opening quote; returns the byte after the closing quote, or 0. */
+static const unsigned char *edged__skip_string(const unsigned char *p, const unsigned char *end)
+{
+    for (p++; p < end; p++) {
+        if (*p == '\\') {
+            p++;
+            if (p == end) return 0;
+        } else if (*p == '"') {
+            return p + 1;
+        }
+    }
+    return 0;
+}
+
+/* p at '{' or '['. Bracket kinds are tracked in a 64-bit stack so that "{]"
+ * is refused; deeper nesting is refused too rather than guessed at. */
+static const unsigned char *edged__skip_nested(const unsigned char *p, const unsigned char *end)
+{
+    uint64_t kinds = 0;     /* bit set = '{' at that depth */
+    int depth = 0;
+    while (p < end) {
+        unsigned char c = *p;
+        if (c == '"') {
+            p = edged__skip_string(p, end);
+            if (!p) return 0;
+            continue;
+        }
+        if (c == '{' || c == '[') {
+            if (depth == 64) return 0;
+            if (c == '{') kinds |= (uint64_t)1 << depth;
+            else kinds &= ~((uint64_t)1 << depth);
+            depth++;
+        } else if (c == '}' || c == ']') {
+            if (depth == 0) return 0;
+            depth--;
+            if (((kinds >> depth) & 1) != (uint64_t)(c == '}')) return 0;
+            if (depth == 0) return p + 1;
+        }
+        p++;
+    }
+    return 0;
+}
+
+static int edged__delim(unsigned char c)
+{
+    return c == ',' || c == '}' || c == ']' || c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
+
+/* Scalar tokens run to the next delimiter; validity is judged separately and
+ * only for the value that is returned. */
+static const unsigned char *edged__skip_value(const unsigned char *p, const unsigned char *end)
+{
+    if (p == end) return 0;
+    if (*p == '"') return edged__skip_string(p, end);
+    if (*p == '{' || *p == '[') return edged__skip_nested(p, end);
+    const unsigned char *start = p;
+    while (p < end && !edged__delim(*p))
+        p++;
+    return p == start ? 0 : p;
+}
+
+static int edged__scalar_ok(edged_str v)
+{
+    double d;
+    return edged_str_eq(v, EDGED_LIT("true")) || edged_str_eq(v, EDGED_LIT("false")) ||
+           edged_str_eq(v, EDGED_LIT("null")) || edged_parse_number(v, &d) == 0;
+}
+
+/* Finds the first top-level `key` of the JSON object in `json` and sets
+ * *raw to its value exactly as written: a number, a string with its quotes,
+ * true/false/null, or a whole nested object/array. Returns 0 when found,
+ * -1 when the object has no such key, -2 when json is not an object or is
+ * malformed before the key is reached.
+ *
+ * This is a scanner, not a validator: it stops at the first match and does
+ * not look at the rest of the document. The returned value is checked to be
+ * a complete token (closed string, balanced brackets, a literal or a JSON
+ * number); what is inside a nested value or a string is not. Keys are
+ * compared byte for byte with their text between the quotes, so a key
+ * written with escapes (\u0076alue) does not match "value". */
+EDGED__API int edged_json_field(edged_str json, const char *key, edged_str *raw)
+{
+    const unsigned char *p = (const unsigned char *)json.ptr;
+    const unsigned char *end = p + json.len;
+    edged_str want = edged_cstr(key);
+
+    if (!p) return -2;
+    p = edged__ws(p, end);
+    if (p == end || *p != '{') return -2;
+    p = edged__ws(p + 1, end);
+    if (p < end && *p == '}') return -1;
+    for (;;) {
+        if (p == end || *p != '"') return -2;
+        const unsigned char *kend = edged__skip_string(p, end);
+        if (!kend) return -2;
+        edged_str k = { (const char *)p + 1, (uint32_t)(kend - p - 2) };
+        p = edged__ws(kend, end);
+        if (p == end || *p != ':') return -2;
+        p = edged__ws(p + 1, end);
+        const unsigned char *vend = edged__skip_value(p, end);
+        if (!vend) return -2;
+        if (edged_str_eq(k, want)) {
+            edged_str v = { (const char *)p, (uint32_t)(vend - p) };
+            if (*p != '"' && *p != '{' && *p != '[' && !edged__scalar_ok(v)) return -2;
+            *raw = v;
+            return 0;
+        }
+        p = edged__ws(vend, end);
+        if (p == end) return -2;
+        if (*p == '}') return -1;
+        if (*p != ',') return -2;
+        p = edged__ws(p + 1, end);
+    }
+}
+
+/* ---- string builder ---------------------------------------------------- */
+
+EDGED__API void edged_buf_init(edged_buf *b, char *storage, uint32_t cap)
+{
+    b->ptr = storage;
+    b->len = 0;
+    b->cap = cap;
+    b->failed = 0;
+}
+
+EDGED__API void edged_buf_reset(edged_buf *b)
+{
+    b->len = 0;
+    b->failed = 0;
+}
+
+EDGED__API edged_str edged_buf_str(const edged_buf *b)
+{
+    edged_str s = { b->ptr, b->len };
+    return s;
+}
+
+/* Every append is all or nothing: 0 appended, -1 refused (and b->failed set).
+ * After a failure further appends are refused too, so a half-built payload
+ * can never look complete. */
+EDGED__API int edged_buf_bytes(edged_buf *b, const void *data, uint32_t n)
+{
+    if (b->failed || n > b->cap - b->len) {
+        b->failed = 1;
+        return -1;
+    }
+    memcpy(b->ptr + b->len, data, n);
+    b->len += n;
+    return 0;
+}
+
+EDGED__API int edged_buf_append(edged_buf *b, edged_str s)
+{
+    return edged_buf_bytes(b, s.ptr, s.len);
+}
+
+EDGED__API int edged_buf_cstr(edged_buf *b, const char *s)
+{
+    return edged_buf_append(b, edged_cstr(s));
+}
+
+EDGED__API int edged_buf_char(edged_buf *b, char c)
+{
+    return edged_buf_bytes(b, &c, 1);
+}
+
+EDGED__API int edged_buf_int(edged_buf *b, int64_t v)
+{
+    char tmp[20];
+    int n = sizeof tmp;
+    /* Negate in unsigned arithmetic so INT64_MIN has a magnitude. */
+    uint64_t m = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
+    do {
+        tmp[--n] = (char)('0' + m % 10);
+        m /= 10;
+    } while (m);
+    if (v < 0) tmp[--n] = '-';
+    return edged_buf_bytes(b, tmp + n, (uint32_t)(sizeof tmp - n));
+}
+
+/* Fixed-point text with exactly `decimals` digits after the point (none and
+ * no point for 0), no exponent. The digits are those of the exact binary
+ * value of v, rounded half away from zero: 0.125 -> "0.13", while 2.675
+ * (stored as 2.67499999...) -> "2.67". That equals Python's format(v, ".Nf")
+ * except on exact ties, where Python rounds half to even. A result that
+ * rounds to zero prints without a sign. Refused (-1): |v| >= 1e15, NaN,
+ * infinities, decimals outside 0..20. */
+EDGED__API int edged_buf_fixed(edged_buf *b, double v, int decimals)
+{
+    char tmp[1 + 16 + 1 + EDGED_FIXED_MAX_DECIMALS];
+    unsigned char dig[EDGED_FIXED_MAX_DECIMALS];
+    uint64_t limb[4] = { 0, 0, 0, 0 };  /* fraction as 0.128 fixed point, 32 bits per limb */
+    int n = 0;
+
+    if (decimals < 0 || decimals > EDGED_FIXED_MAX_DECIMALS || !(v > -EDGED_FIXED_LIMIT && v < EDGED_FIXED_LIMIT)) {
+        b->failed = 1;
+        return -1;
+    }
+    int neg = v < 0;
+    double a = neg ? -v : v;
+    uint64_t ip = (uint64_t)a;
+    /* Below 2^-75 every printable digit is 0 and the remainder is far from a
+     * half; from there up, the fraction's lowest bit is at least 2^-127, so
+     * 128 bits hold it exactly and every digit and the rounding are exact. */
+    if (a >= 0x1p-75) {
+        /* Each subtraction removes an integer part, which is exact. */
+        double frac = a - (double)ip;
+        double x = frac * 0x1p64;
+        uint64_t hi = (uint64_t)x;
+        uint64_t lo = (uint64_t)((x - (double)hi) * 0x1p64);
+        limb[0] = lo & 0xffffffffu;
+        limb[1] = lo >> 32;
+        limb[2] = hi & 0xffffffffu;
+        limb[3] = hi >> 32;
+    }
+    for (int i = 0; i < decimals; i++) {
+        uint64_t carry = 0;
+        for (int k = 0; k < 4; k++) {
+            uint64_t t = limb[k] * 10 + carry;
+            limb[k] = t & 0xffffffffu;
+            carry = t >> 32;
+        }
+        dig[i] = (unsigned char)carry;
+    }
+    if (limb[3] >> 31) {    /* what is left is at least one half */
+        int i = decimals - 1;
+        while (i >= 0 && dig[i] == 9)
+            dig[i--] = 0;
+        if (i >= 0) dig[i]++;
+        else ip++;
+    }
+    int nonzero = ip != 0;
+    for (int i = 0; i < decimals; i++)
+        if (dig[i]) nonzero = 1;
+
+    if (neg && nonzero) tmp[n++] = '-';
+    char rev[16];
+    int r = 0;
+    do {
+        rev[r++] = (char)('0' + ip % 10);
+        ip /= 10;
+    } while (ip);
+    while (r)
+        tmp[n++] = rev[--r];
+    if (decimals > 0) {
+        tmp[n++] = '.';
+        for (int i = 0; i < decimals; i++)
+            tmp[n++] = (char)('0' + dig[i]);
+    }
+    return edged_buf_bytes(b, tmp, (uint32_t)n);
+}
+
+/* s as a JSON string, quotes included. Bytes >= 0x80 pass through, so the
+ * result is valid JSON whenever s is valid UTF-8 (MQTT topics are). */
+EDGED__API int edged_buf_json_string(edged_buf *b, edged_str s)
+{
+    static const char hex[] = "0123456789abcdef";
+    uint32_t start = b->len;
+    edged_buf_char(b, '"');
+    for (uint32_t i = 0; i < s.len; i++) {
+        unsigned char c = (unsigned char)s.ptr[i];
+        if (c == '"' || c == '\\') {
+            edged_buf_char(b, '\\');
+            edged_buf_char(b, (char)c);
+        } else if (c == '\n') {
+            edged_buf_cstr(b, "\\n");
+        } else if (c == '\r') {
+            edged_buf_cstr(b, "\\r");
+        } else if (c == '\t') {
+            edged_buf_cstr(b, "\\t");
+        } else if (c < 0x20) {
+            char u[6] = { '\\', 'u', '0', '0', hex[c >> 4], hex[c & 15] };
+            edged_buf_bytes(b, u, 6);
+        } else {
+            edged_buf_char(b, (char)c);
+        }
+    }
+    edged_buf_char(b, '"');
+    if (b->failed) {
+        /* Keep the all-or-nothing promise of the other appends. */
+        if (b->len > start) b->len = start;
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- ABI entry points -------------------------------------------------- */
+
+__attribute__((export_name("edged_abi_version")))
+int32_t edged_abi_version(void)
+{
+    return 1;
+}
+
+__attribute__((export_name("edged_buffers")))
+int32_t edged_buffers(void)
+{
+    return (int32_t)(uintptr_t)&edged__desc;
+}
+
+static int edged__bad_params(const char *why)
+{
+    edged__pcount = 0;
+    edged_log(EDGED_LOG_ERROR, why);
+    return EDGED_INIT_BAD_PARAMS;
+}
+
+/* Exported even without EDGED_WITH_INIT: a module without edged_init may not
+ * be given params at all, and every SDK filter should accept them. */
+__attribute__((export_name("edged_init")))
+int32_t edged_init(uint32_t params_len)
+{
+    edged__pcount = 0;
+    if (params_len > EDGED_INPUT_CAP)
+        return edged__bad_params("edged: params_len exceeds the input area");
+    if (params_len > EDGED_PARAMS_CAP)
+        return edged__bad_params("edged: params exceed EDGED_PARAMS_CAP");
+    memcpy(edged__pstore, edged__in, params_len);
+    uint32_t pos = 0;
+    while (pos < params_len) {
+        uint32_t k = pos, v;
+        while (pos < params_len && edged__pstore[pos]) pos++;
+        if (pos == params_len) return edged__bad_params("edged: params: key without NUL");
+        v = ++pos;
+        while (pos < params_len && edged__pstore[pos]) pos++;
+        if (pos == params_len) return edged__bad_params("edged: params: value without NUL");
+        if (edged__pcount == EDGED_MAX_PARAMS)
+            return edged__bad_params("edged: more params than EDGED_MAX_PARAMS");
+        edged__pkeys[edged__pcount].ptr = edged__pstore + k;
+        edged__pkeys[edged__pcount].len = v - 1 - k;
+        edged__pvals[edged__pcount].ptr = edged__pstore + v;
+        edged__pvals[edged__pcount].len = pos - v;
+        edged__pcount++;
+        pos++;
+    }
+#ifdef EDGED_WITH_INIT
+    return edged_filter_init();
+#else
+    return 0;
+#endif
+}
+
+/* Result rule: if edged_emit succeeded at least once during the call, the
+ * call returns EMIT and the input is not forwarded (emit it yourself to keep
+ * it). Otherwise the filter's return value is passed through unchanged, so a
+ * stray code shows up as bad_result in the host's counters. */
+__attribute__((export_name("edged_on_message")))
+int32_t edged_on_message(uint32_t topic_len, uint32_t payload_len)
+{
+    /* The host promises the message fits; if it does not, a trap is the
+     * loudest way to say so. */
+    if (topic_len > EDGED_INPUT_CAP || payload_len > EDGED_INPUT_CAP - topic_len)
+        __builtin_trap();
+    edged__reset_output();
+    edged_str topic = { (const char *)edged__in, topic_len };
+    edged_str payload = { (const char *)edged__in + topic_len, payload_len };
+    int r = edged_filter(topic, payload);
+    return edged__emitted ? EDGED_EMIT : r;
+}
+
+#ifdef EDGED_WITH_TICK
+__attribute__((export_name("edged_on_tick")))
+int32_t edged_on_tick(int64_t now_ms)
+{
+    edged__reset_output();
+    edged_filter_tick(now_ms);
+    return edged__emitted ? EDGED_EMIT : 0;
+}
+#endif
+
+#endif /* EDGED_H */
