@@ -11,7 +11,6 @@ import math
 import os
 import re
 import stat
-import string
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -20,71 +19,12 @@ from typing import Literal, TypeVar
 
 import yaml
 
-# Re-exported so callers of the config layer need only this module.
+# Re-exported: the layers built on the config import these from here.
 from edged.errors import ConfigError as ConfigError
 from edged.errors import EdgedError as EdgedError
-
-MAX_TOPIC_BYTES = 65535
-
-
-def _utf8_len(s: str) -> int | None:
-    # Strings from YAML escapes can hold lone surrogates, which cannot go on the wire.
-    try:
-        return len(s.encode("utf-8"))
-    except UnicodeEncodeError:
-        return None
-
-
-def _topic_common_error(s: str) -> str | None:
-    if not s:
-        return "must not be empty"
-    if "\0" in s:
-        return "must not contain NUL"
-    size = _utf8_len(s)
-    if size is None:
-        return "is not valid UTF-8"
-    if size > MAX_TOPIC_BYTES:
-        return f"is {size} bytes long; MQTT allows at most {MAX_TOPIC_BYTES}"
-    return None
-
-
-def topic_filter_error(s: str) -> str | None:
-    """Why `s` is not a valid MQTT topic filter (for subscribing), or None if it is one."""
-    if (reason := _topic_common_error(s)) is not None:
-        return reason
-    levels = s.split("/")
-    for i, level in enumerate(levels):
-        if "#" in level and level != "#":
-            return "'#' must be a whole level, as in 'a/#'"
-        if level == "#" and i != len(levels) - 1:
-            return "'#' is only allowed as the last level"
-        if "+" in level and level != "+":
-            return "'+' must be a whole level, as in 'a/+/b'"
-    return None
-
-
-def topic_name_error(s: str) -> str | None:
-    """Why `s` is not a valid MQTT topic name (for publishing), or None if it is one."""
-    if (reason := _topic_common_error(s)) is not None:
-        return reason
-    if "+" in s or "#" in s:
-        return "must not contain the wildcards '+' or '#'"
-    return None
-
-
-def topic_matches(filter: str, topic: str) -> bool:
-    """Whether the topic name `topic` matches the topic filter `filter`, as an MQTT broker does."""
-    # MQTT 4.7.2: a leading wildcard must not match server topics such as $SYS/...
-    if topic.startswith("$") and filter[:1] in ("+", "#"):
-        return False
-    f_levels, t_levels = filter.split("/"), topic.split("/")
-    for i, level in enumerate(f_levels):
-        if level == "#":
-            return True  # also matches the parent: 'a/#' matches 'a'
-        if i >= len(t_levels) or level not in ("+", t_levels[i]):
-            return False
-    return len(f_levels) == len(t_levels)
-
+from edged.mqtt.topics import topic_filter_error as topic_filter_error
+from edged.mqtt.topics import topic_matches as topic_matches
+from edged.mqtt.topics import topic_name_error as topic_name_error
 
 ParamValue = str | int | float | bool
 Params = Mapping[str, ParamValue]
@@ -187,7 +127,7 @@ _KINDS = {bool: "boolean", int: "integer", float: "number", str: "string"}
 
 def _describe(value: object, *, secret: bool = False) -> str:
     if isinstance(value, list | Mapping) or value is None:
-        return "a list" if isinstance(value, list) else "a mapping" if value else "null"
+        return "a list" if isinstance(value, list) else "null" if value is None else "a mapping"
     kind = _KINDS.get(type(value), type(value).__name__)
     if secret:
         return kind
@@ -230,25 +170,39 @@ class _Reader:
         return self._data.get(key) is not None
 
     def get(
-        self, key: str, kind: type | tuple[type, ...], expected: str,
-        *, required: bool = False, secret: bool = False,
+        self,
+        key: str,
+        kind: type | tuple[type, ...],
+        expected: str,
+        *,
+        required: bool = False,
+        secret: bool = False,
     ) -> object:
         """The value if given and of the right kind, else None after recording why."""
         if not self.has(key):
             # Keys of something that is not a mapping at all would only repeat that error.
             if required and isinstance(self.value, Mapping):
-                self.fail(key, "required, got null" if key in self._data else "required key is missing")
+                missing = "required, got null" if key in self._data else "required key is missing"
+                self.fail(key, missing)
             return None
         value = self._data[key]
         # YAML's true/false are Python ints too, but never a port number or a delay.
-        if isinstance(value, kind) and (kind is bool or not isinstance(value, bool)):
+        if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
+            self.fail(key, f"expected {expected}, got {_describe(value, secret=secret)}")
+        elif isinstance(value, str) and not _is_utf8(value):
+            self.fail(key, "is not valid UTF-8 (it holds a lone surrogate)")
+        else:
             return value
-        self.fail(key, f"expected {expected}, got {_describe(value, secret=secret)}")
         return None
 
     def text(
-        self, key: str, default: _T,
-        *, required: bool = False, check: _Check | None = None, secret: bool = False,
+        self,
+        key: str,
+        default: _T,
+        *,
+        required: bool = False,
+        check: _Check | None = None,
+        secret: bool = False,
     ) -> str | _T:
         value = self.get(key, str, "a string", required=required, secret=secret)
         if not isinstance(value, str):
@@ -320,6 +274,7 @@ class _Reader:
 
 _MQTT_VERSIONS: dict[str, MqttVersion] = {"3.1.1": "3.1.1", "311": "3.1.1", "5": "5"}
 _PLACEHOLDERS = ("node_id", "pipeline", "topic")
+_PLACEHOLDER_RE = re.compile(r"\{([^{}]*)\}")
 
 
 def _pattern(regex: str, reason: str) -> _Check:
@@ -329,6 +284,15 @@ def _pattern(regex: str, reason: str) -> _Check:
 
 _name_error = _pattern(r"[A-Za-z0-9_-]+", "may only use letters, digits, '_' and '-'")
 _node_id_error = _pattern(r"[A-Za-z0-9_-]{1,64}", "must be 1-64 letters, digits, '_' or '-'")
+
+
+def _is_utf8(s: str) -> bool:
+    # A YAML escape such as "\ud800" yields a string that cannot be encoded for the wire.
+    try:
+        s.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _nonempty_error(s: str) -> str | None:
@@ -359,36 +323,31 @@ def _prefix_error(s: str) -> str | None:
 
 
 def _client_id_error(s: str) -> str | None:
-    size = _utf8_len(s)
-    return None if size and size <= 65535 else "must be 1-65535 bytes of UTF-8"
+    return None if 0 < len(s.encode()) <= 65535 else "must be 1 to 65535 bytes of UTF-8"
 
 
 def _template_error(template: str) -> str | None:
-    try:
-        fields = [(name, spec, conv) for _, name, spec, conv in string.Formatter().parse(template)]
-    except ValueError as exc:
-        return f"bad template: {exc}; write '{{{{' and '}}}}' for literal braces"
-    for name, spec, conversion in fields:
-        if name is not None and name not in _PLACEHOLDERS:
+    for name in _PLACEHOLDER_RE.findall(template):
+        if name not in _PLACEHOLDERS:
             known = ", ".join(f"{{{p}}}" for p in _PLACEHOLDERS)
             return f"unknown placeholder {{{name}}}; known: {known}"
-        if spec or conversion:
-            return f"placeholder {{{name}}} takes no format spec or conversion"
-    # node_id and pipeline names cannot hold '/', '+' or '#', so any sample stands in for them.
-    rendered = template.format(topic="sample/topic", node_id="node", pipeline="pipeline")
+    # Filled in the way the output rules fill it. node_id and pipeline names cannot hold '/', '+'
+    # or '#', so any sample stands in for them.
+    rendered = template.replace("{topic}", "sample/topic")
+    rendered = rendered.replace("{node_id}", "node").replace("{pipeline}", "pipeline")
     reason = _publish_error(rendered)
-    return None if reason is None else f"does not give a valid topic ({rendered!r} {reason})"
+    return None if reason is None else f"gives an invalid topic {rendered!r}: {reason}"
 
 
 def _params(r: _Reader) -> Params:
     out: dict[str, ParamValue] = {}
     for key, value in r.entries():
         # The filter ABI hands params over as 'key NUL value NUL' in UTF-8.
-        if not key or "\0" in key or _utf8_len(key) is None:
+        if not key or "\0" in key or not _is_utf8(key):
             r.fail(None, f"parameter name {key!r} must be non-empty UTF-8 without NUL")
         elif isinstance(value, float) and not math.isfinite(value):
             r.fail(key, f"must be a finite number, got {value}")
-        elif isinstance(value, str) and ("\0" in value or _utf8_len(value) is None):
+        elif isinstance(value, str) and ("\0" in value or not _is_utf8(value)):
             r.fail(key, "must be UTF-8 text without NUL")
         elif isinstance(value, str | int | float):
             out[key] = value
@@ -436,18 +395,28 @@ def _broker(r: _Reader) -> BrokerConfig:
         r.fail("password_file", "cannot be used together with password")
     elif password_file is not None:
         password = _read_secret(r, "password_file", password_file)
-    if password is not None and username is None and version == "3.1.1":
-        r.fail("username", "MQTT 3.1.1 sends a password only together with a username")
+    # MQTT 3.1.1 forbids a password without a user name, and the link never sends one alone.
+    if password is not None and username is None:
+        r.fail("username", "required when a password is given")
     tls = _tls(r.child("tls")) if r.has("tls") else None
     min_delay = r.number("reconnect_min_delay", 1.0)
     max_delay = r.number("reconnect_max_delay", 60.0)
     if max_delay < min_delay:
         r.fail("reconnect_max_delay", f"must not be below reconnect_min_delay ({min_delay})")
-    return r.done(BrokerConfig(
-        host=host, port=port, client_id=client_id, keepalive=keepalive, mqtt_version=version,
-        username=username, password=password, tls=tls,
-        reconnect_min_delay=min_delay, reconnect_max_delay=max_delay,
-    ))
+    return r.done(
+        BrokerConfig(
+            host=host,
+            port=port,
+            client_id=client_id,
+            keepalive=keepalive,
+            mqtt_version=version,
+            username=username,
+            password=password,
+            tls=tls,
+            reconnect_min_delay=min_delay,
+            reconnect_max_delay=max_delay,
+        )
+    )
 
 
 def _modules(r: _Reader) -> dict[str, ModuleConfig]:
@@ -459,7 +428,8 @@ def _modules(r: _Reader) -> dict[str, ModuleConfig]:
         if (reason := _name_error(name)) is not None:
             m.fail(None, f"bad module name: {reason}")
         file = m.path("file", required=True, must_exist=True) or Path()
-        modules[name] = m.done(ModuleConfig(name=name, file=file, params=_params(m.child("params"))))
+        params = _params(m.child("params"))
+        modules[name] = m.done(ModuleConfig(name=name, file=file, params=params))
     return modules
 
 
@@ -482,29 +452,35 @@ def _filter(r: _Reader, modules: Mapping[str, ModuleConfig]) -> FilterConfig:
 
 
 def _output(r: _Reader) -> OutputRule:
-    return r.mapping().done(OutputRule(
-        match=r.text("match", "#", check=topic_filter_error),
-        topic=r.text("topic", "", required=True, check=_template_error),
-        qos=r.integer("qos", 0, 0, 2),
-        retain=r.flag("retain", False),
-    ))
+    return r.mapping().done(
+        OutputRule(
+            match=r.text("match", "#", check=topic_filter_error),
+            topic=r.text("topic", "", required=True, check=_template_error),
+            qos=r.integer("qos", 0, 0, 2),
+            retain=r.flag("retain", False),
+        )
+    )
 
 
 def _pipeline(r: _Reader, modules: Mapping[str, ModuleConfig]) -> PipelineConfig:
-    return r.mapping().done(PipelineConfig(
-        name=r.text("name", "", required=True, check=_name_error),
-        subscribe=tuple(_subscription(s) for s in r.items("subscribe", "topic filter")),
-        filters=tuple(_filter(f, modules) for f in r.items("filters", "filter")),
-        outputs=tuple(_output(o) for o in r.items("outputs", "output rule")),
-    ))
+    return r.mapping().done(
+        PipelineConfig(
+            name=r.text("name", "", required=True, check=_name_error),
+            subscribe=tuple(_subscription(s) for s in r.items("subscribe", "topic filter")),
+            filters=tuple(_filter(f, modules) for f in r.items("filters", "filter")),
+            outputs=tuple(_output(o) for o in r.items("outputs", "output rule")),
+        )
+    )
 
 
 def _log(r: _Reader) -> LogConfig:
-    return r.done(LogConfig(
-        level=r.choice("level", ("debug", "info", "warning", "error"), "info"),
-        format=r.choice("format", ("auto", "json", "console"), "auto"),
-        summary_interval=r.number("summary_interval", 60.0),
-    ))
+    return r.done(
+        LogConfig(
+            level=r.choice("level", ("debug", "info", "warning", "error"), "info"),
+            format=r.choice("format", ("auto", "json", "console"), "auto"),
+            summary_interval=r.number("summary_interval", 60.0),
+        )
+    )
 
 
 def parse_config(data: object, *, source: str = "<config>", base_dir: Path | None = None) -> Config:
@@ -528,10 +504,17 @@ def parse_config(data: object, *, source: str = "<config>", base_dir: Path | Non
         if pipeline.name and pipeline.name in (p.name for p in pipelines):
             item.fail("name", f"duplicate pipeline name {pipeline.name!r}")
         pipelines.append(pipeline)
-    config = r.done(Config(
-        node_id=node_id, topic_prefix=topic_prefix, state_dir=state_dir, broker=broker,
-        modules=MappingProxyType(modules), pipelines=tuple(pipelines), log=_log(r.child("log")),
-    ))
+    config = r.done(
+        Config(
+            node_id=node_id,
+            topic_prefix=topic_prefix,
+            state_dir=state_dir,
+            broker=broker,
+            modules=MappingProxyType(modules),
+            pipelines=tuple(pipelines),
+            log=_log(r.child("log")),
+        )
+    )
     if errors:
         raise ConfigError(errors, source)
     return config

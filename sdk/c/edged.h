@@ -5,8 +5,8 @@
  * its static buffers and the few libc routines the compiler may call.
  * See sdk/c/README.md for the API and docs/filter-abi.md for the ABI.
  *
- * Everything the SDK defines is static, so a module built with
- * --export-dynamic exports nothing but the ABI entry points and memory.
+ * Apart from the ABI entry points, everything the SDK defines is static or
+ * hidden, so a module built with --export-dynamic exports nothing else.
  */
 #ifndef EDGED_H
 #define EDGED_H
@@ -43,8 +43,9 @@ _Static_assert(EDGED_OUTPUT_CAP >= 4, "the output area must hold its 4-byte head
 enum { EDGED_DROP = 0, EDGED_FORWARD = 1, EDGED_EMIT = 2 };
 enum { EDGED_LOG_DEBUG = 0, EDGED_LOG_INFO = 1, EDGED_LOG_WARN = 2, EDGED_LOG_ERROR = 3 };
 
-/* Returned by edged_init (never by a well-behaved user init, which should use
- * positive codes) when the params do not fit the SDK's table. */
+/* Returned by edged_init when the params are malformed or exceed
+ * EDGED_PARAMS_CAP / EDGED_MAX_PARAMS. Negative codes belong to the SDK;
+ * edged_filter_init should report its own failures with positive ones. */
 #define EDGED_INIT_BAD_PARAMS (-1)
 
 /* Byte string that is not NUL-terminated: topics and payloads arrive that way,
@@ -54,7 +55,7 @@ typedef struct {
     uint32_t len;
 } edged_str;
 
-/* Compile-time length for string literals. */
+/* For literals the length is known at compile time; no scan needed. */
 #define EDGED_LIT(s) ((edged_str){ (s), (uint32_t)(sizeof(s) - 1) })
 
 /* Append-only builder over caller-owned storage. A failed append leaves the
@@ -86,14 +87,14 @@ static void edged_filter_tick(int64_t now_ms);
 
 /* ---- freestanding runtime --------------------------------------------- */
 
-/* clang lowers struct copies and some loops to these calls, and there is no
- * libc to provide them. Hidden so --export-dynamic leaves them unexported;
- * no_builtin stops the optimizer from turning the loops back into calls to
- * themselves. */
 /* wasm loads and stores may be unaligned, so whole payloads can move eight
  * bytes at a time without any alignment prologue. */
 typedef uint64_t edged__u64_unaligned __attribute__((aligned(1), may_alias));
 
+/* clang lowers struct copies and some loops to these calls, and there is no
+ * libc to provide them. Hidden so --export-dynamic leaves them unexported;
+ * no_builtin stops the optimizer from turning the loops back into calls to
+ * themselves. */
 __attribute__((visibility("hidden"), no_builtin("memcpy")))
 void *memcpy(void *restrict dst, const void *restrict src, size_t n)
 {
