@@ -376,7 +376,7 @@ def _read_secret(r: _Reader, key: str, path: Path) -> str | None:
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeError) as exc:  # never str(exc): a decode error quotes the bytes
-        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        reason = (exc.strerror or "unreadable") if isinstance(exc, OSError) else "not UTF-8 text"
         r.fail(key, f"cannot read {path}: {reason}")
         return None
     return text[:-2] if text.endswith("\r\n") else text.removesuffix("\n")
@@ -430,7 +430,7 @@ def _modules(r: _Reader) -> dict[str, ModuleConfig]:
         file = m.path("file", required=True, must_exist=True) or Path()
         params = _params(m.child("params"))
         modules[name] = m.done(ModuleConfig(name=name, file=file, params=params))
-    return modules
+    return r.done(modules)
 
 
 def _subscription(r: _Reader) -> Subscription:
@@ -525,14 +525,18 @@ def _read_yaml(path: Path, source: str) -> object:
         return yaml.safe_load(path.read_bytes())
     except OSError as exc:
         error = f"<file>: cannot read: {(exc.strerror or str(exc)).lower()}"
+    # Built from the parts, never str(exc): PyYAML's own message quotes the offending lines or
+    # bytes, which may be part of a password.
     except yaml.MarkedYAMLError as exc:
-        # Only the position and the problem: PyYAML's own message quotes the offending lines,
-        # which may hold a password.
         mark = exc.problem_mark or exc.context_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "<file>"
         error = f"{where}: invalid YAML: {exc.problem or exc.context}"
-    except yaml.YAMLError as exc:
-        error = f"<file>: invalid YAML: {exc}"
+        if exc.problem and exc.context and exc.context_mark:
+            error += f" ({exc.context} at line {exc.context_mark.line + 1})"
+    except yaml.reader.ReaderError as exc:
+        error = f"<file>: invalid text at byte {exc.position}: {exc.reason}"
+    except yaml.YAMLError:
+        error = "<file>: invalid YAML"
     raise ConfigError([error], source) from None
 
 
