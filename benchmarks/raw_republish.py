@@ -12,8 +12,9 @@ import paho.mqtt.client as paho
 
 def main() -> None:
     host, port, pattern, out_topic = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
-    client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id="raw-republish",
-                         protocol=paho.MQTTv5)
+    client = paho.Client(
+        paho.CallbackAPIVersion.VERSION2, client_id="raw-republish", protocol=paho.MQTTv5
+    )
 
     def on_message(c: paho.Client, _u: object, msg: paho.MQTTMessage) -> None:
         c.publish(out_topic, msg.payload, 0)

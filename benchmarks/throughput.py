@@ -118,9 +118,16 @@ def _stop(proc: subprocess.Popen[str]) -> None:
 
 def bench_raw(broker: PrivateBroker, n: int) -> Result:
     proc = subprocess.Popen(
-        [sys.executable, str(HERE / "raw_republish.py"), broker.host, str(broker.port),
-         "bench/raw/in/#", "bench/raw/out/x"],
-        stdout=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            str(HERE / "raw_republish.py"),
+            broker.host,
+            str(broker.port),
+            "bench/raw/in/#",
+            "bench/raw/out/x",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         _wait_line(proc, "ready")
@@ -131,20 +138,28 @@ def bench_raw(broker: PrivateBroker, n: int) -> Result:
     return Result("raw paho republish (ceiling)", n, outputs, seconds, n / seconds, rss)
 
 
-def bench_edged(broker: PrivateBroker, n: int, module: str, params: dict[str, object],
-                expected: int, workdir: Path) -> Result:
+def bench_edged(
+    broker: PrivateBroker,
+    n: int,
+    module: str,
+    params: dict[str, object],
+    expected: int,
+    workdir: Path,
+) -> Result:
     tag = f"edged-{module}"
     config = {
         "node_id": f"bench-{module}",
         "state_dir": str(workdir / "state"),
         "broker": {"host": broker.host, "port": broker.port},
         "modules": {module: {"file": str(FILTERS / f"{module}.wasm")}},
-        "pipelines": [{
-            "name": "bench",
-            "subscribe": [f"bench/{tag}/in/#"],
-            "filters": [{"module": module, "params": params}],
-            "outputs": [{"topic": f"bench/{tag}/out/{{topic}}"}],
-        }],
+        "pipelines": [
+            {
+                "name": "bench",
+                "subscribe": [f"bench/{tag}/in/#"],
+                "filters": [{"module": module, "params": params}],
+                "outputs": [{"topic": f"bench/{tag}/out/{{topic}}"}],
+            }
+        ],
         "log": {"level": "warning", "format": "json"},
     }
     path = workdir / f"{tag}.yaml"
@@ -152,13 +167,17 @@ def bench_edged(broker: PrivateBroker, n: int, module: str, params: dict[str, ob
     status = f"edged/bench-{module}/status"
     online = threading.Event()
     watcher = paho.Client(paho.CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5)
-    watcher.on_message = lambda _c, _u, m: json.loads(m.payload).get("state") == "online" \
-        and online.set()
+    watcher.on_message = lambda _c, _u, m: (
+        json.loads(m.payload).get("state") == "online" and online.set()
+    )
     watcher.connect(broker.host, broker.port)
     watcher.subscribe(status, 1)
     watcher.loop_start()
-    proc = subprocess.Popen([sys.executable, "-m", "edged", "run", "--config", str(path)],
-                            stdout=subprocess.DEVNULL, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "edged", "run", "--config", str(path)],
+        stdout=subprocess.DEVNULL,
+        text=True,
+    )
     try:
         if not online.wait(30):
             raise RuntimeError("edged did not come online")
@@ -188,14 +207,16 @@ def main() -> int:
     ceiling = results[0].msgs_per_s
     print(f"{'contender':<32} {'msgs/s':>9} {'ratio':>6} {'peak RSS MiB':>13} {'outputs':>8}")
     for r in results:
-        print(f"{r.name:<32} {r.msgs_per_s:>9.0f} {r.msgs_per_s / ceiling:>6.2f} "
-              f"{r.peak_rss_mib:>13.1f} {r.outputs:>8}")
+        print(
+            f"{r.name:<32} {r.msgs_per_s:>9.0f} {r.msgs_per_s / ceiling:>6.2f} "
+            f"{r.peak_rss_mib:>13.1f} {r.outputs:>8}"
+        )
     if not args.quick:
         RESULTS.mkdir(exist_ok=True)
         record = {
             "date": time.strftime("%Y-%m-%d"),
             "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python "
-                       f"{platform.python_version()}",
+            f"{platform.python_version()}",
             "messages": n,
             "results": [asdict(r) | {"ratio_to_raw": r.msgs_per_s / ceiling} for r in results],
         }

@@ -9,6 +9,7 @@ import sys
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TextIO
 
 import edged
 from edged.errors import ConfigError, EdgedError
@@ -41,7 +42,9 @@ def _parser() -> argparse.ArgumentParser:
     frun.add_argument("module", type=Path, help="the filter's .wasm file")
     frun.add_argument("--param", "-p", action="append", default=[], metavar="KEY=VALUE")
     frun.add_argument("--input", "-i", type=Path, help="JSON lines file (default: stdin)")
-    frun.add_argument("--tick-at-end", action="store_true", help="call edged_on_tick once at the end")
+    frun.add_argument(
+        "--tick-at-end", action="store_true", help="call edged_on_tick once at the end"
+    )
     return parser
 
 
@@ -106,9 +109,10 @@ def _filter_run(args: argparse.Namespace) -> int:
 
     params = parse_params(args.param)
     filt = load_filter(args.module, params, sys.stderr)
+    source: TextIO
     if args.input is not None:
         try:
-            source = open(args.input, encoding="utf-8")
+            source = open(args.input, encoding="utf-8")  # noqa: SIM115 (closed below)
         except OSError as exc:
             raise EdgedError(f"cannot read {args.input}: {exc.strerror}") from None
     else:

@@ -19,7 +19,7 @@ from typing import Literal, TypeVar
 
 import yaml
 
-# Re-exported: the layers built on the config import these from here.
+# Part of this module's interface, defined where the rest of edged uses them.
 from edged.errors import ConfigError as ConfigError
 from edged.errors import EdgedError as EdgedError
 from edged.mqtt.topics import topic_filter_error as topic_filter_error

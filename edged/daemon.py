@@ -58,9 +58,7 @@ def make_engine(config: Config) -> WasmtimeEngine:
     return WasmtimeEngine(cache_dir=state_dir(config) / "compiled")
 
 
-def build_pipelines(
-    config: Config, engine: WasmtimeEngine, publish: Publisher
-) -> list[Pipeline]:
+def build_pipelines(config: Config, engine: WasmtimeEngine, publish: Publisher) -> list[Pipeline]:
     """Load every module and instantiate every filter, gathering all problems before failing."""
     problems: list[str] = []
     modules: dict[str, WasmtimeModule] = {}
@@ -129,8 +127,11 @@ class Daemon:
             config.broker,
             client_id=config.client_id,
             status_topic=config.status_topic,
-            status={"node_id": config.node_id, "version": edged.__version__,
-                    "pipelines": [p.name for p in self.pipelines]},
+            status={
+                "node_id": config.node_id,
+                "version": edged.__version__,
+                "pipelines": [p.name for p in self.pipelines],
+            },
             subscriptions=self.router.subscriptions,
             on_message=self._deliver,
             on_ready=self._ready,

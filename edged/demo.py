@@ -21,6 +21,7 @@ from typing import TextIO
 
 import paho.mqtt.client as paho
 import yaml
+from paho.mqtt.enums import CallbackAPIVersion
 
 from edged.broker import PrivateBroker
 from edged.errors import EdgedError
@@ -98,7 +99,7 @@ def run_demo(*, rounds: int = 12, out: TextIO = sys.stdout) -> int:
                 env={**os.environ, "PYTHONUNBUFFERED": "1"},
             )
         collector = _Collector("edged/demo/status", out)
-        client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id="edged-demo-sensors")
+        client = paho.Client(CallbackAPIVersion.VERSION2, client_id="edged-demo-sensors")
         client.on_message = collector.on_message
         client.connect(broker.host, broker.port)
         client.subscribe([("edged/demo/status", 1), ("out/#", 1)])
@@ -134,8 +135,9 @@ def run_demo(*, rounds: int = 12, out: TextIO = sys.stdout) -> int:
         with collector.lock:
             got = dict(collector.received)
         total = sum(got.values())
-        parts = ", ".join(f"{got.get(k, 0)} {k}" for k in ("alerts", "fahrenheit", "averages",
-                                                          "humidity"))
+        parts = ", ".join(
+            f"{got.get(k, 0)} {k}" for k in ("alerts", "fahrenheit", "averages", "humidity")
+        )
         print(
             f"summary: {published} readings in, {total} messages out ({parts}); "
             f"daemon exit {code}; {time.monotonic() - started:.1f} s",

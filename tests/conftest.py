@@ -108,7 +108,7 @@ class DaemonProcess:
 
     def __init__(self, config: Path, status_topic: str, broker: PrivateBroker) -> None:
         self.log_path = config.with_suffix(".log")
-        self._sink = open(self.log_path, "wb")
+        self._sink = open(self.log_path, "wb")  # noqa: SIM115 (closed in stop)
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "edged", "run", "--config", str(config)],
             stdout=self._sink,
@@ -189,4 +189,3 @@ def start_daemon(broker: PrivateBroker, tmp_path: Path) -> Iterator[object]:
 
 def wasm(name: str) -> str:
     return str(FILTERS / f"{name}.wasm")
-

@@ -50,8 +50,13 @@ def test_check_lists_every_config_error_with_its_key_path(tmp_path: Path) -> Non
     assert result.returncode == 2
     err = result.stderr
     assert "Traceback" not in err
-    for path_key in ("node_id", "broker.port", "pipelines[0].subscribe[0].topic",
-                     "pipelines[0].filters[0].module", "pipelines[0].outputs[0].topic"):
+    for path_key in (
+        "node_id",
+        "broker.port",
+        "pipelines[0].subscribe[0].topic",
+        "pipelines[0].filters[0].module",
+        "pipelines[0].outputs[0].topic",
+    ):
         assert f"{path_key}:" in err, (path_key, err)
     assert "unknown module 'avg'; known: threshold" in err
     assert "hunter2" not in err
@@ -69,8 +74,14 @@ def test_check_reports_a_bad_module_with_its_reason(tmp_path: Path) -> None:
             "node_id": "gw",
             "broker": {},
             "modules": {"junk": {"file": str(junk)}, "text": {"file": str(notwasm)}},
-            "pipelines": [{"name": "p", "subscribe": ["a"], "filters": ["junk", "text"],
-                           "outputs": [{"topic": "b"}]}],
+            "pipelines": [
+                {
+                    "name": "p",
+                    "subscribe": ["a"],
+                    "filters": ["junk", "text"],
+                    "outputs": [{"topic": "b"}],
+                }
+            ],
         },
     )
     result = edged("check", "--config", str(path))
@@ -87,9 +98,14 @@ def test_check_reports_refused_parameters_with_the_filter_path(tmp_path: Path) -
             "node_id": "gw",
             "broker": {},
             "modules": {"threshold": {"file": wasm("threshold")}},
-            "pipelines": [{"name": "p", "subscribe": ["a"],
-                           "filters": [{"module": "threshold", "params": {"field": "x"}}],
-                           "outputs": [{"topic": "b"}]}],
+            "pipelines": [
+                {
+                    "name": "p",
+                    "subscribe": ["a"],
+                    "filters": [{"module": "threshold", "params": {"field": "x"}}],
+                    "outputs": [{"topic": "b"}],
+                }
+            ],
         },
     )
     result = edged("check", "--config", str(path))
@@ -143,7 +159,9 @@ def test_filter_run_ticks_at_end_of_input(tmp_path: Path) -> None:
 def test_filter_run_reports_bad_lines_and_exits_non_zero() -> None:
     """Malformed input lines are named by number on stderr and make the exit status 1."""
     result = edged(
-        "filter", "run", wasm("passthrough"),
+        "filter",
+        "run",
+        wasm("passthrough"),
         stdin='{"topic": "a", "payload": "x"}\nnot json\n{"payload": "no topic"}\n',
     )
     assert result.returncode == 1

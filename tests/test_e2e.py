@@ -29,9 +29,7 @@ def test_threshold_alerts_exactly_the_readings_above_the_limit(
                 {
                     "name": "hot",
                     "subscribe": [{"topic": f"{topic_root}/in/+/temp", "qos": 1}],
-                    "filters": [
-                        {"module": "threshold", "params": {"field": "t", "limit": 30}}
-                    ],
+                    "filters": [{"module": "threshold", "params": {"field": "t", "limit": 30}}],
                     "outputs": [{"topic": f"{topic_root}/out/{{topic}}", "qos": 1}],
                 }
             ],
@@ -70,8 +68,13 @@ def test_chain_converts_then_suppresses_small_changes(
                     "filters": [
                         {
                             "module": "convert",
-                            "params": {"field": "c", "as": "f", "scale": 1.8, "offset": 32,
-                                       "decimals": 1},
+                            "params": {
+                                "field": "c",
+                                "as": "f",
+                                "scale": 1.8,
+                                "offset": 32,
+                                "decimals": 1,
+                            },
                         },
                         {"module": "deadband", "params": {"field": "f", "deadband": 1.0}},
                     ],
@@ -137,8 +140,12 @@ def test_output_rules_choose_topic_qos_and_retain(
                     "subscribe": [f"{topic_root}/in/#"],
                     "filters": ["pass"],
                     "outputs": [
-                        {"match": f"{topic_root}/in/keep/#", "topic": f"{topic_root}/kept",
-                         "retain": True, "qos": 1},
+                        {
+                            "match": f"{topic_root}/in/keep/#",
+                            "topic": f"{topic_root}/kept",
+                            "retain": True,
+                            "qos": 1,
+                        },
                         {"match": f"{topic_root}/in/+/x", "topic": f"{topic_root}/{{pipeline}}"},
                     ],
                 }
@@ -174,12 +181,24 @@ def test_two_pipelines_share_a_subscription_and_each_sees_every_message(
             "node_id": _node(),
             "modules": {"pass": {"file": wasm("passthrough")}},
             "pipelines": [
-                {"name": "a", "subscribe": [f"{topic_root}/in/#"], "filters": ["pass"],
-                 "outputs": [{"topic": f"{topic_root}/out/a"}]},
-                {"name": "b", "subscribe": [f"{topic_root}/in/#"], "filters": ["pass"],
-                 "outputs": [{"topic": f"{topic_root}/out/b"}]},
-                {"name": "c", "subscribe": [f"{topic_root}/in/+/z"], "filters": ["pass"],
-                 "outputs": [{"topic": f"{topic_root}/out/c"}]},
+                {
+                    "name": "a",
+                    "subscribe": [f"{topic_root}/in/#"],
+                    "filters": ["pass"],
+                    "outputs": [{"topic": f"{topic_root}/out/a"}],
+                },
+                {
+                    "name": "b",
+                    "subscribe": [f"{topic_root}/in/#"],
+                    "filters": ["pass"],
+                    "outputs": [{"topic": f"{topic_root}/out/b"}],
+                },
+                {
+                    "name": "c",
+                    "subscribe": [f"{topic_root}/in/+/z"],
+                    "filters": ["pass"],
+                    "outputs": [{"topic": f"{topic_root}/out/c"}],
+                },
             ],
         }
     )
@@ -202,8 +221,14 @@ def test_status_is_online_when_ready_and_offline_after_stop(
             "node_id": node,
             "topic_prefix": "gw",
             "modules": {"pass": {"file": wasm("passthrough")}},
-            "pipelines": [{"name": "p", "subscribe": ["x/y"], "filters": ["pass"],
-                           "outputs": [{"topic": "x/z"}]}],
+            "pipelines": [
+                {
+                    "name": "p",
+                    "subscribe": ["x/y"],
+                    "filters": ["pass"],
+                    "outputs": [{"topic": "x/z"}],
+                }
+            ],
         }
     )
     client.subscribe(f"gw/{node}/status")
@@ -221,8 +246,14 @@ def test_crash_leaves_the_offline_will(start_daemon: StartDaemon, client: Client
             "node_id": node,
             "broker": {"keepalive": 5},
             "modules": {"pass": {"file": wasm("passthrough")}},
-            "pipelines": [{"name": "p", "subscribe": ["x/y"], "filters": ["pass"],
-                           "outputs": [{"topic": "x/z"}]}],
+            "pipelines": [
+                {
+                    "name": "p",
+                    "subscribe": ["x/y"],
+                    "filters": ["pass"],
+                    "outputs": [{"topic": "x/z"}],
+                }
+            ],
         }
     )
     client.subscribe(f"edged/{node}/status")

@@ -75,10 +75,7 @@ def encode_params(params: Mapping[str, str | int | float | bool]) -> bytes:
     """Parameters as ``key NUL value NUL`` pairs; values as text (see the ABI doc)."""
     out = bytearray()
     for key, value in params.items():
-        if isinstance(value, bool):
-            text = "true" if value else "false"
-        else:
-            text = str(value)
+        text = ("true" if value else "false") if isinstance(value, bool) else str(value)
         out += key.encode() + b"\0" + text.encode() + b"\0"
     return bytes(out)
 

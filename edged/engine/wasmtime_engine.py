@@ -94,9 +94,7 @@ class WasmtimeEngine:
         # Several cores compile in parallel, but a gateway has other work to do; one is enough.
         config.parallel_compilation = False
         self.wasmtime = wasmtime.Engine(config)
-        self.cache = (
-            CompiledCache(cache_dir, self.settings.fingerprint()) if cache_dir else None
-        )
+        self.cache = CompiledCache(cache_dir, self.settings.fingerprint()) if cache_dir else None
         self.cache_hits = 0
 
     def load_file(self, name: str, path: Path) -> WasmtimeModule:
@@ -150,12 +148,14 @@ class WasmtimeEngine:
                     raise ModuleError(name, f"missing required export {export}")
                 continue
             if not isinstance(ty, wasmtime.FuncType) or _signature(ty) != sig:
-                got = _describe(_signature(ty)) if isinstance(ty, wasmtime.FuncType) else "not a function"
-                raise ModuleError(
-                    name, f"export {export} must be {_describe(sig)}, found {got}"
+                got = (
+                    _describe(_signature(ty))
+                    if isinstance(ty, wasmtime.FuncType)
+                    else "not a function"
                 )
+                raise ModuleError(name, f"export {export} must be {_describe(sig)}, found {got}")
         for imp in module.imports:
-            want = abi.ALLOWED_IMPORTS.get((imp.module, imp.name))
+            want = abi.ALLOWED_IMPORTS.get((imp.module, imp.name or ""))
             ok = want is not None and isinstance(imp.type, wasmtime.FuncType)
             if not ok or _signature(imp.type) != want:  # type: ignore[arg-type]
                 raise ModuleError(

@@ -54,9 +54,7 @@ class WasmtimeFilter:
         # One Store per instance: instances pile up inside a Store, and a Store must never be
         # shared between threads; a fresh one per instance settles both.
         self._store = store = wasmtime.Store(engine)
-        store.set_limits(
-            memory_size=settings.max_memory_bytes, instances=1, tables=1, memories=1
-        )
+        store.set_limits(memory_size=settings.max_memory_bytes, instances=1, tables=1, memories=1)
         store.set_fuel(self._fuel)
         linker = wasmtime.Linker(engine)
         if imports_log:
@@ -84,8 +82,13 @@ class WasmtimeFilter:
         self._trap = _TrapPtr()
         self._trap_ref = ctypes.byref(self._trap)
         self._funcs: dict[str, Any] = {}
-        for export in (abi.EXPORT_VERSION, abi.EXPORT_BUFFERS, abi.EXPORT_MESSAGE,
-                       abi.EXPORT_INIT, abi.EXPORT_TICK):
+        for export in (
+            abi.EXPORT_VERSION,
+            abi.EXPORT_BUFFERS,
+            abi.EXPORT_MESSAGE,
+            abi.EXPORT_INIT,
+            abi.EXPORT_TICK,
+        ):
             func = exports.get(export)
             if isinstance(func, wasmtime.Func):
                 self._funcs[export] = ctypes.byref(func._func)
@@ -109,7 +112,9 @@ class WasmtimeFilter:
             self._in_ptr, self._in_cap, self._out_ptr, self._out_cap = desc
             if has_init:
                 if len(params) > self._in_cap:
-                    raise ModuleError(name, f"parameters ({len(params)} bytes) exceed its input area")
+                    raise ModuleError(
+                        name, f"parameters ({len(params)} bytes) exceed its input area"
+                    )
                 self._write(self._in_ptr, params)
                 code = self._call_setup(abi.EXPORT_INIT, len(params))
                 if code != 0:
@@ -149,8 +154,10 @@ class WasmtimeFilter:
     def on_tick(self, now_ms: int) -> Outcome:
         self._arg0.i64 = now_ms
         _set_fuel(self._ctx, self._fuel)
-        if _call_unchecked(self._ctx, self._funcs[abi.EXPORT_TICK], self._vals, 1, self._trap_ref) \
-                or self._trap:
+        if (
+            _call_unchecked(self._ctx, self._funcs[abi.EXPORT_TICK], self._vals, 1, self._trap_ref)
+            or self._trap
+        ):
             self._fail()
         code = self._arg0.i32
         if code == abi.DROP:
@@ -188,8 +195,10 @@ class WasmtimeFilter:
         if arg is not None:
             self._arg0.i32 = arg
         _set_fuel(self._ctx, self._fuel)
-        if _call_unchecked(self._ctx, self._funcs[export], self._vals, 2, self._trap_ref) \
-                or self._trap:
+        if (
+            _call_unchecked(self._ctx, self._funcs[export], self._vals, 2, self._trap_ref)
+            or self._trap
+        ):
             self._fail()
         return int(self._arg0.i32)
 

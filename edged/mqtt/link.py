@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import paho.mqtt.client as paho
 import structlog
+from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
@@ -71,10 +72,10 @@ class BrokerLink:
         self._ever_connected = False
 
         self.client = client = paho.Client(
-            paho.CallbackAPIVersion.VERSION2,
+            CallbackAPIVersion.VERSION2,
             client_id=client_id,
             protocol=paho.MQTTv5 if self.v5 else paho.MQTTv311,
-            **({} if self.v5 else {"clean_session": True}),
+            clean_session=None if self.v5 else True,
         )
         client.max_queued_messages_set(MAX_QUEUED_PUBLISHES)
         if broker.username is not None:
@@ -107,7 +108,11 @@ class BrokerLink:
         rc = self.client.loop(timeout)
         # A drop after CONNACK reaches `_disconnected`; this catches one before it, without
         # backing off twice for the same failure.
-        if rc != paho.MQTT_ERR_SUCCESS and not self.connected and time.monotonic() >= self._retry_at:
+        if (
+            rc != paho.MQTT_ERR_SUCCESS
+            and not self.connected
+            and time.monotonic() >= self._retry_at
+        ):
             self._lost(f"network loop: {paho.error_string(rc)}")
 
     def close(self, timeout: float = 2.0) -> None:
@@ -168,8 +173,12 @@ class BrokerLink:
         self.connected = True
         self.connects += 1
         self._delay = self._broker.reconnect_min_delay
-        log.info("broker_connected", host=self._broker.host, port=self._broker.port,
-                 reconnect=self._ever_connected)
+        log.info(
+            "broker_connected",
+            host=self._broker.host,
+            port=self._broker.port,
+            reconnect=self._ever_connected,
+        )
         self._ever_connected = True
         self._subscribe_all()
 
@@ -179,7 +188,7 @@ class BrokerLink:
             self._become_ready()
         for sub in self._subscriptions:
             if self.v5:
-                props = Properties(PacketTypes.SUBSCRIBE)
+                props = Properties(PacketTypes.SUBSCRIBE)  # type: ignore[no-untyped-call]
                 props.SubscriptionIdentifier = sub.ident
                 # noLocal: our own outputs never come back to us, so a pipeline whose output
                 # matches its own subscription cannot feed itself forever.
@@ -202,9 +211,7 @@ class BrokerLink:
 
     def _become_ready(self) -> None:
         self.ready = True
-        self.client.publish(
-            self._status_topic, self._status_payload("online"), qos=1, retain=True
-        )
+        self.client.publish(self._status_topic, self._status_payload("online"), qos=1, retain=True)
         if self._on_ready is not None:
             self._on_ready()
 

@@ -31,26 +31,24 @@ class Router:
                 if pipeline not in owners.setdefault(sub.topic, []):
                     owners[sub.topic].append(pipeline)
         self.subscriptions = tuple(
-            TopicSubscription(topic, qos[topic], ident)
-            for ident, topic in enumerate(qos, start=1)
+            TopicSubscription(topic, qos[topic], ident) for ident, topic in enumerate(qos, start=1)
         )
         self._by_ident = {s.ident: tuple(owners[s.topic]) for s in self.subscriptions}
         self._owners = {topic: tuple(p) for topic, p in owners.items()}
-        self._by_topic: dict[str, tuple[Pipeline, ...]] = {}
+        self._by_topic: dict[bytes, tuple[Pipeline, ...]] = {}
         self.unrouted = 0
 
     def deliver(self, message: paho.MQTTMessage) -> None:
         props = message.properties
         idents = getattr(props, "SubscriptionIdentifier", None) if props is not None else None
-        if idents:
-            pipelines = self._for_idents(idents)
-        else:
-            pipelines = self._for_topic(message.topic)
+        # The raw bytes as received: `.topic` decodes them on every access, and the filters
+        # want bytes anyway.
+        topic: bytes = message._topic
+        pipelines = self._for_idents(idents) if idents else self._for_topic(topic)
         if not pipelines:
             self.unrouted += 1  # e.g. a retained message for a filter we just unsubscribed
             return
-        topic = message.topic.encode()
-        payload = message.payload
+        payload: bytes = message.payload  # type: ignore[assignment]  # paho hands bytes
         for pipeline in pipelines:
             pipeline.process(topic, payload)
 
@@ -62,7 +60,7 @@ class Router:
             seen.update(dict.fromkeys(self._by_ident.get(ident, ())))
         return tuple(seen)
 
-    def _for_topic(self, topic: str) -> tuple[Pipeline, ...]:
+    def _for_topic(self, topic: bytes) -> tuple[Pipeline, ...]:
         try:
             return self._by_topic[topic]
         except KeyError:
@@ -70,8 +68,9 @@ class Router:
         if len(self._by_topic) >= _CACHE_LIMIT:
             self._by_topic.clear()
         seen: dict[Pipeline, None] = {}
+        text = topic.decode(errors="replace")
         for pattern, pipelines in self._owners.items():
-            if topic_matches(pattern, topic):
+            if topic_matches(pattern, text):
                 seen.update(dict.fromkeys(pipelines))
         found = self._by_topic[topic] = tuple(seen)
         return found

@@ -1,0 +1,845 @@
+"""The wasmtime engine against the filter ABI (docs/filter-abi.md).
+
+Every module is written inline as WAT. `filter_wat` fills in a conforming module (memory of one
+page, the descriptor at address 0 with the layout of the ABI doc's passthrough example, version
+1, a FORWARD `edged_on_message`), so each test spells out only the part it is about.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import stat
+import struct
+from pathlib import Path
+
+import pytest
+import wasmtime
+
+from edged.engine import EngineSettings, WasmtimeEngine
+from edged.errors import FilterCallError, ModuleError
+
+IN_PTR, IN_CAP, OUT_PTR, OUT_CAP = 64, 61376, 61440, 4096
+DESCRIPTOR = (IN_PTR, IN_CAP, OUT_PTR, OUT_CAP)
+PAGE = 65536
+
+
+# -- building modules -------------------------------------------------------------------------
+
+
+def wat_bytes(data: bytes) -> str:
+    """`data` as the inside of a WAT string literal."""
+    return "".join(f"\\{b:02x}" for b in data)
+
+
+def filter_wat(
+    body: str = "",
+    *,
+    on_message: str | None = "(i32.const 1)",
+    abi_version: str | None = "(i32.const 1)",
+    buffers: str = "(i32.const 0)",
+    memory: str = '(memory (export "memory") 1)',
+    descriptor: tuple[int, int, int, int] = DESCRIPTOR,
+    imports: str = "",
+) -> str:
+    """A filter module; `on_message` is the body of edged_on_message ($tlen, $plen), None omits."""
+    parts = [
+        imports,
+        memory,
+        f'(data (i32.const 0) "{wat_bytes(struct.pack("<4I", *descriptor))}")',
+        f'(func (export "edged_buffers") (result i32) {buffers})',
+    ]
+    if abi_version is not None:
+        parts.append(f'(func (export "edged_abi_version") (result i32) {abi_version})')
+    if on_message is not None:
+        parts.append(
+            '(func (export "edged_on_message") (param $tlen i32) (param $plen i32) (result i32)\n'
+            f"  {on_message})"
+        )
+    parts.append(body)
+    return "(module\n" + "\n".join(p for p in parts if p) + "\n)"
+
+
+def wasm(body: str = "", **kwargs: object) -> bytes:
+    return bytes(wasmtime.wat2wasm(filter_wat(body, **kwargs)))  # type: ignore[arg-type]
+
+
+def out_area(*records: tuple[bytes, bytes], used: int | None = None) -> bytes:
+    """An output area: the `used` header, then each record as the ABI lays it out."""
+    body = b"".join(struct.pack("<II", len(t), len(p)) + t + p for t, p in records)
+    return struct.pack("<I", len(body) if used is None else used) + body
+
+
+def emitting(area: bytes) -> bytes:
+    """A module whose output area holds `area` and whose edged_on_message returns EMIT."""
+    return wasm(f'(data (i32.const {OUT_PTR}) "{wat_bytes(area)}")', on_message="(i32.const 2)")
+
+
+def echo_body(in_ptr: int, out_ptr: int) -> str:
+    """edged_on_message that emits the input area back as one record (topic, payload)."""
+    return f"""
+      (i32.store (i32.const {out_ptr})
+        (i32.add (i32.const 8) (i32.add (local.get $tlen) (local.get $plen))))
+      (i32.store (i32.const {out_ptr + 4}) (local.get $tlen))
+      (i32.store (i32.const {out_ptr + 8}) (local.get $plen))
+      (memory.copy (i32.const {out_ptr + 12}) (i32.const {in_ptr})
+        (i32.add (local.get $tlen) (local.get $plen)))
+      (i32.const 2)"""
+
+
+def ignore_log(level: str, text: str) -> None:
+    pass
+
+
+def start(engine: WasmtimeEngine, module_wasm: bytes, params: dict | None = None, log=ignore_log):
+    """Load and instantiate: the running filter."""
+    return engine.load("f", module_wasm).instantiate(params or {}, log)
+
+
+def refusal(engine: WasmtimeEngine, module_wasm: bytes, params: dict | None = None) -> str:
+    """The reason a module is refused, whether at load or at instantiation."""
+    with pytest.raises(ModuleError) as info:
+        start(engine, module_wasm, params)
+    assert info.value.module == "f"
+    return info.value.reason
+
+
+def call_error(call, *args) -> FilterCallError:
+    with pytest.raises(FilterCallError) as info:
+        call(*args)
+    return info.value
+
+
+@pytest.fixture
+def engine() -> WasmtimeEngine:
+    return WasmtimeEngine()
+
+
+# -- conformance: what is refused, and why ----------------------------------------------------
+
+
+def test_passthrough_example_loads_and_forwards(engine: WasmtimeEngine) -> None:
+    """The ABI doc's passthrough example loads, reports its exports and forwards messages."""
+    module_wasm = wasm()
+    module = engine.load("f", module_wasm)
+    assert (module.has_init, module.has_tick) == (False, False)
+    assert module.digest == hashlib.sha256(module_wasm).hexdigest()
+    running = module.instantiate({}, ignore_log)
+    assert running.has_tick is False
+    assert running.on_message(b"a/b", b"x") == ((b"a/b", b"x"),)
+
+
+@pytest.mark.parametrize("data", [b"", b"hello", b"(module)", b"\x7fELF\x02\x01\x01"])
+def test_refuses_bytes_that_are_not_wasm(engine: WasmtimeEngine, data: bytes) -> None:
+    """Anything without the \\0asm header is refused as not a WebAssembly binary."""
+    with pytest.raises(ModuleError) as info:
+        engine.load("f", data)
+    assert info.value.reason == "not a WebAssembly binary (no \\0asm header)"
+    assert str(info.value).startswith("module 'f': ")
+
+
+@pytest.mark.parametrize(
+    "data",
+    [b"\0asm", b"\0asm\x01\0\0\0\xff\xff\xff", b"\0asm\x02\0\0\0", wasm()[:-3]],
+    ids=["header-only", "garbage-section", "wrong-version", "truncated"],
+)
+def test_refuses_invalid_wasm_after_the_header(engine: WasmtimeEngine, data: bytes) -> None:
+    """Bytes with the header but no valid module behind it are refused as invalid WebAssembly."""
+    with pytest.raises(ModuleError) as info:
+        engine.load("f", data)
+    assert info.value.reason.startswith("invalid WebAssembly: ")
+    assert len(info.value.reason) > len("invalid WebAssembly: ")
+
+
+@pytest.mark.parametrize("memory", ["(memory 1)", '(memory (export "mem") 1)'])
+def test_refuses_module_without_memory_export(engine: WasmtimeEngine, memory: str) -> None:
+    """A module that does not export its memory as 'memory' is refused."""
+    with pytest.raises(ModuleError) as info:
+        engine.load("f", wasm(memory=memory))
+    assert info.value.reason == "does not export its linear memory as 'memory'"
+
+
+def test_refuses_module_without_abi_version(engine: WasmtimeEngine) -> None:
+    """No edged_abi_version export: refused, naming the export and the ABI edged speaks."""
+    with pytest.raises(ModuleError) as info:
+        engine.load("f", wasm(abi_version=None))
+    assert "no edged_abi_version export" in info.value.reason
+    assert "this edged speaks 1" in info.value.reason
+
+
+@pytest.mark.parametrize("version", [0, 2, -1])
+def test_refuses_other_abi_versions(engine: WasmtimeEngine, version: int) -> None:
+    """A module built for another ABI version is refused with both version numbers."""
+    reason = refusal(engine, wasm(abi_version=f"(i32.const {version})"))
+    assert reason == f"built for filter ABI {version}; this edged speaks 1"
+
+
+def test_refuses_module_without_on_message(engine: WasmtimeEngine) -> None:
+    """A module without edged_on_message is refused naming the missing export."""
+    with pytest.raises(ModuleError) as info:
+        engine.load("f", wasm(on_message=None))
+    assert info.value.reason == "missing required export edged_on_message"
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        (
+            '(func (export "edged_on_message") (param i32) (result i32) (i32.const 1))',
+            "export edged_on_message must be (i32, i32) -> (i32), found (i32) -> (i32)",
+        ),
+        (
+            '(func (export "edged_on_message") (param i64 i32) (result i32) (i32.const 1))',
+            "export edged_on_message must be (i32, i32) -> (i32), found (i64, i32) -> (i32)",
+        ),
+        (
+            '(func (export "edged_on_message") (param i32 i32))',
+            "export edged_on_message must be (i32, i32) -> (i32), found (i32, i32) -> ()",
+        ),
+        (
+            '(global (export "edged_on_message") i32 (i32.const 1))',
+            "export edged_on_message must be (i32, i32) -> (i32), found not a function",
+        ),
+        (
+            '(func (export "edged_on_message") (param i32 i32) (result i32) (i32.const 1))'
+            '(func (export "edged_on_tick") (param i32) (result i32) (i32.const 0))',
+            "export edged_on_tick must be (i64) -> (i32), found (i32) -> (i32)",
+        ),
+        (
+            '(func (export "edged_on_message") (param i32 i32) (result i32) (i32.const 1))'
+            '(func (export "edged_init") (param i32))',
+            "export edged_init must be (i32) -> (i32), found (i32) -> ()",
+        ),
+    ],
+    ids=["one-param", "i64-param", "no-result", "global", "tick-i32", "init-no-result"],
+)
+def test_refuses_exports_with_wrong_signature(
+    engine: WasmtimeEngine, body: str, expected: str
+) -> None:
+    """An ABI export with another signature is refused showing the expected and found one."""
+    with pytest.raises(ModuleError) as info:
+        engine.load("f", wasm(body, on_message=None))
+    assert info.value.reason == expected
+
+
+@pytest.mark.parametrize(
+    ("imports", "named"),
+    [
+        (
+            '(import "wasi_snapshot_preview1" "fd_write" (func (param i32 i32 i32 i32) (result i32)))',
+            "wasi_snapshot_preview1.fd_write",
+        ),
+        ('(import "env" "abort" (func))', "env.abort"),
+        ('(import "edged" "time" (func (result i64)))', "edged.time"),
+        ('(import "edged" "log" (func (param i32 i32)))', "edged.log"),
+        ('(import "edged" "log" (global i32))', "edged.log"),
+    ],
+    ids=["wasi", "env", "unknown-edged", "log-wrong-signature", "log-not-a-function"],
+)
+def test_refuses_imports_edged_does_not_provide(
+    engine: WasmtimeEngine, imports: str, named: str
+) -> None:
+    """Any import but edged.log (i32, i32, i32) is refused, naming its module and name."""
+    with pytest.raises(ModuleError) as info:
+        engine.load("f", wasm(imports=imports))
+    assert f"imports {named}, which edged does not provide" in info.value.reason
+    assert "edged.log" in info.value.reason
+
+
+@pytest.mark.parametrize(
+    ("descriptor", "expected"),
+    [
+        ((64, 70000, 61440, 4096), "an area lies outside linear memory (65536 bytes)"),
+        ((64, 1000, 61440, 4097), "an area lies outside linear memory (65536 bytes)"),
+        ((64, 1000, 512, 4096), "the input and output areas overlap"),
+        ((8192, 1000, 4096, 4097), "the input and output areas overlap"),
+        ((64, 0, 61440, 4096), "the input area is empty"),
+        ((64, 1000, 61440, 3), "the output area is smaller than its 4-byte header"),
+    ],
+    ids=["input-outside", "output-outside", "overlap", "overlap-by-one", "empty-in", "tiny-out"],
+)
+def test_refuses_unusable_descriptor(
+    engine: WasmtimeEngine, descriptor: tuple[int, int, int, int], expected: str
+) -> None:
+    """A buffer descriptor that points outside memory or overlaps itself is refused."""
+    reason = refusal(engine, wasm(descriptor=descriptor))
+    assert reason.startswith("edged_buffers: ")
+    assert expected in reason
+
+
+def test_refuses_descriptor_address_outside_memory(engine: WasmtimeEngine) -> None:
+    """edged_buffers returning an address whose 16 bytes are not all in memory is refused."""
+    reason = refusal(engine, wasm(buffers=f"(i32.const {PAGE - 8})"))
+    assert reason == f"edged_buffers returned {PAGE - 8}, outside memory"
+
+
+def test_accepts_areas_that_touch(engine: WasmtimeEngine) -> None:
+    """Areas that end exactly where the other starts, or at the end of memory, are accepted."""
+    running = start(engine, wasm(descriptor=(16, PAGE - 16 - 4, PAGE - 4, 4)))
+    assert running.on_message(b"t", b"p") == ((b"t", b"p"),)
+
+
+# -- edged_init and parameters ----------------------------------------------------------------
+
+PARAMS_TO_OUTPUT = f"""
+  (func (export "edged_init") (param $len i32) (result i32)
+    (i32.store (i32.const {OUT_PTR}) (i32.add (i32.const 9) (local.get $len)))
+    (i32.store (i32.const {OUT_PTR + 4}) (i32.const 1))
+    (i32.store (i32.const {OUT_PTR + 8}) (local.get $len))
+    (i32.store8 (i32.const {OUT_PTR + 12}) (i32.const 0x70))
+    (memory.copy (i32.const {OUT_PTR + 13}) (i32.const {IN_PTR}) (local.get $len))
+    (i32.const 0))"""
+
+
+@pytest.mark.parametrize(
+    ("params", "encoded"),
+    [
+        (
+            {"limit": 30, "on": True, "ratio": 0.5, "name": "x"},
+            b"limit\x0030\x00on\x00true\x00ratio\x000.5\x00name\x00x\x00",
+        ),
+        ({"off": False, "unit": "\u00b0C"}, b"off\x00false\x00unit\x00\xc2\xb0C\x00"),
+        ({}, b""),
+    ],
+    ids=["mixed", "false-and-utf8", "none"],
+)
+def test_params_reach_init_encoded(engine: WasmtimeEngine, params: dict, encoded: bytes) -> None:
+    """init finds the params in its input area as key NUL value NUL pairs, params_len bytes."""
+    module = engine.load("f", wasm(PARAMS_TO_OUTPUT, on_message="(i32.const 2)"))
+    assert module.has_init is True
+    running = module.instantiate(params, ignore_log)
+    assert running.on_message(b"t", b"") == [(b"p", encoded)]
+
+
+def test_init_is_called_once_before_any_message(engine: WasmtimeEngine) -> None:
+    """init runs exactly once, at instantiation, before the first message."""
+    module_wasm = wasm(
+        "(global $inits (mut i32) (i32.const 0))"
+        '(func (export "edged_init") (param i32) (result i32)'
+        "  (global.set $inits (i32.add (global.get $inits) (i32.const 1))) (i32.const 0))",
+        on_message="(global.get $inits)",
+    )
+    running = start(engine, module_wasm)
+    assert running.on_message(b"t", b"p") == ((b"t", b"p"),)
+    assert running.on_message(b"t", b"p") == ((b"t", b"p"),)
+
+
+def test_init_returning_nonzero_refuses_module(engine: WasmtimeEngine) -> None:
+    """init returning 3 refuses the module and shows the code to the operator."""
+    module_wasm = wasm('(func (export "edged_init") (param i32) (result i32) (i32.const 3))')
+    assert "init returned 3" in refusal(engine, module_wasm)
+
+
+def test_init_trapping_refuses_module(engine: WasmtimeEngine) -> None:
+    """init that traps refuses the module with the trap in the reason."""
+    module_wasm = wasm('(func (export "edged_init") (param i32) (result i32) unreachable)')
+    reason = refusal(engine, module_wasm, {"k": "v"})
+    assert reason.startswith("trapped during setup: ")
+    assert "unreachable" in reason
+
+
+def test_params_for_module_without_init_are_refused(engine: WasmtimeEngine) -> None:
+    """Giving params to a module without edged_init is refused, naming the missing export."""
+    module = engine.load("f", wasm())
+    assert module.has_init is False
+    with pytest.raises(ModuleError) as info:
+        module.instantiate({"limit": 30}, ignore_log)
+    assert info.value.reason == "takes no parameters (no edged_init export)"
+
+
+def test_params_larger_than_input_area_are_refused(engine: WasmtimeEngine) -> None:
+    """Params that do not fit the input area refuse the module instead of overrunning it."""
+    module_wasm = wasm(
+        '(func (export "edged_init") (param i32) (result i32) (i32.const 0))',
+        descriptor=(64, 16, 4096, 4096),
+    )
+    reason = refusal(engine, module_wasm, {"key": "0123456789abcdef"})
+    assert reason == "parameters (21 bytes) exceed its input area"
+
+
+# -- edged_on_message results -----------------------------------------------------------------
+
+
+def test_drop_returns_nothing(engine: WasmtimeEngine) -> None:
+    """Result code 0 (DROP) gives an empty outcome."""
+    assert start(engine, wasm(on_message="(i32.const 0)")).on_message(b"a", b"b") == ()
+
+
+def test_forward_returns_the_same_objects(engine: WasmtimeEngine) -> None:
+    """Result code 1 (FORWARD) gives the caller's own topic and payload objects back."""
+    topic, payload = b"plant/1/temp", bytes(range(256)) * 4
+    outcome = start(engine, wasm()).on_message(topic, payload)
+    assert outcome == ((topic, payload),)
+    assert outcome[0][0] is topic
+    assert outcome[0][1] is payload
+
+
+def test_emit_returns_records_in_order(engine: WasmtimeEngine) -> None:
+    """Result code 2 (EMIT) gives every record of the output area, bytes exact, in order."""
+    records = [(b"sensors/a", b"\x00\x01\xff"), (b"alerts/\xc3\xa9", b"")]
+    outcome = start(engine, emitting(out_area(*records))).on_message(b"in", b"x")
+    assert outcome == records
+
+
+def test_emit_with_used_zero_emits_nothing(engine: WasmtimeEngine) -> None:
+    """EMIT with used = 0 gives an empty outcome, the same as DROP."""
+    assert list(start(engine, emitting(out_area())).on_message(b"in", b"x")) == []
+
+
+def test_emit_may_fill_the_output_area_exactly(engine: WasmtimeEngine) -> None:
+    """used = out_cap - 4 with a record ending on the last byte is accepted whole."""
+    payload = bytes(i % 251 for i in range(OUT_CAP - 4 - 8 - 1))
+    area = out_area((b"t", payload))
+    assert len(area) == OUT_CAP
+    assert start(engine, emitting(area)).on_message(b"in", b"") == [(b"t", payload)]
+
+
+@pytest.mark.parametrize("code", [3, 7, -1, 0x7FFFFFFF])
+def test_other_result_codes_are_bad_result(engine: WasmtimeEngine, code: int) -> None:
+    """Any result code but 0, 1, 2 is a bad_result naming the code."""
+    running = start(engine, wasm(on_message=f"(i32.const {code})"))
+    error = call_error(running.on_message, b"a", b"b")
+    assert error.reason == "bad_result"
+    assert error.detail == f"edged_on_message returned {code}"
+
+
+@pytest.mark.parametrize(
+    ("area", "detail"),
+    [
+        (out_area((b"t", b"abcde"), used=12), "record at byte 0 runs past `used`"),
+        (out_area((b"ok", b""), (b"t", b"abcde"), used=22), "record at byte 10 runs past `used`"),
+        (out_area(used=OUT_CAP - 3), f"used={OUT_CAP - 3} exceeds the {OUT_CAP}-byte output area"),
+        (out_area(used=0xFFFFFFFF), f"exceeds the {OUT_CAP}-byte output area"),
+        (out_area((b"ok", b"1"), (b"a/#", b"2")), "contains b'#'"),
+        (out_area((b"a/+/b", b"x")), "contains b'+'"),
+        (out_area((b"a\x00b", b"x")), "contains b'\\x00'"),
+        (out_area((b"", b"x")), "record topic length 0 out of 1..65535"),
+        (out_area((b"a/\xff\xfe", b"x")), "is not UTF-8"),
+        (out_area(used=4) + b"\x01\0\0\0", "truncated record header at byte 0"),
+    ],
+    ids=[
+        "past-used",
+        "second-past-used",
+        "used-over-cap",
+        "used-huge",
+        "hash-after-good-record",
+        "plus",
+        "nul",
+        "empty-topic",
+        "not-utf8",
+        "truncated-header",
+    ],
+)
+def test_malformed_output_is_bad_output(engine: WasmtimeEngine, area: bytes, detail: str) -> None:
+    """An output area that breaks the ABI drops the whole message as bad_output."""
+    running = start(engine, emitting(area))
+    error = call_error(running.on_message, b"in", b"x")
+    assert error.reason == "bad_output"
+    assert detail in error.detail
+
+
+@pytest.mark.parametrize(("topic_len", "ok"), [(65535, True), (65536, False)])
+def test_emitted_topic_length_limit(engine: WasmtimeEngine, topic_len: int, ok: bool) -> None:
+    """An emitted topic may be up to 65535 bytes; one byte more is bad_output."""
+    out_ptr, out_cap = PAGE, 2 * PAGE
+    module_wasm = wasm(
+        memory='(memory (export "memory") 3)',
+        descriptor=(64, 1024, out_ptr, out_cap),
+        on_message=f"""
+          (i32.store (i32.const {out_ptr}) (i32.const {8 + topic_len}))
+          (i32.store (i32.const {out_ptr + 4}) (i32.const {topic_len}))
+          (i32.store (i32.const {out_ptr + 8}) (i32.const 0))
+          (memory.fill (i32.const {out_ptr + 12}) (i32.const 0x61) (i32.const {topic_len}))
+          (i32.const 2)""",
+    )
+    running = start(engine, module_wasm)
+    if ok:
+        assert running.on_message(b"in", b"") == [(b"a" * topic_len, b"")]
+    else:
+        error = call_error(running.on_message, b"in", b"")
+        assert (error.reason, error.detail) == (
+            "bad_output",
+            "record topic length 65536 out of 1..65535",
+        )
+
+
+# -- the input area ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "descriptor",
+    [DESCRIPTOR, (8192, 4096, 1024, 4096)],
+    ids=["doc-layout", "output-before-input"],
+)
+@pytest.mark.parametrize(
+    ("topic", "payload"),
+    [(b"plant/7/temp", bytes(range(256))), (b"t", b""), ("caf\u00e9/\u00b0".encode(), b"\0\0")],
+    ids=["binary-payload", "empty-payload", "utf8-topic"],
+)
+def test_topic_and_payload_are_placed_as_specified(
+    engine: WasmtimeEngine, descriptor: tuple[int, int, int, int], topic: bytes, payload: bytes
+) -> None:
+    """The topic lands at in_ptr and the payload right after it, lengths passed as arguments."""
+    in_ptr, _, out_ptr, _ = descriptor
+    running = start(engine, wasm(on_message=echo_body(in_ptr, out_ptr), descriptor=descriptor))
+    assert running.on_message(topic, payload) == [(topic, payload)]
+    assert running.on_message(b"x/y", b"short") == [(b"x/y", b"short")]
+
+
+@pytest.mark.parametrize(
+    ("descriptor", "size", "reason"),
+    [
+        (DESCRIPTOR, IN_CAP, "trap"),
+        (DESCRIPTOR, IN_CAP + 1, "input_too_large"),
+        ((64, 100, 4096, 4096), 100, "trap"),
+        ((64, 100, 4096, 4096), 101, "input_too_large"),
+    ],
+    ids=["fits-doc-layout", "over-doc-layout", "fits-small", "over-small"],
+)
+def test_input_larger_than_in_cap_is_not_passed(
+    engine: WasmtimeEngine, descriptor: tuple[int, int, int, int], size: int, reason: str
+) -> None:
+    """A message over in_cap is input_too_large without calling the module (which would trap)."""
+    running = start(engine, wasm(on_message="unreachable", descriptor=descriptor))
+    topic = b"big/topic"
+    error = call_error(running.on_message, topic, b"\xaa" * (size - len(topic)))
+    assert error.reason == reason
+    if reason == "input_too_large":
+        assert (
+            error.detail == f"{size} bytes do not fit the filter's {descriptor[1]}-byte input area"
+        )
+
+
+# -- traps and budgets ------------------------------------------------------------------------
+
+
+def _traps_when_topic_is_one_byte(action: str) -> str:
+    return f"(if (i32.eq (local.get $tlen) (i32.const 1)) (then {action})) (i32.const 1)"
+
+
+def test_trap_is_reported_and_filter_keeps_serving(engine: WasmtimeEngine) -> None:
+    """`unreachable` is a trap for that message; the next message is served normally."""
+    running = start(engine, wasm(on_message=_traps_when_topic_is_one_byte("unreachable")))
+    for _ in range(3):
+        error = call_error(running.on_message, b"x", b"p")
+        assert error.reason == "trap"
+        assert "unreachable" in error.detail
+        assert running.on_message(b"ok", b"p") == ((b"ok", b"p"),)
+
+
+@pytest.mark.parametrize(
+    ("action", "detail"),
+    [
+        ("(drop (i32.load (i32.const -4)))", "out of bounds"),
+        ("(drop (i32.div_u (i32.const 1) (i32.const 0)))", "divide by zero"),
+    ],
+    ids=["out-of-bounds", "divide-by-zero"],
+)
+def test_other_traps_are_reported(engine: WasmtimeEngine, action: str, detail: str) -> None:
+    """Out-of-bounds access and division by zero are traps with the wasm trap message."""
+    running = start(engine, wasm(on_message=_traps_when_topic_is_one_byte(action)))
+    error = call_error(running.on_message, b"x", b"")
+    assert error.reason == "trap"
+    assert detail in error.detail
+    assert running.on_message(b"ok", b"") == ((b"ok", b""),)
+
+
+def test_infinite_loop_runs_out_of_fuel() -> None:
+    """A call that never ends is stopped as fuel; fuel is refilled for the next message."""
+    engine = WasmtimeEngine(EngineSettings(fuel_per_call=1_000_000))
+    running = start(engine, wasm(on_message=_traps_when_topic_is_one_byte("(loop $l (br $l))")))
+    for _ in range(2):
+        assert call_error(running.on_message, b"x", b"").reason == "fuel"
+        assert running.on_message(b"ok", b"") == ((b"ok", b""),)
+
+
+def test_fuel_is_a_per_call_budget() -> None:
+    """Calls that each use most of the fuel budget all succeed: fuel does not accumulate."""
+    engine = WasmtimeEngine(EngineSettings(fuel_per_call=1_000_000))
+    spin = """
+      (local $n i32)
+      (local.set $n (i32.const 100000))
+      (loop $l (br_if $l (local.tee $n (i32.sub (local.get $n) (i32.const 1)))))
+      (i32.const 1)"""
+    running = start(engine, wasm(on_message=spin))
+    for _ in range(5):
+        assert running.on_message(b"t", b"") == ((b"t", b""),)
+    greedy = start(WasmtimeEngine(EngineSettings(fuel_per_call=100_000)), wasm(on_message=spin))
+    assert call_error(greedy.on_message, b"t", b"").reason == "fuel"
+
+
+def test_unbounded_recursion_is_a_trap(engine: WasmtimeEngine) -> None:
+    """Runaway recursion overflows the wasm stack as a trap; the process and filter go on."""
+    module_wasm = wasm(
+        "(func $deep (param i32) (result i32)"
+        "  (i32.add (call $deep (i32.add (local.get 0) (i32.const 1))) (i32.const 1)))",
+        on_message=_traps_when_topic_is_one_byte("(drop (call $deep (i32.const 0)))"),
+    )
+    running = start(engine, module_wasm)
+    error = call_error(running.on_message, b"x", b"")
+    assert error.reason == "trap"
+    assert "stack" in error.detail
+    assert running.on_message(b"ok", b"") == ((b"ok", b""),)
+
+
+# -- memory that grows and moves --------------------------------------------------------------
+
+
+@pytest.fixture
+def moving_engine() -> WasmtimeEngine:
+    """An engine whose linear memories have no reservation, so every memory.grow moves them."""
+    engine = WasmtimeEngine()
+    config = wasmtime.Config()
+    config.consume_fuel = True
+    config.max_wasm_stack = engine.settings.max_wasm_stack
+    config.memory_reservation = 0
+    config.memory_guard_size = 0
+    config.memory_reservation_for_growth = 0
+    engine.wasmtime = wasmtime.Engine(config)
+    return engine
+
+
+def test_memory_growth_during_call_keeps_output_correct(moving_engine: WasmtimeEngine) -> None:
+    """A filter that grows (and so moves) its memory on every call still emits the right bytes."""
+    store = wasmtime.Store(moving_engine.wasmtime)
+    probe = wasmtime.Instance(store, wasmtime.Module(moving_engine.wasmtime, wasm()), [])
+    memory = probe.exports(store)["memory"]
+    assert isinstance(memory, wasmtime.Memory)
+    before = memory.data_ptr(store)
+    memory.grow(store, 4)
+    assert memory.data_ptr(store) != before, "premise: growth must move the memory"
+
+    grow_and_echo = f"""
+      (local $n i32)
+      (drop (memory.grow (i32.const 4)))
+      (local.set $n (i32.add (local.get $tlen) (local.get $plen)))
+      (i32.store (i32.const {OUT_PTR}) (i32.add (i32.const 13) (local.get $n)))
+      (i32.store (i32.const {OUT_PTR + 4}) (i32.const 1))
+      (i32.store (i32.const {OUT_PTR + 8}) (i32.add (i32.const 4) (local.get $n)))
+      (i32.store8 (i32.const {OUT_PTR + 12}) (i32.const 0x67))
+      (i32.store (i32.const {OUT_PTR + 13}) (memory.size))
+      (memory.copy (i32.const {OUT_PTR + 17}) (i32.const {IN_PTR}) (local.get $n))
+      (i32.const 2)"""
+    running = start(moving_engine, wasm(on_message=grow_and_echo))
+    for call in range(1, 9):
+        topic, payload = f"room/{call}".encode(), bytes([call]) * (call * 300)
+        pages = struct.pack("<I", 1 + 4 * call)
+        assert running.on_message(topic, payload) == [(b"g", pages + topic + payload)]
+
+
+# -- edged_on_tick ----------------------------------------------------------------------------
+
+TICK_EMITS_NOW = f"""
+  (func (export "edged_on_tick") (param $now i64) (result i32)
+    (i32.store (i32.const {OUT_PTR}) (i32.const 17))
+    (i32.store (i32.const {OUT_PTR + 4}) (i32.const 1))
+    (i32.store (i32.const {OUT_PTR + 8}) (i32.const 8))
+    (i32.store8 (i32.const {OUT_PTR + 12}) (i32.const 0x74))
+    (i64.store (i32.const {OUT_PTR + 13}) (local.get $now))
+    (i32.const 2))"""
+
+
+@pytest.mark.parametrize("now_ms", [1_700_000_000_123, 0, 2**40 + 5])
+def test_tick_emits_with_now_visible(engine: WasmtimeEngine, now_ms: int) -> None:
+    """on_tick passes now_ms as i64 and returns what the tick emits."""
+    module = engine.load("f", wasm(TICK_EMITS_NOW))
+    assert module.has_tick is True
+    running = module.instantiate({}, ignore_log)
+    assert running.has_tick is True
+    assert running.on_tick(now_ms) == [(b"t", struct.pack("<q", now_ms))]
+    assert running.on_message(b"m", b"p") == ((b"m", b"p"),)
+
+
+def test_tick_returning_zero_emits_nothing(engine: WasmtimeEngine) -> None:
+    """on_tick returning 0 gives an empty outcome."""
+    tick = '(func (export "edged_on_tick") (param i64) (result i32) (i32.const 0))'
+    assert start(engine, wasm(tick)).on_tick(1) == ()
+
+
+@pytest.mark.parametrize("code", [1, 5])
+def test_tick_other_results_are_bad_result(engine: WasmtimeEngine, code: int) -> None:
+    """on_tick returning FORWARD (or any code but 0 and 2) is a bad_result."""
+    tick = f'(func (export "edged_on_tick") (param i64) (result i32) (i32.const {code}))'
+    error = call_error(start(engine, wasm(tick)).on_tick, 1)
+    assert (error.reason, error.detail) == ("bad_result", f"edged_on_tick returned {code}")
+
+
+def test_tick_trap_is_reported(engine: WasmtimeEngine) -> None:
+    """A trap in on_tick is a trap; messages are still served afterwards."""
+    running = start(
+        engine, wasm('(func (export "edged_on_tick") (param i64) (result i32) unreachable)')
+    )
+    assert call_error(running.on_tick, 1).reason == "trap"
+    assert running.on_message(b"m", b"") == ((b"m", b""),)
+
+
+# -- the edged.log import ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("level", "name"), [(0, "debug"), (1, "info"), (2, "warning"), (3, "error")]
+)
+def test_guest_log_reaches_log_callback(engine: WasmtimeEngine, level: int, name: str) -> None:
+    """edged.log(level, ptr, len) from init calls the log callback with (level name, text)."""
+    text = "ready: caf\u00e9".encode()
+    module_wasm = wasm(
+        f'(data (i32.const 20) "{wat_bytes(text)}")'
+        '(func (export "edged_init") (param i32) (result i32)'
+        f"  (call $log (i32.const {level}) (i32.const 20) (i32.const {len(text)})) (i32.const 0))",
+        imports='(import "edged" "log" (func $log (param i32 i32 i32)))',
+    )
+    lines: list[tuple[str, str]] = []
+    running = start(engine, module_wasm, log=lambda lvl, msg: lines.append((lvl, msg)))
+    assert lines == [(name, "ready: caf\u00e9")]
+    assert running.on_message(b"m", b"") == ((b"m", b""),)
+    assert len(lines) == 1
+
+
+# -- the compiled cache -----------------------------------------------------------------------
+
+
+def test_cache_second_engine_loads_compiled_module(tmp_path: Path) -> None:
+    """A second engine with the same cache dir takes the compiled module from the cache."""
+    cache_dir = tmp_path / "cache"
+    module_wasm = wasm(on_message=echo_body(IN_PTR, OUT_PTR))
+    first = WasmtimeEngine(cache_dir=cache_dir)
+    assert first.cache is not None and first.cache.usable
+    start(first, module_wasm)
+    assert first.cache_hits == 0
+    assert len(list(cache_dir.glob("*.cwasm"))) == 1
+    assert stat.S_IMODE(cache_dir.stat().st_mode) == 0o700
+
+    second = WasmtimeEngine(cache_dir=cache_dir)
+    running = start(second, module_wasm)
+    assert second.cache_hits == 1
+    assert running.on_message(b"a/b", b"cached") == [(b"a/b", b"cached")]
+
+
+def test_cache_is_keyed_by_engine_settings(tmp_path: Path) -> None:
+    """An engine with a different wasm stack limit does not take another's compiled code."""
+    module_wasm = wasm()
+    start(WasmtimeEngine(cache_dir=tmp_path), module_wasm)
+    other = WasmtimeEngine(EngineSettings(max_wasm_stack=256 * 1024), cache_dir=tmp_path)
+    start(other, module_wasm)
+    assert other.cache_hits == 0
+    assert len(list(tmp_path.glob("*.cwasm"))) == 2
+
+
+@pytest.mark.parametrize("where", ["digest", "middle", "end"])
+def test_corrupted_cache_file_is_ignored(tmp_path: Path, where: str) -> None:
+    """A damaged compiled artifact is not used; the module is compiled afresh and works."""
+    module_wasm = wasm(on_message=echo_body(IN_PTR, OUT_PTR))
+    start(WasmtimeEngine(cache_dir=tmp_path), module_wasm)
+    (artifact,) = tmp_path.glob("*.cwasm")
+    blob = bytearray(artifact.read_bytes())
+    at = {"digest": 3, "middle": len(blob) // 2, "end": len(blob) - 1}[where]
+    blob[at] ^= 0xFF
+    artifact.write_bytes(bytes(blob))
+
+    second = WasmtimeEngine(cache_dir=tmp_path)
+    running = start(second, module_wasm)
+    assert second.cache_hits == 0
+    assert running.on_message(b"a/b", b"fresh") == [(b"a/b", b"fresh")]
+    third = WasmtimeEngine(cache_dir=tmp_path)
+    start(third, module_wasm)
+    assert third.cache_hits == 1
+
+
+@pytest.mark.parametrize("mode", [0o777, 0o770, 0o702])
+def test_cache_dir_writable_by_others_is_not_used(tmp_path: Path, mode: int) -> None:
+    """A cache dir others can write to is not used at all; modules still load."""
+    cache_dir = tmp_path / "cache"
+    cache_dir.mkdir()
+    cache_dir.chmod(mode)
+    module_wasm = wasm()
+    for _ in range(2):
+        engine = WasmtimeEngine(cache_dir=cache_dir)
+        assert engine.cache is not None
+        assert engine.cache.usable is False
+        assert engine.cache.problem is not None
+        assert "writable" in engine.cache.problem
+        assert str(cache_dir) in engine.cache.problem
+        assert start(engine, module_wasm).on_message(b"t", b"p") == ((b"t", b"p"),)
+        assert engine.cache_hits == 0
+    assert list(cache_dir.iterdir()) == []
+
+
+def test_cache_dir_that_cannot_be_created_is_not_used(tmp_path: Path) -> None:
+    """A cache dir that cannot be created is reported and modules still load."""
+    blocker = tmp_path / "file"
+    blocker.write_bytes(b"")
+    engine = WasmtimeEngine(cache_dir=blocker / "cache")
+    assert engine.cache is not None
+    assert engine.cache.usable is False
+    assert (engine.cache.problem or "").startswith(f"cannot create {blocker / 'cache'}")
+    assert start(engine, wasm()).on_message(b"t", b"p") == ((b"t", b"p"),)
+
+
+def test_cached_module_is_still_checked(tmp_path: Path) -> None:
+    """A module taken from the cache goes through the same ABI checks as a fresh one."""
+    module_wasm = wasm(on_message=None)
+    for expected_hits in (0, 1):
+        engine = WasmtimeEngine(cache_dir=tmp_path)
+        with pytest.raises(ModuleError) as info:
+            engine.load("f", module_wasm)
+        assert info.value.reason == "missing required export edged_on_message"
+        assert engine.cache_hits == expected_hits
+
+
+# -- the fast call path agrees with wasmtime's own call ---------------------------------------
+
+HASH_BODY = f"""
+  (local $h i32)
+  (local.set $h (i32.xor (i32.mul (local.get $tlen) (i32.const 0x01000193))
+                         (i32.mul (local.get $plen) (i32.const 0x9E3779B1))))
+  (i32.store (i32.const {OUT_PTR}) (i32.const 13))
+  (i32.store (i32.const {OUT_PTR + 4}) (i32.const 1))
+  (i32.store (i32.const {OUT_PTR + 8}) (i32.const 4))
+  (i32.store8 (i32.const {OUT_PTR + 12}) (i32.const 0x68))
+  (i32.store (i32.const {OUT_PTR + 13}) (local.get $h))"""
+SIZES = [(1, 0), (1, 1), (2, 3), (3, 7), (5, 0), (12, 100), (64, 1000), (200, 4000), (999, 60000)]
+
+
+def _slow_outcome(module_wasm: bytes, topic: bytes, payload: bytes) -> object:
+    """What the module does with one message, called through wasmtime.Func.__call__."""
+    store = wasmtime.Store()
+    instance = wasmtime.Instance(store, wasmtime.Module(store.engine, module_wasm), [])
+    exports = instance.exports(store)
+    memory, on_message = exports["memory"], exports["edged_on_message"]
+    assert isinstance(memory, wasmtime.Memory)
+    assert isinstance(on_message, wasmtime.Func)
+    memory.write(store, topic + payload, IN_PTR)
+    code = on_message(store, len(topic), len(payload))
+    if code == 0:
+        return ()
+    if code == 1:
+        return ((topic, payload),)
+    if code == 2:
+        area = bytes(memory.read(store, OUT_PTR, OUT_PTR + 17))
+        return [(area[12:13], area[13:17])]
+    return ("bad_result", f"edged_on_message returned {code}")
+
+
+@pytest.mark.parametrize(
+    "result", ["(i32.rem_u (local.get $h) (i32.const 4))", "(local.get $h)"], ids=["mod4", "raw"]
+)
+def test_fast_call_agrees_with_wasmtime_call(engine: WasmtimeEngine, result: str) -> None:
+    """on_message gives what calling the export through wasmtime's public API gives."""
+    module_wasm = wasm(on_message=HASH_BODY + "\n" + result)
+    running = start(engine, module_wasm)
+    for topic_len, payload_len in SIZES:
+        topic = b"t" * topic_len
+        payload = bytes(i % 256 for i in range(payload_len))
+        expected = _slow_outcome(module_wasm, topic, payload)
+        try:
+            actual: object = running.on_message(topic, payload)
+        except FilterCallError as exc:
+            actual = (exc.reason, exc.detail)
+        assert actual == expected, (topic_len, payload_len)
+
+
+def test_fast_call_sizes_cover_every_outcome() -> None:
+    """The sizes above make the hash module drop, forward, emit, fail and go negative."""
+    hashes = [((t * 0x01000193) ^ (p * 0x9E3779B1)) & 0xFFFFFFFF for t, p in SIZES]
+    assert {h % 4 for h in hashes} == {0, 1, 2, 3}
+    assert any(h >= 2**31 for h in hashes)
+    assert any(0 < h < 2**31 for h in hashes)
