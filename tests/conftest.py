@@ -106,7 +106,7 @@ def write_config(path: Path, data: dict[str, object]) -> Path:
 class DaemonProcess:
     """`edged run` in its own process, its JSON log lines kept for assertions."""
 
-    def __init__(self, config: Path, status_topic: str, broker: PrivateBroker) -> None:
+    def __init__(self, config: Path, status_topic: str, broker: PrivateBroker | None) -> None:
         self.log_path = config.with_suffix(".log")
         self._sink = open(self.log_path, "wb")  # noqa: SIM115 (closed in stop)
         self.proc = subprocess.Popen(
@@ -120,6 +120,7 @@ class DaemonProcess:
 
     def wait_online(self, timeout: float = 20.0) -> dict[str, object]:
         """Block until the daemon's retained status says online (it subscribes first)."""
+        assert self.broker is not None, "no broker to watch the status on"
         watcher = Client(self.broker)
         try:
             watcher.subscribe(self.status_topic)
