@@ -10,7 +10,9 @@ from __future__ import annotations
 import hashlib
 import stat
 import struct
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import wasmtime
@@ -36,18 +38,22 @@ def filter_wat(
     *,
     on_message: str | None = "(i32.const 1)",
     abi_version: str | None = "(i32.const 1)",
-    buffers: str = "(i32.const 0)",
+    buffers: str | None = "(i32.const 0)",
     memory: str = '(memory (export "memory") 1)',
     descriptor: tuple[int, int, int, int] = DESCRIPTOR,
     imports: str = "",
 ) -> str:
-    """A filter module; `on_message` is the body of edged_on_message ($tlen, $plen), None omits."""
+    """A filter module; each keyword is the body of that export, None leaves the export out.
+
+    edged_on_message's parameters are named $tlen and $plen.
+    """
     parts = [
         imports,
         memory,
         f'(data (i32.const 0) "{wat_bytes(struct.pack("<4I", *descriptor))}")',
-        f'(func (export "edged_buffers") (result i32) {buffers})',
     ]
+    if buffers is not None:
+        parts.append(f'(func (export "edged_buffers") (result i32) {buffers})')
     if abi_version is not None:
         parts.append(f'(func (export "edged_abi_version") (result i32) {abi_version})')
     if on_message is not None:
@@ -59,8 +65,9 @@ def filter_wat(
     return "(module\n" + "\n".join(p for p in parts if p) + "\n)"
 
 
-def wasm(body: str = "", **kwargs: object) -> bytes:
-    return bytes(wasmtime.wat2wasm(filter_wat(body, **kwargs)))  # type: ignore[arg-type]
+def wasm(body: str = "", **kwargs: Any) -> bytes:
+    """`filter_wat` compiled to a binary."""
+    return bytes(wasmtime.wat2wasm(filter_wat(body, **kwargs)))
 
 
 def out_area(*records: tuple[bytes, bytes], used: int | None = None) -> bytes:
@@ -90,12 +97,19 @@ def ignore_log(level: str, text: str) -> None:
     pass
 
 
-def start(engine: WasmtimeEngine, module_wasm: bytes, params: dict | None = None, log=ignore_log):
+def start(
+    engine: WasmtimeEngine,
+    module_wasm: bytes,
+    params: dict[str, Any] | None = None,
+    log: Callable[[str, str], None] = ignore_log,
+) -> Any:
     """Load and instantiate: the running filter."""
     return engine.load("f", module_wasm).instantiate(params or {}, log)
 
 
-def refusal(engine: WasmtimeEngine, module_wasm: bytes, params: dict | None = None) -> str:
+def refusal(
+    engine: WasmtimeEngine, module_wasm: bytes, params: dict[str, Any] | None = None
+) -> str:
     """The reason a module is refused, whether at load or at instantiation."""
     with pytest.raises(ModuleError) as info:
         start(engine, module_wasm, params)
@@ -103,7 +117,8 @@ def refusal(engine: WasmtimeEngine, module_wasm: bytes, params: dict | None = No
     return info.value.reason
 
 
-def call_error(call, *args) -> FilterCallError:
+def call_error(call: Callable[..., object], *args: object) -> FilterCallError:
+    """The FilterCallError that `call(*args)` raises."""
     with pytest.raises(FilterCallError) as info:
         call(*args)
     return info.value
@@ -173,59 +188,68 @@ def test_refuses_other_abi_versions(engine: WasmtimeEngine, version: int) -> Non
     assert reason == f"built for filter ABI {version}; this edged speaks 1"
 
 
-def test_refuses_module_without_on_message(engine: WasmtimeEngine) -> None:
-    """A module without edged_on_message is refused naming the missing export."""
+@pytest.mark.parametrize(
+    ("export", "omit"),
+    [("edged_on_message", {"on_message": None}), ("edged_buffers", {"buffers": None})],
+)
+def test_refuses_module_without_required_export(
+    engine: WasmtimeEngine, export: str, omit: dict[str, None]
+) -> None:
+    """A module without edged_on_message or edged_buffers is refused naming the export."""
     with pytest.raises(ModuleError) as info:
-        engine.load("f", wasm(on_message=None))
-    assert info.value.reason == "missing required export edged_on_message"
+        engine.load("f", wasm(**omit))
+    assert info.value.reason == f"missing required export {export}"
 
 
 @pytest.mark.parametrize(
-    ("body", "expected"),
+    ("export", "declaration", "expected"),
     [
-        (
-            '(func (export "edged_on_message") (param i32) (result i32) (i32.const 1))',
-            "export edged_on_message must be (i32, i32) -> (i32), found (i32) -> (i32)",
-        ),
-        (
-            '(func (export "edged_on_message") (param i64 i32) (result i32) (i32.const 1))',
-            "export edged_on_message must be (i32, i32) -> (i32), found (i64, i32) -> (i32)",
-        ),
-        (
-            '(func (export "edged_on_message") (param i32 i32))',
-            "export edged_on_message must be (i32, i32) -> (i32), found (i32, i32) -> ()",
-        ),
-        (
-            '(global (export "edged_on_message") i32 (i32.const 1))',
-            "export edged_on_message must be (i32, i32) -> (i32), found not a function",
-        ),
-        (
-            '(func (export "edged_on_message") (param i32 i32) (result i32) (i32.const 1))'
-            '(func (export "edged_on_tick") (param i32) (result i32) (i32.const 0))',
-            "export edged_on_tick must be (i64) -> (i32), found (i32) -> (i32)",
-        ),
-        (
-            '(func (export "edged_on_message") (param i32 i32) (result i32) (i32.const 1))'
-            '(func (export "edged_init") (param i32))',
-            "export edged_init must be (i32) -> (i32), found (i32) -> ()",
-        ),
+        ("edged_on_message", "(param i32) (result i32) (i32.const 1)", "(i32) -> (i32)"),
+        ("edged_on_message", "(param i64 i32) (result i32) (i32.const 1)", "(i64, i32) -> (i32)"),
+        ("edged_on_message", "(param i32 i32)", "(i32, i32) -> ()"),
+        ("edged_buffers", "(result i64) (i64.const 0)", "() -> (i64)"),
+        ("edged_on_tick", "(param i32) (result i32) (i32.const 0)", "(i32) -> (i32)"),
+        ("edged_init", "(param i32)", "(i32) -> ()"),
     ],
-    ids=["one-param", "i64-param", "no-result", "global", "tick-i32", "init-no-result"],
+    ids=["message-one-param", "message-i64", "message-no-result", "buffers", "tick", "init"],
 )
 def test_refuses_exports_with_wrong_signature(
-    engine: WasmtimeEngine, body: str, expected: str
+    engine: WasmtimeEngine, export: str, declaration: str, expected: str
 ) -> None:
     """An ABI export with another signature is refused showing the expected and found one."""
+    wanted = {
+        "edged_on_message": "(i32, i32) -> (i32)",
+        "edged_buffers": "() -> (i32)",
+        "edged_on_tick": "(i64) -> (i32)",
+        "edged_init": "(i32) -> (i32)",
+    }[export]
+    module_wasm = wasm(
+        f'(func (export "{export}") {declaration})',
+        on_message=None if export == "edged_on_message" else "(i32.const 1)",
+        buffers=None if export == "edged_buffers" else "(i32.const 0)",
+    )
     with pytest.raises(ModuleError) as info:
-        engine.load("f", wasm(body, on_message=None))
-    assert info.value.reason == expected
+        engine.load("f", module_wasm)
+    assert info.value.reason == f"export {export} must be {wanted}, found {expected}"
+
+
+def test_refuses_export_that_is_not_a_function(engine: WasmtimeEngine) -> None:
+    """An ABI export that is a global instead of a function is refused as not a function."""
+    with pytest.raises(ModuleError) as info:
+        engine.load(
+            "f", wasm('(global (export "edged_on_message") i32 (i32.const 1))', on_message=None)
+        )
+    assert info.value.reason == (
+        "export edged_on_message must be (i32, i32) -> (i32), found not a function"
+    )
 
 
 @pytest.mark.parametrize(
     ("imports", "named"),
     [
         (
-            '(import "wasi_snapshot_preview1" "fd_write" (func (param i32 i32 i32 i32) (result i32)))',
+            '(import "wasi_snapshot_preview1" "fd_write"'
+            " (func (param i32 i32 i32 i32) (result i32)))",
             "wasi_snapshot_preview1.fd_write",
         ),
         ('(import "env" "abort" (func))', "env.abort"),
