@@ -118,6 +118,8 @@ class Daemon:
         if self.engine.cache is not None and not self.engine.cache.usable:
             log.warning("compiled_cache_off", reason=self.engine.cache.problem)
         self.pipelines = build_pipelines(config, self.engine, self._publish)
+        for pipeline in self.pipelines:
+            pipeline.debug = config.log.level == "debug"
         by_name = {p.name: p for p in self.pipelines}
         self.router = Router([(by_name[pc.name], pc.subscribe) for pc in config.pipelines])
         self._stop = threading.Event()

@@ -260,3 +260,34 @@ def test_crash_leaves_the_offline_will(start_daemon: StartDaemon, client: Client
     assert json.loads(client.collect(1)[0][1])["state"] == "online"
     daemon.stop(signal.SIGKILL)
     assert json.loads(client.collect(1, timeout=15)[0][1])["state"] == "offline"
+
+
+def test_per_message_events_only_at_debug_level(
+    start_daemon: StartDaemon, client: Client, topic_root: str
+) -> None:
+    """At info level there is no log line per message; at debug level there is one each."""
+    for level, expected in (("info", 0), ("debug", 3)):
+        daemon = start_daemon(
+            {
+                "node_id": _node(),
+                "modules": {"pass": {"file": wasm("passthrough")}},
+                "pipelines": [
+                    {
+                        "name": "p",
+                        "subscribe": [f"{topic_root}/{level}/in"],
+                        "filters": ["pass"],
+                        "outputs": [{"topic": f"{topic_root}/{level}/out"}],
+                    }
+                ],
+                "log": {"level": level},
+            }
+        )
+        client.subscribe(f"{topic_root}/{level}/out")
+        for i in range(3):
+            client.publish(f"{topic_root}/{level}/in", str(i))
+        assert len(client.collect(3)) == 3
+        assert daemon.stop() == 0
+        events = [e for e in daemon.events() if e.get("event") == "message"]
+        assert len(events) == expected
+        if expected:
+            assert events[0]["pipeline"] == "p" and events[0]["level"] == "debug"

@@ -42,6 +42,8 @@ class Pipeline:
         self._publish = publish
         self._unrouted = BurstWarning()
         self._failures = 0
+        #: per-message debug events cost a call each even when filtered out, so they are opt-in
+        self.debug = False
 
     def process(self, topic: bytes, payload: bytes) -> None:
         """Run one received message through the chain and publish what comes out."""
@@ -58,6 +60,14 @@ class Pipeline:
             out = self._run_from(1, out)
             if not out and self._failures != failures:
                 return  # already counted under the failure's reason
+        if self.debug:
+            log.debug(
+                "message",
+                pipeline=self.name,
+                topic=topic.decode(errors="replace"),
+                size=len(payload),
+                emitted=len(out),
+            )
         if not out:
             counters.filtered += 1
             return
