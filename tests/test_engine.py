@@ -426,35 +426,27 @@ def test_other_result_codes_are_bad_result(engine: WasmtimeEngine, code: int) ->
     assert error.detail == f"edged_on_message returned {code}"
 
 
-@pytest.mark.parametrize(
-    ("area", "detail"),
-    [
-        (out_area((b"t", b"abcde"), used=12), "record at byte 0 runs past `used`"),
-        (out_area((b"ok", b""), (b"t", b"abcde"), used=22), "record at byte 10 runs past `used`"),
-        (out_area(used=OUT_CAP - 3), f"used={OUT_CAP - 3} exceeds the {OUT_CAP}-byte output area"),
-        (out_area(used=0xFFFFFFFF), f"exceeds the {OUT_CAP}-byte output area"),
-        (out_area((b"ok", b"1"), (b"a/#", b"2")), "contains b'#'"),
-        (out_area((b"a/+/b", b"x")), "contains b'+'"),
-        (out_area((b"a\x00b", b"x")), "contains b'\\x00'"),
-        (out_area((b"", b"x")), "record topic length 0 out of 1..65535"),
-        (out_area((b"a/\xff\xfe", b"x")), "is not UTF-8"),
-        (out_area(used=4) + b"\x01\0\0\0", "truncated record header at byte 0"),
-    ],
-    ids=[
-        "past-used",
-        "second-past-used",
-        "used-over-cap",
-        "used-huge",
-        "hash-after-good-record",
-        "plus",
-        "nul",
-        "empty-topic",
-        "not-utf8",
-        "truncated-header",
-    ],
-)
-def test_malformed_output_is_bad_output(engine: WasmtimeEngine, area: bytes, detail: str) -> None:
+BAD_OUTPUTS = {
+    "past-used": (out_area((b"t", b"abcde"), used=12), "record at byte 0 runs past `used`"),
+    "second-past-used": (
+        out_area((b"ok", b""), (b"t", b"abcde"), used=22),
+        "record at byte 10 runs past `used`",
+    ),
+    "used-over-cap": (out_area(used=OUT_CAP - 3), f"used={OUT_CAP - 3} exceeds the 4096-byte"),
+    "used-huge": (out_area(used=0xFFFFFFFF), "exceeds the 4096-byte output area"),
+    "hash-after-good-record": (out_area((b"ok", b"1"), (b"a/#", b"2")), "contains b'#'"),
+    "plus": (out_area((b"a/+/b", b"x")), "contains b'+'"),
+    "nul": (out_area((b"a\x00b", b"x")), "contains b'\\x00'"),
+    "empty-topic": (out_area((b"", b"x")), "record topic length 0 out of 1..65535"),
+    "not-utf8": (out_area((b"a/\xff\xfe", b"x")), "is not UTF-8"),
+    "truncated-header": (out_area(used=4) + b"\x01\0\0\0", "truncated record header at byte 0"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_OUTPUTS)
+def test_malformed_output_is_bad_output(engine: WasmtimeEngine, case: str) -> None:
     """An output area that breaks the ABI drops the whole message as bad_output."""
+    area, detail = BAD_OUTPUTS[case]
     running = start(engine, emitting(area))
     error = call_error(running.on_message, b"in", b"x")
     assert error.reason == "bad_output"
@@ -650,6 +642,22 @@ def test_memory_growth_during_call_keeps_output_correct(moving_engine: WasmtimeE
         assert running.on_message(topic, payload) == [(b"g", pages + topic + payload)]
 
 
+def test_memory_cannot_grow_past_the_limit() -> None:
+    """memory.grow past max_memory_bytes fails inside the module; the call itself goes on."""
+    engine = WasmtimeEngine(EngineSettings(max_memory_bytes=4 * PAGE))
+    grow = "(i32.ne (memory.grow (i32.const 2)) (i32.const -1))"
+    running = start(engine, wasm(on_message=grow))
+    assert running.on_message(b"t", b"") == ((b"t", b""),)
+    assert running.on_message(b"t", b"") == ()
+
+
+def test_initial_memory_over_the_limit_is_refused() -> None:
+    """A module whose initial memory exceeds max_memory_bytes cannot be instantiated."""
+    engine = WasmtimeEngine(EngineSettings(max_memory_bytes=4 * PAGE))
+    reason = refusal(engine, wasm(memory='(memory (export "memory") 5)'))
+    assert reason.startswith("cannot be instantiated: ")
+
+
 # -- edged_on_tick ----------------------------------------------------------------------------
 
 TICK_EMITS_NOW = f"""
@@ -716,6 +724,23 @@ def test_guest_log_reaches_log_callback(engine: WasmtimeEngine, level: int, name
     assert lines == [(name, "ready: caf\u00e9")]
     assert running.on_message(b"m", b"") == ((b"m", b""),)
     assert len(lines) == 1
+
+
+def test_raising_log_callback_does_not_leak_into_later_loads(engine: WasmtimeEngine) -> None:
+    """A log sink that raises costs the log line only; later refusals keep their own reason."""
+
+    def broken(level: str, text: str) -> None:
+        raise RuntimeError("log sink broke")
+
+    logging_init = wasm(
+        '(func (export "edged_init") (param i32) (result i32)'
+        "  (call $log (i32.const 1) (i32.const 0) (i32.const 4)) (i32.const 0))",
+        imports='(import "edged" "log" (func $log (param i32 i32 i32)))',
+    )
+    start(engine, logging_init, log=broken)
+    with pytest.raises(ModuleError) as info:
+        start(engine, wasm("(func $trap unreachable) (start $trap)"))
+    assert info.value.reason.startswith("cannot be instantiated: ")
 
 
 # -- the compiled cache -----------------------------------------------------------------------

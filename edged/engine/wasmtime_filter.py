@@ -9,11 +9,14 @@ public API and every call after it goes through prebuilt ctypes objects. This le
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
-from typing import Any
+import re
+from typing import Any, NoReturn
 
 import wasmtime
 from wasmtime import _bindings as raw
+from wasmtime import _func as _wasmtime_func
 
 from edged.engine import abi
 from edged.engine.base import LogSink, Message, Outcome
@@ -140,8 +143,9 @@ class WasmtimeFilter:
         self._arg0.i32 = tlen
         self._arg1.i32 = plen
         _set_fuel(ctx, self._fuel)
-        if _call_unchecked(ctx, self._msg_ref, self._vals, 2, self._trap_ref) or self._trap:
-            self._fail()
+        err = _call_unchecked(ctx, self._msg_ref, self._vals, 2, self._trap_ref)
+        if err or self._trap:
+            self._fail(err)
         code = self._arg0.i32
         if code == abi.FORWARD:
             return ((topic, payload),)
@@ -153,12 +157,7 @@ class WasmtimeFilter:
 
     def on_tick(self, now_ms: int) -> Outcome:
         self._arg0.i64 = now_ms
-        _set_fuel(self._ctx, self._fuel)
-        if (
-            _call_unchecked(self._ctx, self._funcs[abi.EXPORT_TICK], self._vals, 1, self._trap_ref)
-            or self._trap
-        ):
-            self._fail()
+        self._invoke(self._funcs[abi.EXPORT_TICK], 1)
         code = self._arg0.i32
         if code == abi.DROP:
             return _DROPPED
@@ -177,8 +176,17 @@ class WasmtimeFilter:
             )
         return abi.parse_records(ctypes.string_at(base + 4, used))
 
-    def _fail(self) -> None:
+    def _invoke(self, func_ref: Any, nargs: int) -> None:
+        _set_fuel(self._ctx, self._fuel)
+        err = _call_unchecked(self._ctx, func_ref, self._vals, nargs, self._trap_ref)
+        if err or self._trap:
+            self._fail(err)
+
+    def _fail(self, err: Any) -> NoReturn:
         """Turn the raw call's error or trap into a FilterCallError, freeing what wasmtime gave."""
+        # A Python host function that raised leaves its exception in wasmtime-py's module
+        # global; left there, it would surface from some later, unrelated wasmtime call.
+        host_exc, _wasmtime_func.LAST_EXCEPTION = _wasmtime_func.LAST_EXCEPTION, None
         exc: wasmtime.WasmtimeError | wasmtime.Trap
         if self._trap:
             exc = wasmtime.Trap._from_ptr(self._trap)
@@ -187,19 +195,16 @@ class WasmtimeFilter:
             self._trap_ref = ctypes.byref(self._trap)
             reason = _TRAP_REASONS.get(exc.trap_code, "trap") if exc.trap_code else "trap"
         else:
-            exc = wasmtime.WasmtimeError("call failed")
+            exc = wasmtime.WasmtimeError._from_ptr(err)
             reason = "trap"
+        if host_exc is not None:
+            raise FilterCallError("trap", f"host function failed: {host_exc!r}")
         raise FilterCallError(reason, _first_line(exc))
 
     def _call_setup(self, export: str, arg: int | None = None) -> int:
         if arg is not None:
             self._arg0.i32 = arg
-        _set_fuel(self._ctx, self._fuel)
-        if (
-            _call_unchecked(self._ctx, self._funcs[export], self._vals, 2, self._trap_ref)
-            or self._trap
-        ):
-            self._fail()
+        self._invoke(self._funcs[export], 2)
         return int(self._arg0.i32)
 
     def _write(self, at: int, data: bytes) -> None:
@@ -216,10 +221,15 @@ class WasmtimeFilter:
             text = f"<log text at {start}+{length} lies outside memory>"
         else:
             text = bytes(memory.read(caller, start, start + length)).decode(errors="replace")
-        self._log(abi.LOG_LEVELS[level] if 0 <= level < len(abi.LOG_LEVELS) else "info", text)
+        # A broken log sink must not become the filter's failure.
+        with contextlib.suppress(Exception):
+            self._log(abi.LOG_LEVELS[level] if 0 <= level < len(abi.LOG_LEVELS) else "info", text)
 
 
 def _first_line(exc: BaseException) -> str:
     """The line that says what went wrong: wasmtime puts the cause last, after the backtrace."""
     text = (getattr(exc, "message", None) or str(exc)).strip()
-    return text.splitlines()[-1].strip() if text else type(exc).__name__
+    if not text:
+        return type(exc).__name__
+    # With several causes wasmtime numbers them ("1: wasm trap: ..."); the number says nothing.
+    return re.sub(r"^\d+:\s*", "", text.splitlines()[-1].strip())
