@@ -12,8 +12,11 @@ import paho.mqtt.client as paho
 
 def main() -> None:
     host, port, pattern, out_topic = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+    v5 = sys.argv[5] == "5" if len(sys.argv) > 5 else True
     client = paho.Client(
-        paho.CallbackAPIVersion.VERSION2, client_id="raw-republish", protocol=paho.MQTTv5
+        paho.CallbackAPIVersion.VERSION2,
+        client_id="raw-republish",
+        protocol=paho.MQTTv5 if v5 else paho.MQTTv311,
     )
 
     def on_message(c: paho.Client, _u: object, msg: paho.MQTTMessage) -> None:

@@ -116,7 +116,7 @@ def _stop(proc: subprocess.Popen[str]) -> None:
         proc.kill()
 
 
-def bench_raw(broker: PrivateBroker, n: int) -> Result:
+def bench_raw(broker: PrivateBroker, n: int, version: str) -> Result:
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -125,6 +125,7 @@ def bench_raw(broker: PrivateBroker, n: int) -> Result:
             str(broker.port),
             "bench/raw/in/#",
             "bench/raw/out/x",
+            version,
         ],
         stdout=subprocess.PIPE,
         text=True,
@@ -145,12 +146,13 @@ def bench_edged(
     params: dict[str, object],
     expected: int,
     workdir: Path,
+    version: str,
 ) -> Result:
     tag = f"edged-{module}"
     config = {
         "node_id": f"bench-{module}",
         "state_dir": str(workdir / "state"),
-        "broker": {"host": broker.host, "port": broker.port},
+        "broker": {"host": broker.host, "port": broker.port, "mqtt_version": version},
         "modules": {module: {"file": str(FILTERS / f"{module}.wasm")}},
         "pipelines": [
             {
@@ -194,15 +196,18 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=50_000)
     parser.add_argument("--quick", action="store_true", help="tiny counts, to check it runs")
+    parser.add_argument("--mqtt-version", choices=("5", "3.1.1"), default="5")
     args = parser.parse_args()
     n = 1_000 if args.quick else args.messages
     with PrivateBroker() as broker, tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         # value cycles 20..39 and the limit is 29.5: exactly half the readings pass.
         results = [
-            bench_raw(broker, n),
-            bench_edged(broker, n, "passthrough", {}, n, workdir),
-            bench_edged(broker, n, "threshold", {"limit": 29.5}, n // 2, workdir),
+            bench_raw(broker, n, args.mqtt_version),
+            bench_edged(broker, n, "passthrough", {}, n, workdir, args.mqtt_version),
+            bench_edged(
+                broker, n, "threshold", {"limit": 29.5}, n // 2, workdir, args.mqtt_version
+            ),
         ]
     ceiling = results[0].msgs_per_s
     print(f"{'contender':<32} {'msgs/s':>9} {'ratio':>6} {'peak RSS MiB':>13} {'outputs':>8}")
@@ -218,9 +223,10 @@ def main() -> int:
             "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python "
             f"{platform.python_version()}",
             "messages": n,
+            "mqtt_version": args.mqtt_version,
             "results": [asdict(r) | {"ratio_to_raw": r.msgs_per_s / ceiling} for r in results],
         }
-        (RESULTS / "throughput.json").write_text(json.dumps(record, indent=2) + "\n")
+        (RESULTS / f"throughput-mqtt{args.mqtt_version.replace('.', '')}.json").write_text(json.dumps(record, indent=2) + "\n")
     return 0
 
 

@@ -66,19 +66,9 @@ static int edged_filter_init(void)
     return 0;
 }
 
-static uint32_t fnv1a(edged_str s)
-{
-    uint32_t h = 2166136261u;
-    for (uint32_t i = 0; i < s.len; i++) {
-        h ^= (unsigned char)s.ptr[i];
-        h *= 16777619u;
-    }
-    return h;
-}
-
 static struct window *find_or_add(edged_str topic)
 {
-    uint32_t h = fnv1a(topic);
+    uint32_t h = edged_hash(topic);
     for (int i = 0; i < n_windows; i++) {
         struct window *w = &windows[i];
         if (w->hash == h && w->len == topic.len) {

@@ -46,22 +46,12 @@ static int edged_filter_init(void)
     return 0;
 }
 
-static uint32_t fnv1a(edged_str s)
-{
-    uint32_t h = 2166136261u;
-    for (uint32_t i = 0; i < s.len; i++) {
-        h ^= (unsigned char)s.ptr[i];
-        h *= 16777619u;
-    }
-    return h;
-}
-
 /* The slot for topic, claimed if new (*fresh = 1), or 0 when the table or
  * the text pool is full. Full topic text is stored so that two topics with
  * the same hash can never share a last value. */
 static struct slot *lookup(edged_str topic, int *fresh)
 {
-    uint32_t h = fnv1a(topic);
+    uint32_t h = edged_hash(topic);
     for (uint32_t i = h & (SLOTS - 1);; i = (i + 1) & (SLOTS - 1)) {
         struct slot *s = &slots[i];
         if (!s->used) {

@@ -177,6 +177,17 @@ EDGED__API int edged_str_eq(edged_str a, edged_str b)
     return 1;
 }
 
+/* FNV-1a, 32 bits: enough to spread topics over a small per-topic table. */
+EDGED__API uint32_t edged_hash(edged_str s)
+{
+    uint32_t h = 2166136261u;
+    for (uint32_t i = 0; i < s.len; i++) {
+        h ^= (unsigned char)s.ptr[i];
+        h *= 16777619u;
+    }
+    return h;
+}
+
 /* ---- logging ----------------------------------------------------------- */
 
 /* Each call crosses into the host (~9 us): fine in init and ticks, keep it
