@@ -226,7 +226,8 @@ def main() -> int:
             "mqtt_version": args.mqtt_version,
             "results": [asdict(r) | {"ratio_to_raw": r.msgs_per_s / ceiling} for r in results],
         }
-        (RESULTS / f"throughput-mqtt{args.mqtt_version.replace('.', '')}.json").write_text(json.dumps(record, indent=2) + "\n")
+        target = RESULTS / f"throughput-mqtt{args.mqtt_version.replace('.', '')}.json"
+        target.write_text(json.dumps(record, indent=2) + "\n")
     return 0
 
 
