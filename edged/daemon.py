@@ -26,6 +26,7 @@ from edged.mqtt.link import BrokerLink
 from edged.pipeline import Pipeline, Publisher, Step
 from edged.pipeline.outputs import OutputRules
 from edged.pipeline.router import Router
+from edged.systemd import Notifier
 
 log = structlog.get_logger("edged.daemon")
 
@@ -124,6 +125,7 @@ class Daemon:
         self.router = Router([(by_name[pc.name], pc.subscribe) for pc in config.pipelines])
         self._stop = threading.Event()
         self._on_ready = on_ready
+        self.notifier = Notifier()
         self.internal_errors = 0
         self.link = BrokerLink(
             config.broker,
@@ -175,12 +177,19 @@ class Daemon:
                     self._summary()
                     next_summary = now + summary_every
         finally:
+            self.notifier.notify(STOPPING=1, STATUS="stopping")
             self.link.close()
             self._summary()
             log.info("stopped")
 
     def _ready(self) -> None:
         log.info("ready", subscriptions=[s.topic for s in self.router.subscriptions])
+        # Sent again after each reconnect; systemd takes the first READY and the fresh STATUS.
+        broker = self.config.broker
+        self.notifier.notify(
+            READY=1,
+            STATUS=f"{len(self.pipelines)} pipelines, connected to {broker.host}:{broker.port}",
+        )
         if self._on_ready is not None:
             self._on_ready()
 

@@ -106,14 +106,20 @@ def write_config(path: Path, data: dict[str, object]) -> Path:
 class DaemonProcess:
     """`edged run` in its own process, its JSON log lines kept for assertions."""
 
-    def __init__(self, config: Path, status_topic: str, broker: PrivateBroker | None) -> None:
+    def __init__(
+        self,
+        config: Path,
+        status_topic: str,
+        broker: PrivateBroker | None,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.log_path = config.with_suffix(".log")
         self._sink = open(self.log_path, "wb")  # noqa: SIM115 (closed in stop)
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "edged", "run", "--config", str(config)],
             stdout=self._sink,
             stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
         )
         self.status_topic = status_topic
         self.broker = broker

@@ -1,0 +1,43 @@
+"""sd_notify: tell systemd we are ready, what we are doing, and that we are stopping.
+
+The protocol is one datagram to the Unix socket named by $NOTIFY_SOCKET (a path, or an abstract
+socket when it starts with '@'), so no library is needed. Outside systemd the variable is unset
+and every call is a no-op.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+
+
+class Notifier:
+    def __init__(self, address: str | None = None) -> None:
+        address = address if address is not None else os.environ.get("NOTIFY_SOCKET")
+        self._address: str | bytes | None = None
+        if address:
+            # '@' marks the abstract namespace, whose names start with a NUL byte.
+            self._address = b"\0" + address[1:].encode() if address.startswith("@") else address
+        self._sock: socket.socket | None = None
+
+    @property
+    def enabled(self) -> bool:
+        return self._address is not None
+
+    def notify(self, **fields: str | int) -> bool:
+        """Send `KEY=value` lines (READY=1, STATUS=..., STOPPING=1); False if it did not go."""
+        if self._address is None:
+            return False
+        message = "\n".join(f"{key}={value}" for key, value in fields.items()).encode()
+        try:
+            if self._sock is None:
+                self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+            self._sock.sendto(message, self._address)
+        except OSError:
+            return False  # systemd gone or socket full: nothing useful to do about it here
+        return True
+
+    def close(self) -> None:
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
