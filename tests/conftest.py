@@ -1,4 +1,4 @@
-"""Shared fixtures: a real mosquitto per session, MQTT clients, and the daemon as a subprocess."""
+"""Shared fixtures: one real mosquitto for the whole run, MQTT clients, and the daemon as a subprocess."""
 
 from __future__ import annotations
 
