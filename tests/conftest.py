@@ -1,4 +1,4 @@
-"""Shared fixtures: one real mosquitto for the whole run, MQTT clients, and the daemon as a subprocess."""
+"""Shared fixtures: one real mosquitto for the run, MQTT clients, the daemon as a subprocess."""
 
 from __future__ import annotations
 
