@@ -9,19 +9,28 @@ from typing import Any
 
 import pytest
 
+import edged.config
 from edged.config import (
+    DEFAULT_BUDGETS,
     BrokerConfig,
+    Budgets,
     Config,
     ConfigError,
+    DaemonConfig,
+    EngineConfig,
     FilterConfig,
     LogConfig,
+    MetricsConfig,
     ModuleConfig,
     OutputRule,
     PipelineConfig,
     Subscription,
     TLSConfig,
+    ViolationsConfig,
+    format_size,
     load_config,
     parse_config,
+    parse_size,
     topic_filter_error,
     topic_matches,
     topic_name_error,
@@ -53,6 +62,7 @@ modules:
     params: {limit: 30, field: temp, strict: true, scale: 1.5}
   passthrough:
     file: filters/passthrough.wasm
+    budgets: {memory: 4 MiB, deadline_ms: 20}
 pipelines:
   - name: temperature
     subscribe:
@@ -70,6 +80,29 @@ pipelines:
         qos: 2
         retain: true
       - topic: "out/{topic}"
+    on_quarantine: skip
+budgets:
+  memory: 8 MiB
+  fuel: 5000000
+  deadline_ms: 50
+  max_emits: 16
+  max_emit_bytes: 16 KiB
+  table_elements: 500
+engine:
+  wasm_stack: 1 MiB
+  epoch_tick_ms: 5
+daemon:
+  memory_budget: 1 GiB
+  queue_size: 500
+  overload: block
+violations:
+  dead_letter_topic: "dlq/{node_id}/{prefix}"
+  dead_letter_qos: 1
+  quarantine_after: 3
+  window: 2.5
+  cooldown: 0
+metrics:
+  interval: 0
 log:
   level: debug
   format: json
@@ -148,12 +181,37 @@ def test_full_config_round_trips_into_dataclasses(confdir: Path) -> None:
         reconnect_min_delay=0.5,
         reconnect_max_delay=30.0,
     )
+    budgets = Budgets(
+        memory=8 * 1024 * 1024,
+        fuel=5_000_000,
+        deadline_ms=50.0,
+        max_emits=16,
+        max_emit_bytes=16 * 1024,
+        table_elements=500,
+    )
+    assert config.budgets == budgets
     assert config.modules["threshold"] == ModuleConfig(
         name="threshold",
         file=confdir / "filters/threshold.wasm",
         params={"limit": 30, "field": "temp", "strict": True, "scale": 1.5},
+        budgets=budgets,
     )
     assert config.modules["passthrough"].params == {}
+    assert config.modules["passthrough"].budgets == dataclasses.replace(
+        budgets, memory=4 * 1024 * 1024, deadline_ms=20.0
+    )
+    assert config.engine == EngineConfig(wasm_stack=1024 * 1024, epoch_tick_ms=5.0)
+    assert config.daemon == DaemonConfig(memory_budget=1024**3, queue_size=500, overload="block")
+    assert config.violations == ViolationsConfig(
+        dead_letter_topic="dlq/{node_id}/{prefix}",
+        dead_letter_qos=1,
+        quarantine_after=3,
+        window=2.5,
+        cooldown=0.0,
+    )
+    assert config.metrics == MetricsConfig(interval=0.0)
+    assert config.dead_letter_topic == "dlq/gw-1/site/edged"
+    assert config.metrics_topic == "site/edged/gw-1/metrics"
     assert config.pipelines == (
         PipelineConfig(
             name="temperature",
@@ -175,6 +233,7 @@ def test_full_config_round_trips_into_dataclasses(confdir: Path) -> None:
                 ),
                 OutputRule(match="#", topic="out/{topic}", qos=0, retain=False),
             ),
+            on_quarantine="skip",
         ),
     )
     assert config.log == LogConfig(level="debug", format="json", summary_interval=15.0)
@@ -640,3 +699,388 @@ def test_topic_filter_error_explains_bad_filters(pattern: str) -> None:
 def test_topic_name_error(topic: str, ok: bool) -> None:
     """Topic names to publish to may not be empty or contain wildcards."""
     assert (topic_name_error(topic) is None) is ok
+
+
+# Budgets, engine, daemon, violations, metrics (docs/budgets.md)
+
+MIB = 1024 * 1024
+
+
+def test_budget_sections_default_to_the_documented_values(confdir: Path) -> None:
+    """Without the new sections every key takes the default docs/budgets.md shows."""
+    config = parse_config(minimal(), base_dir=confdir)
+
+    assert config.budgets == Budgets(
+        memory=16 * MIB,
+        fuel=20_000_000,
+        deadline_ms=100.0,
+        max_emits=64,
+        max_emit_bytes=65536,
+        table_elements=10000,
+    )
+    assert config.budgets == DEFAULT_BUDGETS == Budgets()
+    assert all(m.budgets == config.budgets for m in config.modules.values())
+    assert config.engine == EngineConfig(wasm_stack=512 * 1024, epoch_tick_ms=10.0)
+    assert config.daemon == DaemonConfig(
+        memory_budget=256 * MIB, queue_size=10000, overload="drop_oldest"
+    )
+    assert config.violations == ViolationsConfig(
+        dead_letter_topic="{prefix}/{node_id}/deadletter",
+        dead_letter_qos=0,
+        quarantine_after=5,
+        window=10.0,
+        cooldown=60.0,
+    )
+    assert config.metrics == MetricsConfig(interval=10.0)
+    assert config.pipelines[0].on_quarantine == "drop"
+    assert config.dead_letter_topic == "edged/gw-1/deadletter"
+    assert config.metrics_topic == "edged/gw-1/metrics"
+
+
+@pytest.mark.parametrize("section", ["budgets", "engine", "daemon", "violations", "metrics"])
+def test_budget_sections_may_be_empty_or_null(confdir: Path, section: str) -> None:
+    """An empty or null new section means all of its defaults."""
+    for value in (None, {}):
+        data = minimal()
+        data[section] = value
+        assert parse_config(data, base_dir=confdir) == parse_config(minimal(), base_dir=confdir)
+
+
+@pytest.mark.parametrize("section", ["budgets", "engine", "daemon", "violations", "metrics"])
+def test_budget_sections_must_be_mappings(confdir: Path, section: str) -> None:
+    """A new section that is not a mapping is one error at its name."""
+    data = minimal()
+    data[section] = 5
+    assert errors_of(data, confdir) == [f"{section}: expected a mapping, got integer 5"]
+
+
+def test_dataclasses_built_directly_get_default_budgets() -> None:
+    """Code building the config objects itself gets the documented budgets without naming them."""
+    module = ModuleConfig(name="m", file=Path("m.wasm"), params={})
+    pipeline = PipelineConfig(name="p", subscribe=(), filters=(), outputs=())
+    assert module.budgets == DEFAULT_BUDGETS
+    assert pipeline.on_quarantine == "drop"
+
+
+def test_package_keeps_every_public_name() -> None:
+    """Everything edged.config exports can be imported from it."""
+    for name in edged.config.__all__:
+        assert getattr(edged.config, name) is not None
+    assert edged.config.ConfigError is ConfigError
+    assert edged.config.EdgedError.__name__ == "EdgedError"
+
+
+@pytest.mark.parametrize(
+    ("given", "size"),
+    [
+        (0, 0),
+        (65536, 65536),
+        ("512 KiB", 512 * 1024),
+        ("16MiB", 16 * MIB),
+        ("1 GiB", 1024 * MIB),
+        ("1.5 MiB", 3 * MIB // 2),
+        ("0.5KiB", 512),
+        ("100 B", 100),
+        ("2 kib", 2048),
+        (" 3 MiB ", 3 * MIB),
+        ("4096", 4096),
+    ],
+)
+def test_sizes_accept_bytes_and_binary_units(confdir: Path, given: object, size: int) -> None:
+    """A size is an integer of bytes or a number with B, KiB, MiB or GiB, decimals allowed."""
+    data = minimal()
+    data["budgets"] = {"max_emit_bytes": given}
+    assert parse_config(data, base_dir=confdir).budgets.max_emit_bytes == size
+
+
+@pytest.mark.parametrize(
+    ("given", "error"),
+    [
+        ("16 megs", """expected a size such as 16777216, "512 KiB" or "16 MiB", got '16 megs'"""),
+        ("2 TiB", """expected a size such as 16777216, "512 KiB" or "16 MiB", got '2 TiB'"""),
+        ("-1 KiB", """expected a size such as 16777216, "512 KiB" or "16 MiB", got '-1 KiB'"""),
+        ("MiB", """expected a size such as 16777216, "512 KiB" or "16 MiB", got 'MiB'"""),
+        ("1e6", """expected a size such as 16777216, "512 KiB" or "16 MiB", got '1e6'"""),
+        ("", """expected a size such as 16777216, "512 KiB" or "16 MiB", got ''"""),
+        (True, """expected a size such as 16777216, "512 KiB" or "16 MiB", got boolean true"""),
+        (
+            1.5e6,
+            """expected a size such as 16777216, "512 KiB" or "16 MiB", got number 1500000.0""",
+        ),
+        ("16 MB", "unit 'MB' is ambiguous; write '16 MiB' (KiB, MiB and GiB are 1024-based)"),
+        ("64kB", "unit 'kB' is ambiguous; write '64 KiB' (KiB, MiB and GiB are 1024-based)"),
+        ("1 G", "unit 'G' is ambiguous; write '1 GiB' (KiB, MiB and GiB are 1024-based)"),
+        ("0.1 KiB", "'0.1 KiB' is 102.4 bytes, not a whole number of bytes"),
+        ("1.5 B", "'1.5 B' is 1.5 bytes, not a whole number of bytes"),
+        (-1, "must be at least 0 B, got -1 B"),
+    ],
+)
+def test_bad_sizes_are_explained(confdir: Path, given: object, error: str) -> None:
+    """A size that is not whole bytes in B/KiB/MiB/GiB says why; KB, MB and GB are refused."""
+    data = minimal()
+    data["budgets"] = {"max_emit_bytes": given}
+    assert errors_of(data, confdir) == [f"budgets.max_emit_bytes: {error}"]
+
+
+def test_parse_size_and_format_size_are_inverse() -> None:
+    """format_size writes a size the way parse_size reads it back."""
+    for size in (0, 1, 1000, 1024, 65536, 1536, 16 * MIB, 3 * 1024 * MIB):
+        assert parse_size(format_size(size)) == size
+    assert format_size(512 * 1024) == "512 KiB"
+    with pytest.raises(ValueError, match="ambiguous"):
+        parse_size("1 MB")
+
+
+def test_size_ranges_are_checked(confdir: Path) -> None:
+    """Memory, Wasm stack and memory budget must lie within their documented ranges."""
+    data = minimal()
+    data["budgets"] = {"memory": "32 KiB"}
+    data["engine"] = {"wasm_stack": "128 MiB"}
+    data["daemon"] = {"memory_budget": "512 KiB"}
+    data["modules"]["threshold"]["budgets"] = {"memory": "5 GiB"}
+    assert errors_of(data, confdir) == [
+        "engine.wasm_stack: must be between 64 KiB and 64 MiB, got 128 MiB",
+        "budgets.memory: must be between 64 KiB and 4 GiB, got 32 KiB",
+        "modules.threshold.budgets.memory: must be between 64 KiB and 4 GiB, got 5 GiB",
+        "daemon.memory_budget: must be at least 1 MiB, got 512 KiB",
+    ]
+
+
+def test_smallest_allowed_sizes_are_accepted(confdir: Path) -> None:
+    """One Wasm page of memory, a 64 KiB stack and a 1 MiB memory budget are all allowed."""
+    data = minimal()
+    data["budgets"] = {"memory": 65536, "max_emits": 0, "max_emit_bytes": 0, "table_elements": 0}
+    data["engine"] = {"wasm_stack": "64 KiB", "epoch_tick_ms": 1}
+    data["daemon"] = {"memory_budget": "1 MiB", "queue_size": 1}
+    config = parse_config(data, base_dir=confdir)
+    assert config.budgets.memory == 65536
+    assert config.engine == EngineConfig(wasm_stack=65536, epoch_tick_ms=1.0)
+    assert config.daemon.memory_budget == MIB
+
+
+def test_budget_numbers_are_checked(confdir: Path) -> None:
+    """Fuel, deadline, emit and table limits refuse booleans, wrong types and values too small."""
+    data = minimal()
+    data["budgets"] = {
+        "fuel": 999,
+        "deadline_ms": 0,
+        "max_emits": -1,
+        "max_emit_bytes": "lots",
+        "table_elements": True,
+    }
+    assert errors_of(data, confdir) == [
+        "budgets.fuel: must be at least 1000, got 999",
+        "budgets.deadline_ms: must be greater than 0, got 0",
+        "budgets.max_emits: must be at least 0, got -1",
+        """budgets.max_emit_bytes: expected a size such as 16777216, "512 KiB" or "16 MiB", """
+        "got 'lots'",
+        "budgets.table_elements: expected an integer, got boolean true",
+    ]
+
+
+def test_module_budgets_override_only_the_keys_given(confdir: Path) -> None:
+    """A module's `budgets` replaces the keys it names and inherits the rest from `budgets`."""
+    data = minimal()
+    data["budgets"] = {"fuel": 1000, "max_emits": 8}
+    data["modules"]["threshold"]["budgets"] = {"memory": "4 MiB", "deadline_ms": 20, "fuel": 2000}
+    config = parse_config(data, base_dir=confdir)
+    assert config.modules["threshold"].budgets == Budgets(
+        memory=4 * MIB, fuel=2000, deadline_ms=20.0, max_emits=8
+    )
+    assert config.modules["passthrough"].budgets == config.budgets
+    assert config.budgets == Budgets(fuel=1000, max_emits=8)
+
+
+def test_unknown_module_budget_key_suggests_the_known_one(confdir: Path) -> None:
+    """A misspelt key in a module's budgets is an error at its full path with a suggestion."""
+    data = minimal()
+    data["modules"]["threshold"]["budgets"] = {"memroy": "4 MiB", "zzz": 1}
+    data["budgets"] = {"dedline_ms": 5}
+    assert errors_of(data, confdir) == [
+        "budgets.dedline_ms: unknown key; did you mean 'deadline_ms'?",
+        "modules.threshold.budgets.memroy: unknown key; did you mean 'memory'?",
+        "modules.threshold.budgets.zzz: unknown key; known keys: deadline_ms, fuel, max_emit_bytes,"
+        " max_emits, memory, table_elements",
+    ]
+
+
+def test_unknown_keys_in_the_other_sections_are_errors(confdir: Path) -> None:
+    """Misspelt keys in engine, daemon, violations and metrics are caught with a suggestion."""
+    data = minimal()
+    data["engine"] = {"wasm_stak": "1 MiB"}
+    data["daemon"] = {"queue": 5}
+    data["violations"] = {"cooldwn": 5}
+    data["metrics"] = {"intervall": 5}
+    assert errors_of(data, confdir) == [
+        "engine.wasm_stak: unknown key; did you mean 'wasm_stack'?",
+        "daemon.queue: unknown key; did you mean 'queue_size'?",
+        "violations.cooldwn: unknown key; did you mean 'cooldown'?",
+        "metrics.intervall: unknown key; did you mean 'interval'?",
+    ]
+
+
+@pytest.mark.parametrize("overload", ["drop_oldest", "drop_newest", "block"])
+def test_overload_choices(confdir: Path, overload: str) -> None:
+    """daemon.overload is drop_oldest, drop_newest or block."""
+    data = minimal()
+    data["daemon"] = {"overload": overload}
+    assert parse_config(data, base_dir=confdir).daemon.overload == overload
+
+
+@pytest.mark.parametrize("overload", ["drop", "oldest", "", 1])
+def test_other_overload_values_are_refused(confdir: Path, overload: object) -> None:
+    """Any other daemon.overload is an error at its path."""
+    data = minimal()
+    data["daemon"] = {"overload": overload}
+    (error,) = errors_of(data, confdir)
+    assert error.startswith("daemon.overload: ")
+    if isinstance(overload, str):
+        assert "must be one of drop_oldest, drop_newest, block" in error
+
+
+def test_daemon_and_violation_numbers_are_checked(confdir: Path) -> None:
+    """Queue size, dead-letter QoS, quarantine count and window must be in range."""
+    data = minimal()
+    data["daemon"] = {"queue_size": 0}
+    data["violations"] = {
+        "dead_letter_qos": 3,
+        "quarantine_after": 0,
+        "window": 0,
+        "cooldown": -1,
+    }
+    data["metrics"] = {"interval": float("nan")}
+    assert errors_of(data, confdir) == [
+        "daemon.queue_size: must be at least 1, got 0",
+        "violations.dead_letter_qos: must be between 0 and 2, got 3",
+        "violations.quarantine_after: must be at least 1, got 0",
+        "violations.window: must be greater than 0, got 0",
+        "violations.cooldown: must be at least 0, got -1",
+        "metrics.interval: must be at least 0, got nan",
+    ]
+
+
+def test_zero_turns_metrics_and_cooldown_off(confdir: Path) -> None:
+    """metrics.interval 0 means no metrics, and cooldown 0 an immediate retry; both are allowed."""
+    data = minimal()
+    data["metrics"] = {"interval": 0}
+    data["violations"] = {"cooldown": 0}
+    config = parse_config(data, base_dir=confdir)
+    assert config.metrics.interval == 0.0
+    assert config.violations.cooldown == 0.0
+
+
+@pytest.mark.parametrize(
+    ("template", "topic"),
+    [
+        ("{prefix}/{node_id}/deadletter", "site/edged/gw-1/deadletter"),
+        ("dlq/{node_id}", "dlq/gw-1"),
+        ("{prefix}/dead", "site/edged/dead"),
+        ("fixed/topic", "fixed/topic"),
+    ],
+)
+def test_dead_letter_topic_fills_in_prefix_and_node_id(
+    confdir: Path, template: str, topic: str
+) -> None:
+    """{prefix} and {node_id} in dead_letter_topic become topic_prefix and node_id."""
+    data = minimal()
+    data["topic_prefix"] = "site/edged"
+    data["violations"] = {"dead_letter_topic": template}
+    config = parse_config(data, base_dir=confdir)
+    assert config.violations.dead_letter_topic == template
+    assert config.dead_letter_topic == topic
+
+
+@pytest.mark.parametrize(
+    ("template", "error"),
+    [
+        ("{prefix}/{topic}", "unknown placeholder {topic}; known: {node_id}, {prefix}"),
+        ("{pipeline}/dead", "unknown placeholder {pipeline}; known: {node_id}, {prefix}"),
+        ("{prefix}/+/dead", "gives an invalid topic 'edged/+/dead': "),
+        ("dead/#", "gives an invalid topic 'dead/#': "),
+        ("$SYS/{node_id}", "gives an invalid topic '$SYS/node': must not start with '$'"),
+        ("", "gives an invalid topic '': "),
+    ],
+)
+def test_dead_letter_topic_is_checked(confdir: Path, template: str, error: str) -> None:
+    """dead_letter_topic allows only {prefix} and {node_id} and must give a publishable topic."""
+    data = minimal()
+    data["violations"] = {"dead_letter_topic": template}
+    (got,) = errors_of(data, confdir)
+    assert got.startswith(f"violations.dead_letter_topic: {error}")
+
+
+def test_deadline_below_the_epoch_tick_is_refused(confdir: Path) -> None:
+    """A deadline shorter than one epoch tick is an error at the global or the module's path."""
+    data = minimal()
+    data["engine"] = {"epoch_tick_ms": 20}
+    data["budgets"] = {"deadline_ms": 10}
+    data["modules"]["threshold"]["budgets"] = {"deadline_ms": 5}
+    assert errors_of(data, confdir) == [
+        "budgets.deadline_ms: is 10 ms, below engine.epoch_tick_ms (20 ms): deadlines are checked"
+        " once per epoch tick, so none can be shorter than one tick",
+        "modules.threshold.budgets.deadline_ms: is 5 ms, below engine.epoch_tick_ms (20 ms):"
+        " deadlines are checked once per epoch tick, so none can be shorter than one tick",
+    ]
+
+
+def test_deadline_at_or_above_the_tick_is_accepted(confdir: Path) -> None:
+    """A deadline of exactly one tick works, and a module may override a too short global one."""
+    data = minimal()
+    data["engine"] = {"epoch_tick_ms": 1}
+    data["budgets"] = {"deadline_ms": 1}
+    data["modules"]["threshold"]["budgets"] = {"deadline_ms": 2.5}
+    config = parse_config(data, base_dir=confdir)
+    assert config.budgets.deadline_ms == 1.0
+    assert config.modules["threshold"].budgets.deadline_ms == 2.5
+
+    data = minimal()
+    data["modules"]["threshold"]["budgets"] = {"deadline_ms": 5}
+    (error,) = errors_of(data, confdir)
+    assert error.startswith("modules.threshold.budgets.deadline_ms: is 5 ms, below ")
+
+
+@pytest.mark.parametrize("tick", [0.5, 1001, "fast"])
+def test_bad_epoch_tick_is_reported_once(confdir: Path, tick: object) -> None:
+    """A wrong epoch_tick_ms is one error, not also one for every deadline it would bound."""
+    data = minimal()
+    data["engine"] = {"epoch_tick_ms": tick}
+    data["budgets"] = {"deadline_ms": 2}
+    (error,) = errors_of(data, confdir)
+    assert error.startswith("engine.epoch_tick_ms: ")
+
+
+@pytest.mark.parametrize("value", ["drop", "skip", "SKIP"])
+def test_on_quarantine_values(confdir: Path, value: str) -> None:
+    """A pipeline's on_quarantine is drop or skip."""
+    data = minimal()
+    data["pipelines"][0]["on_quarantine"] = value
+    assert parse_config(data, base_dir=confdir).pipelines[0].on_quarantine == value.lower()
+
+
+@pytest.mark.parametrize("value", ["pass", "", True])
+def test_other_on_quarantine_values_are_refused(confdir: Path, value: object) -> None:
+    """Any other on_quarantine is an error at the pipeline's path."""
+    data = minimal()
+    data["pipelines"][0]["on_quarantine"] = value
+    (error,) = errors_of(data, confdir)
+    assert error.startswith("pipelines[0].on_quarantine: ")
+
+
+def test_shipped_gateway_config_sets_module_budgets() -> None:
+    """configs/gateway.yaml shows a module's budgets laid over the global ones."""
+    path = Path(__file__).resolve().parent.parent / "configs" / "gateway.yaml"
+    config = load_config(path)
+    assert config.modules["average"].budgets == dataclasses.replace(
+        config.budgets, memory=4 * MIB, deadline_ms=20.0
+    )
+    assert config.budgets == DEFAULT_BUDGETS
+
+
+def test_budget_counts_must_fit_the_engine(confdir: Path) -> None:
+    """Fuel and table sizes too large for the engine's counters are refused at load."""
+    data = minimal()
+    data["budgets"] = {"fuel": 2**63, "table_elements": 2**31}
+    assert errors_of(data, confdir) == [
+        f"budgets.fuel: must be below 2**63, got {2**63}",
+        f"budgets.table_elements: must be below 2**31, got {2**31}",
+    ]

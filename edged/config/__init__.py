@@ -1,0 +1,84 @@
+"""The config file: read once, checked in full, turned into frozen dataclasses.
+
+Every problem is collected with its key path before anything is raised, so an operator fixing a
+gateway's config sees all of its mistakes in one go instead of one per restart.
+
+    model     the dataclasses a checked config turns into
+    reader    reading values with their key paths; sizes such as "16 MiB"
+    load      one parser per section; parse_config and load_config
+
+The sections budgets, engine, daemon, violations and metrics are specified in docs/budgets.md.
+"""
+
+from __future__ import annotations
+
+from edged.config.load import load_config, parse_config
+from edged.config.model import (
+    DEFAULT_BUDGETS,
+    ON_QUARANTINE,
+    OVERLOADS,
+    BrokerConfig,
+    Budgets,
+    Config,
+    DaemonConfig,
+    EngineConfig,
+    FilterConfig,
+    GiB,
+    KiB,
+    LogConfig,
+    MetricsConfig,
+    MiB,
+    ModuleConfig,
+    MqttVersion,
+    OnQuarantine,
+    OutputRule,
+    Overload,
+    Params,
+    ParamValue,
+    PipelineConfig,
+    Subscription,
+    TLSConfig,
+    ViolationsConfig,
+)
+from edged.config.reader import format_size, parse_size
+
+# Part of this package's interface, defined where the rest of edged uses them.
+from edged.errors import ConfigError, EdgedError
+from edged.mqtt.topics import topic_filter_error, topic_matches, topic_name_error
+
+__all__ = [
+    "DEFAULT_BUDGETS",
+    "ON_QUARANTINE",
+    "OVERLOADS",
+    "BrokerConfig",
+    "Budgets",
+    "Config",
+    "ConfigError",
+    "DaemonConfig",
+    "EdgedError",
+    "EngineConfig",
+    "FilterConfig",
+    "GiB",
+    "KiB",
+    "LogConfig",
+    "MetricsConfig",
+    "MiB",
+    "ModuleConfig",
+    "MqttVersion",
+    "OnQuarantine",
+    "OutputRule",
+    "Overload",
+    "ParamValue",
+    "Params",
+    "PipelineConfig",
+    "Subscription",
+    "TLSConfig",
+    "ViolationsConfig",
+    "format_size",
+    "load_config",
+    "parse_config",
+    "parse_size",
+    "topic_filter_error",
+    "topic_matches",
+    "topic_name_error",
+]

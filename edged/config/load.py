@@ -1,0 +1,363 @@
+"""Reading the config file: one parser per section, then parse_config and load_config."""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping
+from dataclasses import replace
+from pathlib import Path
+from types import MappingProxyType
+
+import yaml
+
+from edged.config.model import (
+    DEFAULT_BUDGETS,
+    ON_QUARANTINE,
+    OVERLOADS,
+    BrokerConfig,
+    Budgets,
+    Config,
+    DaemonConfig,
+    EngineConfig,
+    FilterConfig,
+    GiB,
+    KiB,
+    LogConfig,
+    MetricsConfig,
+    MiB,
+    ModuleConfig,
+    MqttVersion,
+    OutputRule,
+    Params,
+    ParamValue,
+    PipelineConfig,
+    Subscription,
+    TLSConfig,
+    ViolationsConfig,
+)
+from edged.config.reader import (
+    _client_id_error,
+    _describe,
+    _is_utf8,
+    _name_error,
+    _node_id_error,
+    _nonempty_error,
+    _prefix_error,
+    _Reader,
+    _template_check,
+)
+from edged.errors import ConfigError
+from edged.mqtt.topics import topic_filter_error
+
+_MQTT_VERSIONS: dict[str, MqttVersion] = {"3.1.1": "3.1.1", "311": "3.1.1", "5": "5"}
+_output_topic_error = _template_check(
+    {"node_id": "node", "pipeline": "pipeline", "topic": "sample/topic"}
+)
+_dead_letter_error = _template_check({"prefix": "edged", "node_id": "node"})
+
+
+def _params(r: _Reader) -> Params:
+    out: dict[str, ParamValue] = {}
+    for key, value in r.entries():
+        # The filter ABI hands params over as 'key NUL value NUL' in UTF-8.
+        if not key or "\0" in key or not _is_utf8(key):
+            r.fail(None, f"parameter name {key!r} must be non-empty UTF-8 without NUL")
+        elif isinstance(value, float) and not math.isfinite(value):
+            r.fail(key, f"must be a finite number, got {value}")
+        elif isinstance(value, str) and ("\0" in value or not _is_utf8(value)):
+            r.fail(key, "must be UTF-8 text without NUL")
+        elif isinstance(value, str | int | float):
+            out[key] = value
+        else:
+            r.fail(key, f"expected a string, number or boolean, got {_describe(value)}")
+    return r.done(MappingProxyType(out))
+
+
+def _tls(r: _Reader) -> TLSConfig:
+    files = {key: r.path(key, must_exist=True) for key in ("ca_file", "cert_file", "key_file")}
+    for given, missing in (("cert_file", "key_file"), ("key_file", "cert_file")):
+        if r.has(given) and not r.has(missing):
+            r.fail(missing, f"required when {given} is given")
+    return r.done(TLSConfig(**files))
+
+
+def _mqtt_version(r: _Reader) -> MqttVersion:
+    value = r.get("mqtt_version", (str, int), '"3.1.1" or "5"')
+    version = "5" if value is None else _MQTT_VERSIONS.get(str(value))
+    if version is None:
+        r.fail("mqtt_version", f'expected "3.1.1" or "5", got {_describe(value)}')
+    return version or "5"
+
+
+def _read_secret(r: _Reader, key: str, path: Path) -> str | None:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeError) as exc:  # never str(exc): a decode error quotes the bytes
+        reason = (exc.strerror or "unreadable") if isinstance(exc, OSError) else "not UTF-8 text"
+        r.fail(key, f"cannot read {path}: {reason}")
+        return None
+    return text[:-2] if text.endswith("\r\n") else text.removesuffix("\n")
+
+
+def _broker(r: _Reader) -> BrokerConfig:
+    host = r.text("host", "localhost", check=_nonempty_error)
+    port = r.integer("port", 8883 if r.has("tls") else 1883, 1, 65535)
+    client_id = r.text("client_id", None, check=_client_id_error)
+    keepalive = r.integer("keepalive", 30, 5, 65535)
+    version = _mqtt_version(r)
+    username = r.text("username", None)
+    password = r.text("password", None, secret=True)
+    password_file = r.path("password_file", must_exist=True)
+    if password is not None and r.has("password_file"):
+        r.fail("password_file", "cannot be used together with password")
+    elif password_file is not None:
+        password = _read_secret(r, "password_file", password_file)
+    # MQTT 3.1.1 forbids a password without a user name, and the link never sends one alone.
+    if password is not None and username is None:
+        r.fail("username", "required when a password is given")
+    tls = _tls(r.child("tls")) if r.has("tls") else None
+    min_delay = r.number("reconnect_min_delay", 1.0)
+    max_delay = r.number("reconnect_max_delay", 60.0)
+    if max_delay < min_delay:
+        r.fail("reconnect_max_delay", f"must not be below reconnect_min_delay ({min_delay})")
+    return r.done(
+        BrokerConfig(
+            host=host,
+            port=port,
+            client_id=client_id,
+            keepalive=keepalive,
+            mqtt_version=version,
+            username=username,
+            password=password,
+            tls=tls,
+            reconnect_min_delay=min_delay,
+            reconnect_max_delay=max_delay,
+        )
+    )
+
+
+def _engine(r: _Reader) -> tuple[EngineConfig, float | None]:
+    """The engine section, and its epoch tick for checking deadlines: None if it is wrong."""
+    d = EngineConfig()
+    stack = r.size("wasm_stack", 64 * KiB, 64 * MiB)
+    tick = r.real("epoch_tick_ms", 1, 1000)
+    engine = EngineConfig(
+        wasm_stack=d.wasm_stack if stack is None else stack,
+        epoch_tick_ms=d.epoch_tick_ms if tick is None else tick,
+    )
+    return r.done(engine), tick if r.has("epoch_tick_ms") else engine.epoch_tick_ms
+
+
+def _fits(r: _Reader, key: str, value: int | None, bits: int) -> int | None:
+    """`value` if it fits the engine's unsigned `bits`-bit field, else None after saying so."""
+    if value is not None and value >= 2 ** (bits - 1):
+        r.fail(key, f"must be below 2**{bits - 1}, got {value}")
+        return None
+    return value
+
+
+def _budgets(r: _Reader, base: Budgets, tick_ms: float | None) -> Budgets:
+    """`base` with every key given in this `budgets` mapping laid over it.
+
+    `tick_ms` is the engine's epoch tick, None when that is itself wrong: a deadline shorter than
+    one tick cannot be kept, since the engine only looks at the clock once per tick.
+    """
+    memory = r.size("memory", 64 * KiB, 4 * GiB)  # one Wasm page .. all a 32-bit memory holds
+    fuel = _fits(r, "fuel", r.whole("fuel", 1000), 64)  # wasmtime keeps fuel in a u64
+    deadline = r.real("deadline_ms", 0, above=True)
+    if deadline is not None and tick_ms is not None and deadline < tick_ms:
+        r.fail(
+            "deadline_ms",
+            f"is {deadline:g} ms, below engine.epoch_tick_ms ({tick_ms:g} ms): deadlines are "
+            "checked once per epoch tick, so none can be shorter than one tick",
+        )
+    emits = r.whole("max_emits", 0)
+    emit_bytes = r.size("max_emit_bytes", 0)
+    tables = _fits(r, "table_elements", r.whole("table_elements", 0), 32)  # wasm32: u32 indexes
+    return r.done(
+        Budgets(
+            memory=base.memory if memory is None else memory,
+            fuel=base.fuel if fuel is None else fuel,
+            deadline_ms=base.deadline_ms if deadline is None else deadline,
+            max_emits=base.max_emits if emits is None else emits,
+            max_emit_bytes=base.max_emit_bytes if emit_bytes is None else emit_bytes,
+            table_elements=base.table_elements if tables is None else tables,
+        )
+    )
+
+
+def _daemon(r: _Reader) -> DaemonConfig:
+    d = DaemonConfig()
+    budget = r.size("memory_budget", MiB)
+    queue_size = r.whole("queue_size", 1)
+    overload = r.literal("overload", OVERLOADS, d.overload)
+    return r.done(
+        DaemonConfig(
+            memory_budget=d.memory_budget if budget is None else budget,
+            queue_size=d.queue_size if queue_size is None else queue_size,
+            overload=overload,
+        )
+    )
+
+
+def _violations(r: _Reader) -> ViolationsConfig:
+    d = ViolationsConfig()
+    topic = r.text("dead_letter_topic", d.dead_letter_topic, check=_dead_letter_error)
+    qos = r.whole("dead_letter_qos", 0, 2)
+    after = r.whole("quarantine_after", 1)
+    window = r.real("window", 0, above=True)
+    cooldown = r.real("cooldown", 0)
+    return r.done(
+        ViolationsConfig(
+            dead_letter_topic=topic,
+            dead_letter_qos=d.dead_letter_qos if qos is None else qos,
+            quarantine_after=d.quarantine_after if after is None else after,
+            window=d.window if window is None else window,
+            cooldown=d.cooldown if cooldown is None else cooldown,
+        )
+    )
+
+
+def _metrics(r: _Reader) -> MetricsConfig:
+    interval = r.real("interval", 0)
+    return r.done(MetricsConfig() if interval is None else MetricsConfig(interval=interval))
+
+
+def _modules(r: _Reader, budgets: Budgets, tick_ms: float | None) -> dict[str, ModuleConfig]:
+    if isinstance(r.value, Mapping) and not r.value:
+        r.fail(None, "needs at least one module")
+    modules: dict[str, ModuleConfig] = {}
+    for name, value in r.entries():
+        m = r.sub(value, r.at(name)).mapping()
+        if (reason := _name_error(name)) is not None:
+            m.fail(None, f"bad module name: {reason}")
+        file = m.path("file", required=True, must_exist=True) or Path()
+        params = _params(m.child("params"))
+        own = _budgets(m.child("budgets"), budgets, tick_ms)
+        modules[name] = m.done(ModuleConfig(name=name, file=file, params=params, budgets=own))
+    return r.done(modules)
+
+
+def _subscription(r: _Reader) -> Subscription:
+    r = r.shorthand("topic")
+    topic = r.text("topic", "", required=True, check=topic_filter_error)
+    return r.done(Subscription(topic=topic, qos=r.integer("qos", 0, 0, 2)))
+
+
+def _filter(r: _Reader, modules: Mapping[str, ModuleConfig]) -> FilterConfig:
+    r = r.shorthand("module")
+    module = r.text("module", "", required=True)
+    if module and module not in modules:
+        known = ", ".join(sorted(modules)) or "(none)"
+        r.fail("module", f"unknown module {module!r}; known: {known}")
+    inherited = modules[module].params if module in modules else {}
+    params = MappingProxyType({**inherited, **_params(r.child("params"))})
+    tick = r.number("tick_interval", None)
+    return r.done(FilterConfig(module=module, params=params, tick_interval=tick))
+
+
+def _output(r: _Reader) -> OutputRule:
+    return r.mapping().done(
+        OutputRule(
+            match=r.text("match", "#", check=topic_filter_error),
+            topic=r.text("topic", "", required=True, check=_output_topic_error),
+            qos=r.integer("qos", 0, 0, 2),
+            retain=r.flag("retain", False),
+        )
+    )
+
+
+def _pipeline(r: _Reader, modules: Mapping[str, ModuleConfig]) -> PipelineConfig:
+    return r.mapping().done(
+        PipelineConfig(
+            name=r.text("name", "", required=True, check=_name_error),
+            subscribe=tuple(_subscription(s) for s in r.items("subscribe", "topic filter")),
+            filters=tuple(_filter(f, modules) for f in r.items("filters", "filter")),
+            outputs=tuple(_output(o) for o in r.items("outputs", "output rule")),
+            on_quarantine=r.literal("on_quarantine", ON_QUARANTINE, "drop"),
+        )
+    )
+
+
+def _log(r: _Reader) -> LogConfig:
+    return r.done(
+        LogConfig(
+            level=r.choice("level", ("debug", "info", "warning", "error"), "info"),
+            format=r.choice("format", ("auto", "json", "console"), "auto"),
+            summary_interval=r.number("summary_interval", 60.0),
+        )
+    )
+
+
+def parse_config(data: object, *, source: str = "<config>", base_dir: Path | None = None) -> Config:
+    """Check a parsed YAML document and build the Config, or raise ConfigError with every problem.
+
+    Relative paths are taken relative to `base_dir` (the current directory if None).
+    """
+    if not isinstance(data, Mapping):
+        got = "an empty document" if data is None else _describe(data)
+        raise ConfigError([f"<root>: expected a mapping, got {got}"], source)
+    errors: list[str] = []
+    r = _Reader(data, "", errors, base_dir or Path.cwd())
+    node_id = r.text("node_id", "", required=True, check=_node_id_error)
+    topic_prefix = r.text("topic_prefix", "edged", check=_prefix_error)
+    state_dir = r.path("state_dir")
+    broker = _broker(r.child("broker", required=True))
+    # The engine first: its epoch tick bounds every deadline, the global and the modules' own.
+    engine, tick_ms = _engine(r.child("engine"))
+    budgets = _budgets(r.child("budgets"), DEFAULT_BUDGETS, tick_ms)
+    modules = _modules(r.child("modules", required=True), budgets, tick_ms)
+    pipelines: list[PipelineConfig] = []
+    for item in r.items("pipelines", "pipeline"):
+        pipeline = _pipeline(item, modules)
+        if pipeline.name and pipeline.name in (p.name for p in pipelines):
+            item.fail("name", f"duplicate pipeline name {pipeline.name!r}")
+        pipelines.append(pipeline)
+    config = r.done(
+        Config(
+            node_id=node_id,
+            topic_prefix=topic_prefix,
+            state_dir=state_dir,
+            broker=broker,
+            modules=MappingProxyType(modules),
+            pipelines=tuple(pipelines),
+            log=_log(r.child("log")),
+            budgets=budgets,
+            engine=engine,
+            daemon=_daemon(r.child("daemon")),
+            violations=_violations(r.child("violations")),
+            metrics=_metrics(r.child("metrics")),
+        )
+    )
+    if errors:
+        raise ConfigError(errors, source)
+    return config
+
+
+def _read_yaml(path: Path, source: str) -> object:
+    try:
+        return yaml.safe_load(path.read_bytes())
+    except OSError as exc:
+        error = f"<file>: cannot read: {(exc.strerror or str(exc)).lower()}"
+    # Built from the parts, never str(exc): PyYAML's own message quotes the offending lines or
+    # bytes, which may be part of a password.
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "<file>"
+        error = f"{where}: invalid YAML: {exc.problem or exc.context}"
+        if exc.problem and exc.context and exc.context_mark:
+            error += f" ({exc.context} at line {exc.context_mark.line + 1})"
+    except yaml.reader.ReaderError as exc:
+        error = f"<file>: invalid text at byte {exc.position}: {exc.reason}"
+    except yaml.YAMLError:
+        error = "<file>: invalid YAML"
+    raise ConfigError([error], source) from None
+
+
+def load_config(path: str | os.PathLike[str]) -> Config:
+    """Read and check the config file at `path`; raise ConfigError listing every problem."""
+    source = os.fspath(path)
+    file = Path(source).absolute()
+    config = parse_config(_read_yaml(file, source), source=source, base_dir=file.parent)
+    return replace(config, source=file)

@@ -1,0 +1,177 @@
+"""What a checked config turns into: frozen dataclasses shared read-only by every layer.
+
+Fields that later sections added have the documented defaults, so code and tests can build the
+objects directly without spelling out every budget.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+ParamValue = str | int | float | bool
+Params = Mapping[str, ParamValue]
+MqttVersion = Literal["3.1.1", "5"]
+Overload = Literal["drop_oldest", "drop_newest", "block"]
+OnQuarantine = Literal["drop", "skip"]
+OVERLOADS: tuple[Overload, ...] = ("drop_oldest", "drop_newest", "block")
+ON_QUARANTINE: tuple[OnQuarantine, ...] = ("drop", "skip")
+
+_DEAD_LETTER_PLACEHOLDER = re.compile(r"\{(node_id|prefix)\}")
+
+KiB = 1024
+MiB = 1024 * KiB
+GiB = 1024 * MiB
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class TLSConfig:
+    ca_file: Path | None
+    cert_file: Path | None
+    key_file: Path | None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class BrokerConfig:
+    host: str
+    port: int
+    client_id: str | None
+    keepalive: int
+    mqtt_version: MqttVersion
+    username: str | None
+    password: str | None = field(repr=False)
+    tls: TLSConfig | None
+    reconnect_min_delay: float
+    reconnect_max_delay: float
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Budgets:
+    """The hard limits of every call into one module (message, init, tick)."""
+
+    memory: int = 16 * MiB  # bytes of linear memory per instance
+    fuel: int = 20_000_000  # Wasm instructions per call
+    deadline_ms: float = 100.0  # wall-clock limit per call
+    max_emits: int = 64  # messages one call may emit
+    max_emit_bytes: int = 65536  # topic + payload bytes of all records of one call
+    table_elements: int = 10_000  # entries in the module's tables
+
+
+DEFAULT_BUDGETS = Budgets()
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class EngineConfig:
+    wasm_stack: int = 512 * KiB  # bytes of Wasm stack per call
+    epoch_tick_ms: float = 10.0  # resolution of every deadline_ms
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class DaemonConfig:
+    memory_budget: int = 256 * MiB  # the memory caps of all instances together
+    queue_size: int = 10_000  # messages between the network thread and the filters
+    overload: Overload = "drop_oldest"  # what a full queue does
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ViolationsConfig:
+    dead_letter_topic: str = "{prefix}/{node_id}/deadletter"  # template; see Config
+    dead_letter_qos: int = 0
+    quarantine_after: int = 5  # this many violations ...
+    window: float = 10.0  # ... within this many seconds quarantine the filter
+    cooldown: float = 60.0  # seconds until a quarantined filter is tried again
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class MetricsConfig:
+    interval: float = 10.0  # seconds between metrics publications; 0 means none
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ModuleConfig:
+    name: str
+    file: Path
+    params: Params
+    # The global budgets with the module's own `budgets:` laid over them.
+    budgets: Budgets = field(default_factory=Budgets)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Subscription:
+    topic: str
+    qos: int
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class FilterConfig:
+    module: str
+    params: Params  # the module's params with this filter's own laid over them
+    tick_interval: float | None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class OutputRule:
+    match: str
+    topic: str  # template: {topic}, {node_id} and {pipeline} are filled in per message
+    qos: int
+    retain: bool
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class PipelineConfig:
+    name: str
+    subscribe: tuple[Subscription, ...]
+    filters: tuple[FilterConfig, ...]
+    outputs: tuple[OutputRule, ...]
+    on_quarantine: OnQuarantine = "drop"  # drop: messages reaching the filter; skip: pass it by
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class LogConfig:
+    level: str
+    format: str
+    summary_interval: float
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Config:
+    node_id: str
+    topic_prefix: str
+    state_dir: Path | None
+    broker: BrokerConfig
+    modules: Mapping[str, ModuleConfig]
+    pipelines: tuple[PipelineConfig, ...]
+    log: LogConfig
+    budgets: Budgets = field(default_factory=Budgets)  # the defaults, before module overrides
+    engine: EngineConfig = field(default_factory=EngineConfig)
+    daemon: DaemonConfig = field(default_factory=DaemonConfig)
+    violations: ViolationsConfig = field(default_factory=ViolationsConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    source: Path | None = None
+
+    @property
+    def client_id(self) -> str:
+        """The MQTT client id actually used: the configured one, else one derived from node_id."""
+        return self.broker.client_id or f"edged-{self.node_id}"
+
+    @property
+    def effective_client_id(self) -> str:
+        return self.client_id
+
+    @property
+    def status_topic(self) -> str:
+        return f"{self.topic_prefix}/{self.node_id}/status"
+
+    @property
+    def metrics_topic(self) -> str:
+        return f"{self.topic_prefix}/{self.node_id}/metrics"
+
+    @property
+    def dead_letter_topic(self) -> str:
+        """violations.dead_letter_topic with {prefix} and {node_id} filled in."""
+        values = {"prefix": self.topic_prefix, "node_id": self.node_id}
+        template = self.violations.dead_letter_topic
+        return _DEAD_LETTER_PLACEHOLDER.sub(lambda m: values[m[1]], template)  # in one pass
