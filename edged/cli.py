@@ -31,6 +31,12 @@ def _parser() -> argparse.ArgumentParser:
     check = commands.add_parser("check", help="validate a config and load its modules")
     check.add_argument("--config", "-c", required=True, type=Path)
 
+    stats = commands.add_parser("stats", help="show a node's metrics, read from the broker")
+    stats.add_argument("--config", "-c", required=True, type=Path, help="for the broker settings")
+    stats.add_argument("--node", help="the node to show (default: the config's node_id)")
+    stats.add_argument("--json", action="store_true", help="print the metrics JSON as it is")
+    stats.add_argument("--timeout", type=float, default=5.0, metavar="SECONDS")
+
     demo = commands.add_parser("demo", help="run the demo on a private broker")
     demo.add_argument("--rounds", type=int, default=12, help="readings per sensor")
 
@@ -55,6 +61,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run(args.config)
         if args.command == "check":
             return _check(args.config)
+        if args.command == "stats":
+            return _stats(args)
         if args.command == "demo":
             from edged.demo import run_demo
 
@@ -101,6 +109,21 @@ def _check(path: Path) -> int:
         f"{path}: OK: {len(config.modules)} modules, {len(pipelines)} pipelines, "
         f"{steps} filter instances"
     )
+    return 0
+
+
+def _stats(args: argparse.Namespace) -> int:
+    import json
+
+    from edged.config import load_config
+    from edged.stats import fetch_metrics, render
+
+    config = load_config(args.config)
+    metrics = fetch_metrics(config, args.node or config.node_id, args.timeout)
+    if args.json:
+        print(json.dumps(metrics))
+    else:
+        render(metrics, sys.stdout)
     return 0
 
 

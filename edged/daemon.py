@@ -1,17 +1,20 @@
-"""The daemon: build pipelines from the config, then run the one loop that drives everything.
+"""The daemon: build pipelines from the config, then run the filter loop until told to stop.
 
-One thread does the network, the filters, the ticks and the summaries, in that order of urgency;
-see `edged.mqtt.link` for why.
+Two threads: paho's network thread reads the broker into the bounded intake queue
+(`edged.pipeline.intake`); this module's loop, on the main thread, takes messages from it and runs
+the filters, ticks, quarantine releases, summaries and metrics. Every wasmtime Store is used by
+this one thread only.
 """
 
 from __future__ import annotations
 
+import functools
+import json
 import os
 import signal
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import paho.mqtt.client as paho
@@ -20,17 +23,20 @@ import structlog
 import edged
 from edged.config import Config
 from edged.engine import WasmtimeEngine
-from edged.engine.wasmtime_engine import WasmtimeModule
+from edged.engine.wasmtime_engine import EngineSettings, WasmtimeModule
 from edged.errors import EdgedError, ModuleError
+from edged.metrics import format_bytes, rss_bytes
 from edged.mqtt.link import BrokerLink
 from edged.pipeline import Pipeline, Publisher, Step
+from edged.pipeline.intake import Intake
 from edged.pipeline.outputs import OutputRules
 from edged.pipeline.router import Router
+from edged.pipeline.violations import DeadLetter, ViolationPolicy
 from edged.systemd import Notifier
 
 log = structlog.get_logger("edged.daemon")
 
-# The longest the loop waits for the network before it looks at ticks and signals again.
+# The longest the loop waits for messages before it looks at ticks, timers and signals again.
 _MAX_WAIT = 0.25
 
 
@@ -56,10 +62,20 @@ def state_dir(config: Config) -> Path:
 
 
 def make_engine(config: Config) -> WasmtimeEngine:
-    return WasmtimeEngine(cache_dir=state_dir(config) / "compiled")
+    settings = EngineSettings(
+        wasm_stack=config.engine.wasm_stack, epoch_tick_ms=config.engine.epoch_tick_ms
+    )
+    return WasmtimeEngine(settings, cache_dir=state_dir(config) / "compiled")
 
 
-def build_pipelines(config: Config, engine: WasmtimeEngine, publish: Publisher) -> list[Pipeline]:
+def build_pipelines(
+    config: Config,
+    engine: WasmtimeEngine,
+    publish: Publisher,
+    *,
+    dead_letter: DeadLetter | None = None,
+    on_change: Callable[[], None] | None = None,
+) -> list[Pipeline]:
     """Load every module and instantiate every filter, gathering all problems before failing."""
     problems: list[str] = []
     modules: dict[str, WasmtimeModule] = {}
@@ -68,6 +84,13 @@ def build_pipelines(config: Config, engine: WasmtimeEngine, publish: Publisher) 
             modules[name] = engine.load_file(name, mod.file)
         except ModuleError as exc:
             problems.append(f"modules.{name}: {exc.reason}")
+    policy = ViolationPolicy(
+        quarantine_after=config.violations.quarantine_after,
+        window=config.violations.window,
+        cooldown=config.violations.cooldown,
+    )
+    budget = config.daemon.memory_budget
+    committed = 0
     pipelines: list[Pipeline] = []
     for p_index, pc in enumerate(config.pipelines):
         steps: list[Step] = []
@@ -79,15 +102,38 @@ def build_pipelines(config: Config, engine: WasmtimeEngine, publish: Publisher) 
             if fc.tick_interval is not None and not module.has_tick:
                 problems.append(f"{where}.tick_interval: module '{fc.module}' has no edged_on_tick")
                 continue
+            budgets = config.modules[fc.module].budgets
+            if committed + budgets.memory > budget:
+                problems.append(
+                    f"{where}: module '{fc.module}' memory budget {format_bytes(budgets.memory)} "
+                    f"would bring the total to {format_bytes(committed + budgets.memory)}, over "
+                    f"daemon.memory_budget {format_bytes(budget)}"
+                )
+                continue
+            committed += budgets.memory
+            renew = functools.partial(
+                module.instantiate, fc.params, _guest_logger(pc.name, fc.module), budgets
+            )
             try:
-                instance = module.instantiate(fc.params, _guest_logger(pc.name, fc.module))
+                instance = renew()
             except ModuleError as exc:
                 problems.append(f"{where}: module '{fc.module}' {exc.reason}")
                 continue
-            steps.append(Step(fc.module, instance, fc.tick_interval))
+            steps.append(Step(fc.module, instance, fc.tick_interval, renew))
         if len(steps) == len(pc.filters):
             outputs = OutputRules(pc.outputs, node_id=config.node_id, pipeline=pc.name)
-            pipelines.append(Pipeline(pc.name, steps, outputs, publish))
+            pipelines.append(
+                Pipeline(
+                    pc.name,
+                    steps,
+                    outputs,
+                    publish,
+                    policy=policy,
+                    on_quarantine=pc.on_quarantine,
+                    dead_letter=dead_letter,
+                    on_change=on_change,
+                )
+            )
     if problems:
         raise SetupError(problems)
     return pipelines
@@ -102,29 +148,39 @@ def _guest_logger(pipeline: str, module: str) -> Callable[[str, str], None]:
     return emit
 
 
-@dataclass(slots=True)
 class _Tick:
-    due: float
-    interval: float
-    pipeline: Pipeline
-    index: int
+    __slots__ = ("due", "index", "interval", "pipeline")
+
+    def __init__(self, due: float, interval: float, pipeline: Pipeline, index: int) -> None:
+        self.due = due
+        self.interval = interval
+        self.pipeline = pipeline
+        self.index = index
 
 
 class Daemon:
     """Everything `edged run` does, ready to `run()` until `stop()` or SIGTERM."""
 
-    def __init__(self, config: Config, *, on_ready: Callable[[], None] | None = None) -> None:
+    def __init__(self, config: Config) -> None:
         self.config = config
         self.engine = make_engine(config)
         if self.engine.cache is not None and not self.engine.cache.usable:
             log.warning("compiled_cache_off", reason=self.engine.cache.problem)
-        self.pipelines = build_pipelines(config, self.engine, self._publish)
+        self.pipelines = build_pipelines(
+            config,
+            self.engine,
+            self._publish,
+            dead_letter=self._dead_letter,
+            on_change=self._quarantine_changed,
+        )
         for pipeline in self.pipelines:
             pipeline.debug = config.log.level == "debug"
         by_name = {p.name: p for p in self.pipelines}
         self.router = Router([(by_name[pc.name], pc.subscribe) for pc in config.pipelines])
+        self.intake: Intake[paho.MQTTMessage] = Intake(
+            config.daemon.queue_size, config.daemon.overload
+        )
         self._stop = threading.Event()
-        self._on_ready = on_ready
         self.notifier = Notifier()
         self.internal_errors = 0
         self.link = BrokerLink(
@@ -135,10 +191,12 @@ class Daemon:
                 "node_id": config.node_id,
                 "version": edged.__version__,
                 "pipelines": [p.name for p in self.pipelines],
+                "quarantined": [],
             },
             subscriptions=self.router.subscriptions,
-            on_message=self._deliver,
+            on_message=self._received,
             on_ready=self._ready,
+            max_queued_publishes=config.daemon.queue_size,
         )
         now = time.monotonic()
         self._ticks = [
@@ -163,24 +221,47 @@ class Daemon:
             compiled_cache_hits=self.engine.cache_hits,
             broker=f"{self.config.broker.host}:{self.config.broker.port}",
         )
-        summary_every = self.config.log.summary_interval
-        next_summary = time.monotonic() + summary_every
-        next_tick = min((t.due for t in self._ticks), default=float("inf"))
+        self.link.start()
+        timers = _Timers(self.config)
+        timers.next_tick = min((t.due for t in self._ticks), default=float("inf"))
         try:
             while not self._stop.is_set():
                 now = time.monotonic()
-                self.link.step(max(0.0, min(_MAX_WAIT, next_tick - now)))
+                wait = max(0.0, min(_MAX_WAIT, timers.next_tick - now))
+                for message in self.intake.take_all(wait):
+                    self._deliver(message)
                 now = time.monotonic()
-                if now >= next_tick:
-                    next_tick = self._run_ticks(now)
-                if now >= next_summary:
+                if now >= timers.next_tick:
+                    timers.next_tick = self._run_ticks(now)
+                if now >= timers.next_housekeeping:
+                    timers.next_housekeeping = now + 1.0
+                    for pipeline in self.pipelines:
+                        pipeline.release_due(now)
+                if now >= timers.next_summary:
+                    timers.next_summary = now + self.config.log.summary_interval
                     self._summary()
-                    next_summary = now + summary_every
+                if timers.metrics_every and now >= timers.next_metrics:
+                    timers.next_metrics = now + timers.metrics_every
+                    self._publish_metrics()
         finally:
             self.notifier.notify(STOPPING=1, STATUS="stopping")
+            # Take nothing new, finish what was taken, then say offline and flush.
+            self.intake.close()
+            for message in self.intake.take_all(0):
+                self._deliver(message)
+            if timers.metrics_every:
+                self._publish_metrics()
             self.link.close()
             self._summary()
             log.info("stopped")
+
+    # -- the network thread's side --------------------------------------------------------
+
+    def _received(self, message: paho.MQTTMessage) -> None:
+        _, evicted = self.intake.put(message)
+        if evicted is not None and evicted.qos:
+            # Dropped by the overload policy and counted: acknowledged, or it would come back.
+            self.link.ack(evicted.mid, evicted.qos)
 
     def _ready(self) -> None:
         log.info("ready", subscriptions=[s.topic for s in self.router.subscriptions])
@@ -190,8 +271,8 @@ class Daemon:
             READY=1,
             STATUS=f"{len(self.pipelines)} pipelines, connected to {broker.host}:{broker.port}",
         )
-        if self._on_ready is not None:
-            self._on_ready()
+
+    # -- the filter thread's side ---------------------------------------------------------
 
     def _deliver(self, message: paho.MQTTMessage) -> None:
         try:
@@ -200,9 +281,23 @@ class Daemon:
             # A bug of ours must cost one message, never the daemon; it is counted and logged.
             self.internal_errors += 1
             log.exception("internal_error", topic=message.topic)
+        if message.qos:
+            self.link.ack(message.mid, message.qos)
 
     def _publish(self, topic: str, payload: bytes, qos: int, retain: bool) -> bool:
         return self.link.publish(topic, payload, qos, retain)
+
+    def _dead_letter(self, record: dict[str, object]) -> None:
+        body = json.dumps({"node_id": self.config.node_id, **record}, separators=(",", ":"))
+        self.link.publish(
+            self.config.dead_letter_topic,
+            body.encode(),
+            self.config.violations.dead_letter_qos,
+            False,
+        )
+
+    def _quarantine_changed(self) -> None:
+        self.link.publish_status(quarantined=[q for p in self.pipelines for q in p.quarantined])
 
     def _run_ticks(self, now: float) -> float:
         now_ms = int(time.time() * 1000)
@@ -215,11 +310,40 @@ class Daemon:
                     tick.due = now + tick.interval
         return min(t.due for t in self._ticks)
 
+    def metrics(self) -> dict[str, object]:
+        return {
+            "node_id": self.config.node_id,
+            "ts": int(time.time() * 1000),
+            "rss_bytes": rss_bytes(),
+            "queue": self.intake.snapshot(),
+            "internal_errors": self.internal_errors,
+            "unrouted": self.router.unrouted,
+            "pipelines": {p.name: p.snapshot() for p in self.pipelines},
+        }
+
+    def _publish_metrics(self) -> None:
+        body = json.dumps(self.metrics(), separators=(",", ":")).encode()
+        self.link.publish(self.config.metrics_topic, body, 0, True)
+
     def _summary(self) -> None:
         log.info(
             "summary",
             pipelines={p.name: p.counters.snapshot() for p in self.pipelines},
+            queue=self.intake.snapshot(),
             unrouted=self.router.unrouted,
             internal_errors=self.internal_errors,
             connected=self.link.connected,
+            rss_mib=round(rss_bytes() / 2**20, 1),
         )
+
+
+class _Timers:
+    """When the loop next has something to do besides messages."""
+
+    def __init__(self, config: Config) -> None:
+        now = time.monotonic()
+        self.next_tick = float("inf")
+        self.next_housekeeping = now + 1.0
+        self.next_summary = now + config.log.summary_interval
+        self.metrics_every = config.metrics.interval
+        self.next_metrics = now + self.metrics_every

@@ -24,3 +24,17 @@ def test_throughput_benchmark_quick_mode_runs_every_contender() -> None:
         "edged, passthrough": 1000,
         "edged, threshold": 500,
     }
+
+
+def test_budget_cost_benchmark_quick_mode_runs() -> None:
+    """`budget_cost.py --quick` times all three call paths and prints their ratios."""
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "budget_cost.py"), "--quick"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    rows = result.stdout.strip().splitlines()[1:]
+    assert [row.split()[-1] for row in rows][0] == "1.00"
+    assert len(rows) == 3

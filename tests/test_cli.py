@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
+from typing import Any
 
 from conftest import ROOT, wasm, write_config
 
@@ -186,3 +188,52 @@ def test_demo_runs_end_to_end() -> None:
     assert "daemon exit 0" in summary
     assert "out/alerts/overheat" in result.stdout
     assert "/avg" in result.stdout
+
+
+def test_stats_shows_a_running_nodes_metrics(
+    start_daemon: Any, client: Any, topic_root: str, tmp_path: Path
+) -> None:
+    """`edged stats` reads the node's retained metrics and shows per-pipeline and filter figures."""
+    daemon = start_daemon(
+        {
+            "node_id": "statsnode",
+            "modules": {"threshold": {"file": wasm("threshold")}},
+            "pipelines": [
+                {
+                    "name": "hot",
+                    "subscribe": [f"{topic_root}/in"],
+                    "filters": [{"module": "threshold", "params": {"limit": 10}}],
+                    "outputs": [{"topic": f"{topic_root}/out"}],
+                }
+            ],
+            "metrics": {"interval": 0.2},
+        }
+    )
+    client.subscribe(f"{topic_root}/out")
+    for value in (5, 15, 25):
+        client.publish(f"{topic_root}/in", json.dumps({"value": value}))
+    assert len(client.collect(2)) == 2
+    config = write_config(
+        tmp_path / "stats.yaml",
+        {
+            "node_id": "other",
+            "broker": {"host": daemon.broker.host, "port": daemon.broker.port},
+            "modules": {"t": {"file": wasm("threshold")}},
+            "pipelines": [
+                {"name": "p", "subscribe": ["a"], "filters": ["t"], "outputs": [{"topic": "b"}]}
+            ],
+        },
+    )
+    time.sleep(0.5)  # one more metrics interval, so the retained figures include all three
+    result = edged("stats", "--config", str(config), "--node", "statsnode", "--json")
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads(result.stdout)
+    hot = metrics["pipelines"]["hot"]
+    assert (hot["in"], hot["out"], hot["filtered"]) == (3, 2, 1)
+    assert hot["filters"][0]["calls"] == 3 and hot["filters"][0]["fuel_used"] > 0
+    table = edged("stats", "--config", str(config), "--node", "statsnode")
+    assert table.returncode == 0
+    assert "threshold" in table.stdout and "calls 3" in table.stdout
+    missing = edged("stats", "--config", str(config), "--node", "nobody", "--timeout", "0.5")
+    assert missing.returncode == 2
+    assert "no metrics on edged/nobody/metrics" in missing.stderr

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 import wasmtime
 
+from edged.config import DEFAULT_BUDGETS, Budgets
 from edged.engine import EngineSettings, WasmtimeEngine
 from edged.errors import FilterCallError, ModuleError
 
@@ -102,9 +103,10 @@ def start(
     module_wasm: bytes,
     params: dict[str, Any] | None = None,
     log: Callable[[str, str], None] = ignore_log,
+    budgets: Budgets = DEFAULT_BUDGETS,
 ) -> Any:
     """Load and instantiate: the running filter."""
-    return engine.load("f", module_wasm).instantiate(params or {}, log)
+    return engine.load("f", module_wasm).instantiate(params or {}, log, budgets)
 
 
 def refusal(
@@ -561,8 +563,12 @@ def test_other_traps_are_reported(engine: WasmtimeEngine, action: str, detail: s
 
 def test_infinite_loop_runs_out_of_fuel() -> None:
     """A call that never ends is stopped as fuel; fuel is refilled for the next message."""
-    engine = WasmtimeEngine(EngineSettings(fuel_per_call=1_000_000))
-    running = start(engine, wasm(on_message=_traps_when_topic_is_one_byte("(loop $l (br $l))")))
+    engine = WasmtimeEngine()
+    running = start(
+        engine,
+        wasm(on_message=_traps_when_topic_is_one_byte("(loop $l (br $l))")),
+        budgets=Budgets(fuel=1_000_000),
+    )
     for _ in range(2):
         assert call_error(running.on_message, b"x", b"").reason == "fuel"
         assert running.on_message(b"ok", b"") == ((b"ok", b""),)
@@ -570,21 +576,21 @@ def test_infinite_loop_runs_out_of_fuel() -> None:
 
 def test_fuel_is_a_per_call_budget() -> None:
     """Calls that each use most of the fuel budget all succeed: fuel does not accumulate."""
-    engine = WasmtimeEngine(EngineSettings(fuel_per_call=1_000_000))
+    engine = WasmtimeEngine()
     spin = """
       (local $n i32)
       (local.set $n (i32.const 100000))
       (loop $l (br_if $l (local.tee $n (i32.sub (local.get $n) (i32.const 1)))))
       (i32.const 1)"""
-    running = start(engine, wasm(on_message=spin))
+    running = start(engine, wasm(on_message=spin), budgets=Budgets(fuel=1_000_000))
     for _ in range(5):
         assert running.on_message(b"t", b"") == ((b"t", b""),)
-    greedy = start(WasmtimeEngine(EngineSettings(fuel_per_call=100_000)), wasm(on_message=spin))
+    greedy = start(engine, wasm(on_message=spin), budgets=Budgets(fuel=100_000))
     assert call_error(greedy.on_message, b"t", b"").reason == "fuel"
 
 
 def test_unbounded_recursion_is_a_trap(engine: WasmtimeEngine) -> None:
-    """Runaway recursion overflows the wasm stack as a trap; the process and filter go on."""
+    """Runaway recursion overflows the wasm stack (reason `stack`); process and filter go on."""
     module_wasm = wasm(
         "(func $deep (param i32) (result i32)"
         "  (i32.add (call $deep (i32.add (local.get 0) (i32.const 1))) (i32.const 1)))",
@@ -592,7 +598,7 @@ def test_unbounded_recursion_is_a_trap(engine: WasmtimeEngine) -> None:
     )
     running = start(engine, module_wasm)
     error = call_error(running.on_message, b"x", b"")
-    assert error.reason == "trap"
+    assert error.reason == "stack"
     assert "stack" in error.detail
     assert running.on_message(b"ok", b"") == ((b"ok", b""),)
 
@@ -606,7 +612,7 @@ def moving_engine() -> WasmtimeEngine:
     engine = WasmtimeEngine()
     config = wasmtime.Config()
     config.consume_fuel = True
-    config.max_wasm_stack = engine.settings.max_wasm_stack
+    config.max_wasm_stack = engine.settings.wasm_stack
     config.memory_reservation = 0
     config.memory_guard_size = 0
     config.memory_reservation_for_growth = 0
@@ -643,18 +649,20 @@ def test_memory_growth_during_call_keeps_output_correct(moving_engine: WasmtimeE
 
 
 def test_memory_cannot_grow_past_the_limit() -> None:
-    """memory.grow past max_memory_bytes fails inside the module; the call itself goes on."""
-    engine = WasmtimeEngine(EngineSettings(max_memory_bytes=4 * PAGE))
+    """memory.grow past the memory budget fails inside the module; the call itself goes on."""
+    engine = WasmtimeEngine()
     grow = "(i32.ne (memory.grow (i32.const 2)) (i32.const -1))"
-    running = start(engine, wasm(on_message=grow))
+    running = start(engine, wasm(on_message=grow), budgets=Budgets(memory=4 * PAGE))
     assert running.on_message(b"t", b"") == ((b"t", b""),)
     assert running.on_message(b"t", b"") == ()
 
 
 def test_initial_memory_over_the_limit_is_refused() -> None:
-    """A module whose initial memory exceeds max_memory_bytes cannot be instantiated."""
-    engine = WasmtimeEngine(EngineSettings(max_memory_bytes=4 * PAGE))
-    reason = refusal(engine, wasm(memory='(memory (export "memory") 5)'))
+    """A module whose initial memory exceeds its memory budget cannot be instantiated."""
+    engine = WasmtimeEngine()
+    with pytest.raises(ModuleError) as info:
+        start(engine, wasm(memory='(memory (export "memory") 5)'), budgets=Budgets(memory=4 * PAGE))
+    reason = info.value.reason
     assert reason.startswith("cannot be instantiated: ")
 
 
@@ -767,7 +775,7 @@ def test_cache_is_keyed_by_engine_settings(tmp_path: Path) -> None:
     """An engine with a different wasm stack limit does not take another's compiled code."""
     module_wasm = wasm()
     start(WasmtimeEngine(cache_dir=tmp_path), module_wasm)
-    other = WasmtimeEngine(EngineSettings(max_wasm_stack=256 * 1024), cache_dir=tmp_path)
+    other = WasmtimeEngine(EngineSettings(wasm_stack=256 * 1024), cache_dir=tmp_path)
     start(other, module_wasm)
     assert other.cache_hits == 0
     assert len(list(tmp_path.glob("*.cwasm"))) == 2

@@ -18,8 +18,35 @@ LogSink = Callable[[str, str], None]
 ParamValue = str | int | float | bool
 
 
+class CallStats:
+    """Per-instance call figures, kept with a few integer operations per call.
+
+    Latency goes into power-of-two microsecond buckets: enough for p50/p99 on a dashboard, and
+    no allocation per call.
+    """
+
+    __slots__ = ("buckets", "calls", "fuel_used")
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.fuel_used = 0
+        self.buckets = [0] * 40
+
+    def percentile_us(self, fraction: float) -> int:
+        """Upper bound, in µs, of the bucket holding that fraction of calls (0 if none)."""
+        wanted = fraction * sum(self.buckets)
+        seen = 0
+        for index, count in enumerate(self.buckets):
+            seen += count
+            if count and seen >= wanted:
+                return 1 << index
+        return 0
+
+
 class Filter(Protocol):
     """One instance of a module, with its own memory and parameters."""
+
+    stats: CallStats
 
     @property
     def has_tick(self) -> bool: ...

@@ -9,12 +9,15 @@ from __future__ import annotations
 import hashlib
 import importlib.metadata
 import platform
+import threading
+import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import wasmtime
 
+from edged.config import DEFAULT_BUDGETS, Budgets
 from edged.engine import abi
 from edged.engine.base import LogSink, ParamValue
 from edged.engine.cache import CompiledCache
@@ -24,22 +27,56 @@ from edged.errors import ModuleError
 WASMTIME_VERSION = importlib.metadata.version("wasmtime")
 
 
+# Address space each linear memory reserves up front, and its guard. wasmtime's defaults (4 GiB
+# plus 2 GiB of guard per memory) let a 64-bit Raspberry Pi kernel, whose user address space is
+# 39 bits (512 GiB), hold only ~80 instances; with these it holds thousands. The price is an
+# explicit bounds check per memory access, and a copy when a memory outgrows its reservation.
+MEMORY_RESERVATION = 1024 * 1024
+MEMORY_GUARD = 64 * 1024
+
+
 @dataclass(frozen=True, kw_only=True, slots=True)
 class EngineSettings:
-    """Engine-wide limits. Changing any of them changes the compiled code, so the cache key too."""
+    """Engine-wide settings; any that shape the compiled code are part of the cache key."""
 
-    #: instructions a single call may run before it traps; refilled before every call
-    fuel_per_call: int = 20_000_000
-    #: the most linear memory one instance may grow to
-    max_memory_bytes: int = 16 * 1024 * 1024
     #: Wasm stack per call, so runaway recursion traps instead of crashing the process
-    max_wasm_stack: int = 512 * 1024
+    wasm_stack: int = 512 * 1024
+    #: how often the ticker advances the epoch: the resolution of every call's deadline
+    epoch_tick_ms: float = 10.0
 
     def fingerprint(self) -> str:
         return (
-            f"wasmtime={WASMTIME_VERSION};machine={platform.machine()};"
-            f"fuel=1;stack={self.max_wasm_stack}"
+            f"wasmtime={WASMTIME_VERSION};machine={platform.machine()};fuel=1;epoch=1;"
+            f"stack={self.wasm_stack};reserve={MEMORY_RESERVATION};guard={MEMORY_GUARD}"
         )
+
+
+class EpochTicker:
+    """One thread advancing the engine's epoch, which is what ends a call past its deadline.
+
+    It holds the engine only weakly and stops on its own once the engine is gone, so short-lived
+    engines (tests, `edged filter run`) leave no thread behind.
+    """
+
+    def __init__(self, engine: wasmtime.Engine, interval_s: float) -> None:
+        self._stop = threading.Event()
+        ref = weakref.ref(engine)
+        self._thread = threading.Thread(
+            target=self._run, args=(ref, interval_s), name="edged-epoch", daemon=True
+        )
+        self._thread.start()
+
+    def _run(self, ref: weakref.ref[wasmtime.Engine], interval_s: float) -> None:
+        while not self._stop.wait(interval_s):
+            engine = ref()
+            if engine is None:
+                return
+            # Thread-safe in wasmtime, and ctypes drops the GIL around it.
+            engine.increment_epoch()
+            del engine
+
+    def stop(self) -> None:
+        self._stop.set()
 
 
 def _signature(ty: wasmtime.FuncType) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -66,14 +103,20 @@ class WasmtimeModule:
         self.has_tick = abi.EXPORT_TICK in exports
         self._imports_log = any(i.name == abi.IMPORT_LOG for i in module.imports)
 
-    def instantiate(self, params: Mapping[str, ParamValue], log: LogSink) -> WasmtimeFilter:
+    def instantiate(
+        self,
+        params: Mapping[str, ParamValue],
+        log: LogSink,
+        budgets: Budgets = DEFAULT_BUDGETS,
+    ) -> WasmtimeFilter:
         if params and not self.has_init:
             raise ModuleError(self.name, f"takes no parameters (no {abi.EXPORT_INIT} export)")
         return WasmtimeFilter(
             self._engine.wasmtime,
             self._module,
             name=self.name,
-            settings=self._engine.settings,
+            budgets=budgets,
+            epoch_tick_ms=self._engine.settings.epoch_tick_ms,
             params=abi.encode_params(params),
             log=log,
             imports_log=self._imports_log,
@@ -90,10 +133,15 @@ class WasmtimeEngine:
         self.settings = settings or EngineSettings()
         config = wasmtime.Config()
         config.consume_fuel = True
-        config.max_wasm_stack = self.settings.max_wasm_stack
+        config.epoch_interruption = True
+        config.max_wasm_stack = self.settings.wasm_stack
+        config.memory_reservation = MEMORY_RESERVATION
+        config.memory_guard_size = MEMORY_GUARD
+        config.memory_reservation_for_growth = MEMORY_RESERVATION
         # Several cores compile in parallel, but a gateway has other work to do; one is enough.
         config.parallel_compilation = False
         self.wasmtime = wasmtime.Engine(config)
+        self.ticker = EpochTicker(self.wasmtime, self.settings.epoch_tick_ms / 1000)
         self.cache = CompiledCache(cache_dir, self.settings.fingerprint()) if cache_dir else None
         self.cache_hits = 0
 

@@ -11,15 +11,18 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import math
 import re
+from time import perf_counter_ns
 from typing import Any, NoReturn
 
 import wasmtime
 from wasmtime import _bindings as raw
 from wasmtime import _func as _wasmtime_func
 
+from edged.config import Budgets
 from edged.engine import abi
-from edged.engine.base import LogSink, Message, Outcome
+from edged.engine.base import CallStats, LogSink, Message, Outcome
 from edged.errors import FilterCallError, ModuleError
 
 _LOG_TEXT_LIMIT = 1024
@@ -27,12 +30,16 @@ _LOG_TEXT_LIMIT = 1024
 _call_unchecked = raw._wasmtime_func_call_unchecked
 _memory_data = raw._wasmtime_memory_data
 _set_fuel = raw._wasmtime_context_set_fuel
+_get_fuel = raw._wasmtime_context_get_fuel
+_set_deadline = raw._wasmtime_context_set_epoch_deadline
 _TrapPtr = ctypes.POINTER(raw.wasm_trap_t)
 _DROPPED: Outcome = ()
+_PAGE = 65536
 
 _TRAP_REASONS = {
     wasmtime.TrapCode.OUT_OF_FUEL: "fuel",
     wasmtime.TrapCode.INTERRUPT: "deadline",
+    wasmtime.TrapCode.STACK_OVERFLOW: "stack",
 }
 
 
@@ -45,7 +52,8 @@ class WasmtimeFilter:
         module: wasmtime.Module,
         *,
         name: str,
-        settings: Any,
+        budgets: Budgets,
+        epoch_tick_ms: float,
         params: bytes,
         log: LogSink,
         imports_log: bool,
@@ -53,12 +61,28 @@ class WasmtimeFilter:
     ) -> None:
         self.name = name
         self._log = log
-        self._fuel = settings.fuel_per_call
+        self.budgets = budgets
+        self.stats = CallStats()
+        self._fuel = budgets.fuel
+        self._fuel_left = ctypes.c_uint64()
+        self._fuel_left_ref = ctypes.byref(self._fuel_left)
+        # The deadline is counted in ticks of the engine's epoch ticker; one tick more because
+        # the tick under way when the call starts may be nearly over.
+        self._deadline_ticks = math.ceil(budgets.deadline_ms / epoch_tick_ms) + 1
+        self._max_emits = budgets.max_emits
+        self._max_emit_bytes = budgets.max_emit_bytes
         # One Store per instance: instances pile up inside a Store, and a Store must never be
         # shared between threads; a fresh one per instance settles both.
         self._store = store = wasmtime.Store(engine)
-        store.set_limits(memory_size=settings.max_memory_bytes, instances=1, tables=1, memories=1)
+        store.set_limits(
+            memory_size=budgets.memory,
+            table_elements=budgets.table_elements,
+            instances=1,
+            tables=1,
+            memories=1,
+        )
         store.set_fuel(self._fuel)
+        store.set_epoch_deadline(self._deadline_ticks)
         linker = wasmtime.Linker(engine)
         if imports_log:
             i32 = wasmtime.ValType.i32()
@@ -124,6 +148,7 @@ class WasmtimeFilter:
                     raise ModuleError(name, f"init returned {code} (parameters refused)")
         except FilterCallError as exc:
             raise ModuleError(name, f"trapped during setup: {exc.detail}") from None
+        self.stats = CallStats()  # the figures are about messages and ticks, not setup
 
     # -- the per-message path -------------------------------------------------------------
 
@@ -142,10 +167,7 @@ class WasmtimeFilter:
         ctypes.memmove(at + tlen, payload, plen)
         self._arg0.i32 = tlen
         self._arg1.i32 = plen
-        _set_fuel(ctx, self._fuel)
-        err = _call_unchecked(ctx, self._msg_ref, self._vals, 2, self._trap_ref)
-        if err or self._trap:
-            self._fail(err)
+        self._invoke(self._msg_ref, 2)
         code = self._arg0.i32
         if code == abi.FORWARD:
             return ((topic, payload),)
@@ -174,11 +196,34 @@ class WasmtimeFilter:
             raise FilterCallError(
                 "bad_output", f"used={used} exceeds the {self._out_cap}-byte output area"
             )
-        return abi.parse_records(ctypes.string_at(base + 4, used))
+        limit = self._max_emit_bytes
+        # Checked before copying: a filter may declare a huge output area and fill it.
+        if used > limit + 8 * self._max_emits:
+            raise FilterCallError("emit_too_large", f"emitted {used} bytes; the budget is {limit}")
+        records = abi.parse_records(ctypes.string_at(base + 4, used))
+        if len(records) > self._max_emits:
+            raise FilterCallError(
+                "too_many_emits",
+                f"emitted {len(records)} messages; the budget is {self._max_emits}",
+            )
+        size = sum(len(topic) + len(payload) for topic, payload in records)
+        if size > limit:
+            raise FilterCallError("emit_too_large", f"emitted {size} bytes; the budget is {limit}")
+        return records
 
     def _invoke(self, func_ref: Any, nargs: int) -> None:
-        _set_fuel(self._ctx, self._fuel)
-        err = _call_unchecked(self._ctx, func_ref, self._vals, nargs, self._trap_ref)
+        """One guest call inside the budgets: fuel refilled, deadline re-armed, cost recorded."""
+        ctx = self._ctx
+        _set_fuel(ctx, self._fuel)
+        _set_deadline(ctx, self._deadline_ticks)
+        started = perf_counter_ns()
+        err = _call_unchecked(ctx, func_ref, self._vals, nargs, self._trap_ref)
+        elapsed_us = (perf_counter_ns() - started) >> 10
+        stats = self.stats
+        stats.calls += 1
+        stats.buckets[min(elapsed_us.bit_length(), 39)] += 1
+        _get_fuel(ctx, self._fuel_left_ref)
+        stats.fuel_used += self._fuel - self._fuel_left.value
         if err or self._trap:
             self._fail(err)
 
@@ -193,7 +238,14 @@ class WasmtimeFilter:
             # The Trap now owns that pointer object; the next call needs a fresh one.
             self._trap = _TrapPtr()
             self._trap_ref = ctypes.byref(self._trap)
-            reason = _TRAP_REASONS.get(exc.trap_code, "trap") if exc.trap_code else "trap"
+            code = exc.trap_code
+            reason = _TRAP_REASONS.get(code, "trap") if code else "trap"
+            if (
+                reason == "trap"
+                and self._memory.data_len(self._store) + _PAGE > self.budgets.memory
+            ):
+                # memory.grow failed at the cap and the filter gave up: that is the budget's doing.
+                reason = "memory"
         else:
             exc = wasmtime.WasmtimeError._from_ptr(err)
             reason = "trap"

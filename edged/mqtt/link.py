@@ -1,17 +1,16 @@
-"""The daemon's one connection to the broker.
+"""The daemon's one connection to the broker, on paho's network thread.
 
-paho's network loop is driven by the daemon's own loop (`step`), not by `loop_forever` or
-`loop_start`: filters, ticks and publishes then all run on one thread (a wasmtime Store must not be
-used from two), messages are handled inside paho's read callback (publishing from there measured
-~40 % faster than from another thread), and QoS 1 messages are acknowledged only after the filters
-have run, so a crash mid-message gets it redelivered rather than lost.
+paho reads and writes on its own thread (`loop_start`), reconnecting with capped backoff, so the
+broker is read at full speed even while a filter is busy; received messages go straight into the
+daemon's bounded intake queue. Filters run on the daemon's thread, which publishes through paho
+(thread-safe: it only queues the packet and wakes the network thread) and acknowledges QoS 1/2
+messages itself once they are processed (`manual_ack`), so a crash mid-message gets the message
+redelivered rather than lost.
 """
 
 from __future__ import annotations
 
 import json
-import random
-import socket
 import ssl
 import time
 from collections.abc import Callable, Sequence
@@ -28,10 +27,6 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 from edged.config import BrokerConfig
 
 log = structlog.get_logger("edged.mqtt")
-
-# paho's own outgoing queue: bounded so a long broker outage cannot eat the gateway's memory;
-# a publish past it is refused and counted by the caller as `publish_failed`.
-MAX_QUEUED_PUBLISHES = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +51,7 @@ class BrokerLink:
         subscriptions: Sequence[TopicSubscription],
         on_message: Callable[[paho.MQTTMessage], None],
         on_ready: Callable[[], None] | None = None,
+        max_queued_publishes: int = 10_000,
     ) -> None:
         self._broker = broker
         self._status_topic = status_topic
@@ -67,17 +63,18 @@ class BrokerLink:
         self.ready = False
         self.connects = 0
         self._pending_subacks: set[int] = set()
-        self._retry_at = 0.0
-        self._delay = broker.reconnect_min_delay
-        self._ever_connected = False
 
         self.client = client = paho.Client(
             CallbackAPIVersion.VERSION2,
             client_id=client_id,
             protocol=paho.MQTTv5 if self.v5 else paho.MQTTv311,
             clean_session=None if self.v5 else True,
+            manual_ack=True,
         )
-        client.max_queued_messages_set(MAX_QUEUED_PUBLISHES)
+        # paho's outgoing queue is bounded too, so a long broker outage cannot eat the gateway's
+        # memory; a publish past it is refused and counted by the caller as `publish_failed`.
+        client.max_queued_messages_set(max_queued_publishes)
+        client.reconnect_delay_set(broker.reconnect_min_delay, broker.reconnect_max_delay)  # type: ignore[arg-type]
         if broker.username is not None:
             client.username_pw_set(broker.username, broker.password)
         if broker.tls is not None:
@@ -90,30 +87,18 @@ class BrokerLink:
             )
         client.will_set(status_topic, self._status_payload("offline"), qos=1, retain=True)
         client.on_connect = self._connected
+        client.on_connect_fail = self._connect_failed
         client.on_disconnect = self._disconnected
         client.on_subscribe = self._subscribed
         client.on_message = lambda _c, _u, msg: on_message(msg)
 
     # -- lifecycle -----------------------------------------------------------------------
 
-    def step(self, timeout: float) -> None:
-        """Run the network for at most `timeout` seconds; (re)connect when it is time to."""
-        if not self.connected and self.client.socket() is None:
-            now = time.monotonic()
-            if now < self._retry_at:
-                time.sleep(min(timeout, self._retry_at - now))
-                return
-            self._try_connect()
-            return
-        rc = self.client.loop(timeout)
-        # A drop after CONNACK reaches `_disconnected`; this catches one before it, without
-        # backing off twice for the same failure.
-        if (
-            rc != paho.MQTT_ERR_SUCCESS
-            and not self.connected
-            and time.monotonic() >= self._retry_at
-        ):
-            self._lost(f"network loop: {paho.error_string(rc)}")
+    def start(self) -> None:
+        """Start the network thread; it connects, and keeps reconnecting, by itself."""
+        b = self._broker
+        self.client.connect_async(b.host, b.port, keepalive=b.keepalive)
+        self.client.loop_start()
 
     def close(self, timeout: float = 2.0) -> None:
         """Say offline (the will only covers crashes), flush what is queued, and disconnect."""
@@ -123,14 +108,17 @@ class BrokerLink:
             )
             deadline = time.monotonic() + timeout
             while not info.is_published() and self.connected and time.monotonic() < deadline:
-                self.client.loop(0.05)
-            self.client.disconnect()
-            self.client.loop(0.05)
+                time.sleep(0.01)
         self.connected = False
+        self.client.disconnect()
+        self.client.loop_stop()
 
     def publish(self, topic: str, payload: bytes, qos: int, retain: bool) -> bool:
         """Queue one publish; False when paho refuses it (not connected at QoS 0, queue full)."""
         return self.client.publish(topic, payload, qos, retain).rc == paho.MQTT_ERR_SUCCESS
+
+    def ack(self, mid: int, qos: int) -> None:
+        self.client.ack(mid, qos)
 
     def publish_status(self, **fields: object) -> None:
         self._status.update(fields)
@@ -139,23 +127,11 @@ class BrokerLink:
                 self._status_topic, self._status_payload("online"), qos=1, retain=True
             )
 
-    # -- paho callbacks and reconnection -------------------------------------------------
+    # -- paho callbacks, on the network thread --------------------------------------------
 
-    def _try_connect(self) -> None:
+    def _connect_failed(self, _c: paho.Client, _u: object) -> None:
         b = self._broker
-        try:
-            self.client.connect(b.host, b.port, keepalive=b.keepalive)
-        except (OSError, ssl.SSLError, socket.gaierror) as exc:
-            self._lost(f"cannot connect to {b.host}:{b.port}: {exc}")
-
-    def _lost(self, why: str) -> None:
-        self.connected = False
-        self.ready = False
-        jitter = random.uniform(0.8, 1.2)
-        wait = min(self._delay, self._broker.reconnect_max_delay) * jitter
-        self._retry_at = time.monotonic() + wait
-        log.warning("broker_unreachable", reason=why, retry_in_s=round(wait, 1))
-        self._delay = min(self._delay * 2, self._broker.reconnect_max_delay)
+        log.warning("broker_unreachable", reason=f"cannot connect to {b.host}:{b.port}")
 
     def _connected(
         self,
@@ -166,20 +142,17 @@ class BrokerLink:
         _props: object,
     ) -> None:
         if reason.is_failure:
+            # paho keeps retrying with backoff; bad credentials are worth an error each time.
             log.error("broker_refused", reason=str(reason), host=self._broker.host)
-            client.disconnect()
-            self._lost(f"broker refused the connection: {reason}")
             return
         self.connected = True
         self.connects += 1
-        self._delay = self._broker.reconnect_min_delay
         log.info(
             "broker_connected",
             host=self._broker.host,
             port=self._broker.port,
-            reconnect=self._ever_connected,
+            reconnect=self.connects > 1,
         )
-        self._ever_connected = True
         self._subscribe_all()
 
     def _subscribe_all(self) -> None:
@@ -218,8 +191,9 @@ class BrokerLink:
     def _disconnected(
         self, _c: paho.Client, _u: object, _flags: object, reason: ReasonCode, _p: object
     ) -> None:
-        if self.connected:
-            self._lost(f"disconnected: {reason}")
+        was_connected, self.connected, self.ready = self.connected, False, False
+        if was_connected:
+            log.warning("broker_unreachable", reason=f"disconnected: {reason}")
 
     def _status_payload(self, state: str) -> bytes:
         return json.dumps({"state": state, **self._status}, separators=(",", ":")).encode()

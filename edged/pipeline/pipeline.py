@@ -5,33 +5,49 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Literal
 
 import structlog
 
 from edged.engine import Filter, Message, Outcome
-from edged.errors import FilterCallError
+from edged.errors import FilterCallError, ModuleError
 from edged.pipeline.counters import BurstWarning, PipelineCounters
 from edged.pipeline.outputs import OutputRules
+from edged.pipeline.violations import DeadLetter, Guard, ViolationPolicy, dead_letter_record
 
 #: `(topic, payload, qos, retain) -> accepted`
 Publisher = Callable[[str, bytes, int, bool], bool]
 
 log = structlog.get_logger("edged.pipeline")
 
+_DROPPED: Outcome = ()
+
 
 @dataclass(slots=True)
 class Step:
-    """One filter of the chain, with what is needed to name it in logs."""
+    """One filter of the chain: its instance, how to make a fresh one, and its record."""
 
     module: str
     filter: Filter
     tick_interval: float | None = None
+    #: a fresh instance (new memory, init again) for when a quarantine ends
+    renew: Callable[[], Filter] | None = None
+    guard: Guard = field(default_factory=Guard)
     warning: BurstWarning = field(default_factory=BurstWarning)
 
 
 class Pipeline:
     def __init__(
-        self, name: str, steps: Sequence[Step], outputs: OutputRules, publish: Publisher
+        self,
+        name: str,
+        steps: Sequence[Step],
+        outputs: OutputRules,
+        publish: Publisher,
+        *,
+        policy: ViolationPolicy | None = None,
+        on_quarantine: Literal["drop", "skip"] = "drop",
+        dead_letter: DeadLetter | None = None,
+        on_change: Callable[[], None] | None = None,
     ) -> None:
         if not steps:
             raise ValueError("a pipeline needs at least one filter")
@@ -40,26 +56,26 @@ class Pipeline:
         self.counters = PipelineCounters()
         self._outputs = outputs
         self._publish = publish
+        self._policy = policy or ViolationPolicy()
+        self._skip_when_out = on_quarantine == "skip"
+        self._dead_letter = dead_letter
+        self._on_change = on_change
+        self._chained = len(self.steps) > 1
         self._unrouted = BurstWarning()
         self._failures = 0
         #: per-message debug events cost a call each even when filtered out, so they are opt-in
         self.debug = False
 
+    # -- messages -------------------------------------------------------------------------
+
     def process(self, topic: bytes, payload: bytes) -> None:
         """Run one received message through the chain and publish what comes out."""
         counters = self.counters
         counters.received += 1
-        first = self.steps[0]
-        try:
-            out = first.filter.on_message(topic, payload)
-        except FilterCallError as exc:
-            self._failed(first, exc, topic)
-            return
-        if len(self.steps) > 1 and out:
-            failures = self._failures
+        failures = self._failures
+        out = self._call(self.steps[0], topic, payload)
+        if out and self._chained:
             out = self._run_from(1, out)
-            if not out and self._failures != failures:
-                return  # already counted under the failure's reason
         if self.debug:
             log.debug(
                 "message",
@@ -69,7 +85,8 @@ class Pipeline:
                 emitted=len(out),
             )
         if not out:
-            counters.filtered += 1
+            if self._failures == failures:  # else already counted under its reason
+                counters.filtered += 1
             return
         for message in out:
             self._emit(message)
@@ -77,24 +94,36 @@ class Pipeline:
     def tick(self, index: int, now_ms: int) -> None:
         """Give filter `index` its tick; what it emits goes through the rest of the chain."""
         step = self.steps[index]
+        if step.guard.out:
+            return
         try:
             out = step.filter.on_tick(now_ms)
         except FilterCallError as exc:
-            self._failed(step, exc, b"", during="tick")
+            self._violation(step, exc, b"", b"", during="tick")
             return
         if index + 1 < len(self.steps) and out:
             out = self._run_from(index + 1, out)
         for message in out:
             self._emit(message)
 
+    def _call(self, step: Step, topic: bytes, payload: bytes) -> Outcome:
+        if step.guard.out:
+            if self._skip_when_out:
+                return ((topic, payload),)
+            self.counters.dropped["quarantined"] += 1
+            self._failures += 1
+            return _DROPPED
+        try:
+            return step.filter.on_message(topic, payload)
+        except FilterCallError as exc:
+            self._violation(step, exc, topic, payload)
+            return _DROPPED
+
     def _run_from(self, start: int, messages: Outcome) -> Outcome:
         for step in self.steps[start:]:
             produced: list[Message] = []
             for topic, payload in messages:
-                try:
-                    produced.extend(step.filter.on_message(topic, payload))
-                except FilterCallError as exc:
-                    self._failed(step, exc, topic)
+                produced.extend(self._call(step, topic, payload))
             messages = produced
             if not messages:
                 break
@@ -118,12 +147,22 @@ class Pipeline:
         else:
             self.counters.dropped["publish_failed"] += 1
 
-    def _failed(
-        self, step: Step, exc: FilterCallError, topic: bytes, during: str = "message"
+    # -- violations and quarantine --------------------------------------------------------
+
+    def _violation(
+        self,
+        step: Step,
+        exc: FilterCallError,
+        topic: bytes,
+        payload: bytes,
+        during: str = "message",
     ) -> None:
         self.counters.dropped[exc.reason] += 1
         self._failures += 1
-        if step.warning.should_log(time.monotonic()):
+        if self._dead_letter is not None:
+            self._dead_letter(dead_letter_record(self.name, step.module, exc, topic, payload))
+        now = time.monotonic()
+        if step.warning.should_log(now):
             log.warning(
                 "filter_failed",
                 pipeline=self.name,
@@ -134,3 +173,71 @@ class Pipeline:
                 during=during,
                 suppressed=step.warning.take_suppressed(),
             )
+        if step.guard.record(exc.reason, now, self._policy):
+            log.warning(
+                "filter_quarantined",
+                pipeline=self.name,
+                module=step.module,
+                reason=exc.reason,
+                violations=self._policy.quarantine_after,
+                window_s=self._policy.window,
+                cooldown_s=self._policy.cooldown,
+                on_quarantine="skip" if self._skip_when_out else "drop",
+            )
+            if self._on_change is not None:
+                self._on_change()
+
+    def release_due(self, now: float) -> None:
+        """End quarantines whose cool-down is over, each with a fresh instance of its filter."""
+        changed = False
+        for step in self.steps:
+            if not step.guard.due_for_release(now):
+                continue
+            if step.renew is not None:
+                try:
+                    fresh = step.renew()
+                except ModuleError as exc:
+                    step.guard.until = now + self._policy.cooldown
+                    log.error(
+                        "filter_renew_failed",
+                        pipeline=self.name,
+                        module=step.module,
+                        reason=exc.reason,
+                    )
+                    continue
+                fresh.stats = step.filter.stats
+                step.filter = fresh
+            step.guard.release()
+            changed = True
+            log.info("filter_released", pipeline=self.name, module=step.module)
+        if changed and self._on_change is not None:
+            self._on_change()
+
+    @property
+    def quarantined(self) -> list[dict[str, object]]:
+        return [
+            {"pipeline": self.name, "module": s.module, "index": i, "reason": s.guard.reason}
+            for i, s in enumerate(self.steps)
+            if s.guard.out
+        ]
+
+    def snapshot(self) -> dict[str, object]:
+        """Counters plus per-filter figures, for the metrics topic and `edged stats`."""
+        filters = []
+        for step in self.steps:
+            stats = step.filter.stats
+            filters.append(
+                {
+                    "module": step.module,
+                    "calls": stats.calls,
+                    "violations": dict(sorted(step.guard.counts.items())),
+                    "fuel_used": stats.fuel_used,
+                    "latency_us": {
+                        "p50": stats.percentile_us(0.5),
+                        "p99": stats.percentile_us(0.99),
+                    },
+                    "quarantined": step.guard.out,
+                    "quarantines": step.guard.quarantines,
+                }
+            )
+        return {**self.counters.snapshot(), "filters": filters}
