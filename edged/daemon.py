@@ -1,9 +1,8 @@
-"""The daemon: build pipelines from the config, then run the filter loop until told to stop.
+"""The daemon: build pipelines from the config, then run the one loop until told to stop.
 
-Two threads: paho's network thread reads the broker into the bounded intake queue
-(`edged.pipeline.intake`); this module's loop, on the main thread, takes messages from it and runs
-the filters, ticks, quarantine releases, summaries and metrics. Every wasmtime Store is used by
-this one thread only.
+One thread does everything, in rounds: read what the broker has sent into the bounded intake
+queue (`edged.pipeline.intake`), run the filters on a time slice of it, then ticks, quarantine
+releases, summaries and metrics. Why one thread: see `edged.mqtt.link`.
 """
 
 from __future__ import annotations
@@ -38,6 +37,9 @@ log = structlog.get_logger("edged.daemon")
 
 # The longest the loop waits for messages before it looks at ticks, timers and signals again.
 _MAX_WAIT = 0.25
+# At most this many packets are read per round, and filters run at most this long per round.
+_READ_BATCH = 1000
+_SLICE = 0.02
 
 
 class SetupError(EdgedError):
@@ -221,15 +223,20 @@ class Daemon:
             compiled_cache_hits=self.engine.cache_hits,
             broker=f"{self.config.broker.host}:{self.config.broker.port}",
         )
-        self.link.start()
         timers = _Timers(self.config)
         timers.next_tick = min((t.due for t in self._ticks), default=float("inf"))
+        intake = self.intake
         try:
             while not self._stop.is_set():
                 now = time.monotonic()
-                wait = max(0.0, min(_MAX_WAIT, timers.next_tick - now))
-                for message in self.intake.take_all(wait):
-                    self._deliver(message)
+                if intake.items:
+                    self.link.step(0)
+                else:
+                    self.link.step(max(0.0, min(_MAX_WAIT, timers.next_due() - now)))
+                if not (intake.overload == "block" and intake.full):
+                    self.link.drain(_READ_BATCH)
+                if intake.items:
+                    self._process_slice()
                 now = time.monotonic()
                 if now >= timers.next_tick:
                     timers.next_tick = self._run_ticks(now)
@@ -246,16 +253,32 @@ class Daemon:
         finally:
             self.notifier.notify(STOPPING=1, STATUS="stopping")
             # Take nothing new, finish what was taken, then say offline and flush.
-            self.intake.close()
-            for message in self.intake.take_all(0):
-                self._deliver(message)
+            intake.close()
+            while intake.items:
+                self._process_slice()
             if timers.metrics_every:
                 self._publish_metrics()
             self.link.close()
             self._summary()
             log.info("stopped")
 
-    # -- the network thread's side --------------------------------------------------------
+    def _process_slice(self) -> None:
+        """Run the filters on queued messages for at most one time slice, oldest first.
+
+        The slice keeps a slow filter from holding off the broker: after it, the loop reads
+        again, so overload shows up in the intake's counters rather than at the broker.
+        """
+        items = self.intake.items
+        deliver = self._deliver
+        clock = time.monotonic
+        until = clock() + _SLICE
+        with self.link.batched_writes():
+            while items:
+                deliver(items.popleft())
+                if clock() >= until:
+                    break
+
+    # -- reading ---------------------------------------------------------------------------
 
     def _received(self, message: paho.MQTTMessage) -> None:
         _, evicted = self.intake.put(message)
@@ -272,7 +295,7 @@ class Daemon:
             STATUS=f"{len(self.pipelines)} pipelines, connected to {broker.host}:{broker.port}",
         )
 
-    # -- the filter thread's side ---------------------------------------------------------
+    # -- filtering -------------------------------------------------------------------------
 
     def _deliver(self, message: paho.MQTTMessage) -> None:
         try:
@@ -346,4 +369,7 @@ class _Timers:
         self.next_housekeeping = now + 1.0
         self.next_summary = now + config.log.summary_interval
         self.metrics_every = config.metrics.interval
-        self.next_metrics = now + self.metrics_every
+        self.next_metrics = now + self.metrics_every if self.metrics_every else float("inf")
+
+    def next_due(self) -> float:
+        return min(self.next_tick, self.next_housekeeping, self.next_summary, self.next_metrics)

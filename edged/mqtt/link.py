@@ -1,19 +1,24 @@
-"""The daemon's one connection to the broker, on paho's network thread.
+"""The daemon's one connection to the broker.
 
-paho reads and writes on its own thread (`loop_start`), reconnecting with capped backoff, so the
-broker is read at full speed even while a filter is busy; received messages go straight into the
-daemon's bounded intake queue. Filters run on the daemon's thread, which publishes through paho
-(thread-safe: it only queues the packet and wakes the network thread) and acknowledges QoS 1/2
-messages itself once they are processed (`manual_ack`), so a crash mid-message gets the message
-redelivered rather than lost.
+paho's network loop is driven by the daemon's own loop, not by `loop_forever` or `loop_start`:
+network, filters, ticks and publishes all run on one thread. A second thread for the network was
+tried and measured: every ctypes call into wasmtime releases the GIL, and the busy network thread
+then held it for up to a switch interval, which cut throughput to ~800 msgs/s. So the daemon reads
+whatever the broker has sent (`drain`) into its bounded intake queue, processes a time slice of
+it, and goes back to reading; QoS 1/2 messages are acknowledged only once processed
+(`manual_ack`), so a crash mid-message gets them redelivered rather than lost.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import random
+import select
+import socket
 import ssl
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import paho.mqtt.client as paho
@@ -63,6 +68,9 @@ class BrokerLink:
         self.ready = False
         self.connects = 0
         self._pending_subacks: set[int] = set()
+        self._retry_at = 0.0
+        self._delay = broker.reconnect_min_delay
+        self._ever_connected = False
 
         self.client = client = paho.Client(
             CallbackAPIVersion.VERSION2,
@@ -74,7 +82,6 @@ class BrokerLink:
         # paho's outgoing queue is bounded too, so a long broker outage cannot eat the gateway's
         # memory; a publish past it is refused and counted by the caller as `publish_failed`.
         client.max_queued_messages_set(max_queued_publishes)
-        client.reconnect_delay_set(broker.reconnect_min_delay, broker.reconnect_max_delay)  # type: ignore[arg-type]
         if broker.username is not None:
             client.username_pw_set(broker.username, broker.password)
         if broker.tls is not None:
@@ -87,18 +94,59 @@ class BrokerLink:
             )
         client.will_set(status_topic, self._status_payload("offline"), qos=1, retain=True)
         client.on_connect = self._connected
-        client.on_connect_fail = self._connect_failed
         client.on_disconnect = self._disconnected
         client.on_subscribe = self._subscribed
         client.on_message = lambda _c, _u, msg: on_message(msg)
 
     # -- lifecycle -----------------------------------------------------------------------
 
-    def start(self) -> None:
-        """Start the network thread; it connects, and keeps reconnecting, by itself."""
-        b = self._broker
-        self.client.connect_async(b.host, b.port, keepalive=b.keepalive)
-        self.client.loop_start()
+    def step(self, timeout: float) -> None:
+        """Run the network for at most `timeout` seconds; (re)connect when it is time to."""
+        if not self.connected and self.client.socket() is None:
+            now = time.monotonic()
+            if now < self._retry_at:
+                time.sleep(min(timeout, self._retry_at - now))
+                return
+            self._try_connect()
+            return
+        rc = self.client.loop(timeout)
+        # A drop after CONNACK reaches `_disconnected`; this catches one before it, without
+        # backing off twice for the same failure.
+        if (
+            rc != paho.MQTT_ERR_SUCCESS
+            and not self.connected
+            and time.monotonic() >= self._retry_at
+        ):
+            self._lost(f"network loop: {paho.error_string(rc)}")
+
+    def drain(self, limit: int) -> int:
+        """Read up to `limit` packets that have already arrived, without waiting for more."""
+        sock = self.client.socket()
+        count = 0
+        while count < limit and sock is not None:
+            pending = getattr(sock, "pending", None)
+            if not (pending and pending()) and not select.select([sock], [], [], 0)[0]:
+                break
+            if self.client.loop_read() != paho.MQTT_ERR_SUCCESS:
+                break  # the drop reaches `_disconnected`, or the next step() reconnects
+            count += 1
+            sock = self.client.socket()
+        return count
+
+    @contextlib.contextmanager
+    def batched_writes(self) -> Iterator[None]:
+        """Publishes inside the block are queued and written together afterwards.
+
+        paho writes a publish at once unless it is made from inside one of its callbacks, which
+        it detects by this lock; holding it makes a batch of publishes cost one write call.
+        """
+        with self.client._in_callback_mutex:
+            yield
+        if self.client.socket() is not None:
+            self.client.loop_write()
+
+    def ack(self, mid: int, qos: int) -> None:
+        self.client.ack(mid, qos)
 
     def close(self, timeout: float = 2.0) -> None:
         """Say offline (the will only covers crashes), flush what is queued, and disconnect."""
@@ -108,17 +156,14 @@ class BrokerLink:
             )
             deadline = time.monotonic() + timeout
             while not info.is_published() and self.connected and time.monotonic() < deadline:
-                time.sleep(0.01)
+                self.client.loop(0.05)
+            self.client.disconnect()
+            self.client.loop(0.05)
         self.connected = False
-        self.client.disconnect()
-        self.client.loop_stop()
 
     def publish(self, topic: str, payload: bytes, qos: int, retain: bool) -> bool:
         """Queue one publish; False when paho refuses it (not connected at QoS 0, queue full)."""
         return self.client.publish(topic, payload, qos, retain).rc == paho.MQTT_ERR_SUCCESS
-
-    def ack(self, mid: int, qos: int) -> None:
-        self.client.ack(mid, qos)
 
     def publish_status(self, **fields: object) -> None:
         self._status.update(fields)
@@ -127,11 +172,23 @@ class BrokerLink:
                 self._status_topic, self._status_payload("online"), qos=1, retain=True
             )
 
-    # -- paho callbacks, on the network thread --------------------------------------------
+    # -- paho callbacks and reconnection -------------------------------------------------
 
-    def _connect_failed(self, _c: paho.Client, _u: object) -> None:
+    def _try_connect(self) -> None:
         b = self._broker
-        log.warning("broker_unreachable", reason=f"cannot connect to {b.host}:{b.port}")
+        try:
+            self.client.connect(b.host, b.port, keepalive=b.keepalive)
+        except (OSError, ssl.SSLError, socket.gaierror) as exc:
+            self._lost(f"cannot connect to {b.host}:{b.port}: {exc}")
+
+    def _lost(self, why: str) -> None:
+        self.connected = False
+        self.ready = False
+        jitter = random.uniform(0.8, 1.2)
+        wait = min(self._delay, self._broker.reconnect_max_delay) * jitter
+        self._retry_at = time.monotonic() + wait
+        log.warning("broker_unreachable", reason=why, retry_in_s=round(wait, 1))
+        self._delay = min(self._delay * 2, self._broker.reconnect_max_delay)
 
     def _connected(
         self,
@@ -142,17 +199,20 @@ class BrokerLink:
         _props: object,
     ) -> None:
         if reason.is_failure:
-            # paho keeps retrying with backoff; bad credentials are worth an error each time.
             log.error("broker_refused", reason=str(reason), host=self._broker.host)
+            client.disconnect()
+            self._lost(f"broker refused the connection: {reason}")
             return
         self.connected = True
         self.connects += 1
+        self._delay = self._broker.reconnect_min_delay
         log.info(
             "broker_connected",
             host=self._broker.host,
             port=self._broker.port,
-            reconnect=self.connects > 1,
+            reconnect=self._ever_connected,
         )
+        self._ever_connected = True
         self._subscribe_all()
 
     def _subscribe_all(self) -> None:
@@ -191,9 +251,8 @@ class BrokerLink:
     def _disconnected(
         self, _c: paho.Client, _u: object, _flags: object, reason: ReasonCode, _p: object
     ) -> None:
-        was_connected, self.connected, self.ready = self.connected, False, False
-        if was_connected:
-            log.warning("broker_unreachable", reason=f"disconnected: {reason}")
+        if self.connected:
+            self._lost(f"disconnected: {reason}")
 
     def _status_payload(self, state: str) -> bytes:
         return json.dumps({"state": state, **self._status}, separators=(",", ":")).encode()
