@@ -94,7 +94,7 @@ def _run(path: Path) -> int:
 
     config = load_config(path)
     log.configure(config.log.level, config.log.format)
-    Daemon(config).run()
+    Daemon(config, config_path=path).run()
     return 0
 
 

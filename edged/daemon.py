@@ -20,7 +20,7 @@ import paho.mqtt.client as paho
 import structlog
 
 import edged
-from edged.config import Config
+from edged.config import Config, load_config
 from edged.engine import WasmtimeEngine
 from edged.engine.wasmtime_engine import EngineSettings, WasmtimeModule
 from edged.errors import EdgedError, ModuleError
@@ -163,29 +163,53 @@ class _Tick:
 class Daemon:
     """Everything `edged run` does, ready to `run()` until `stop()` or SIGTERM."""
 
-    def __init__(self, config: Config) -> None:
-        self.config = config
+    def __init__(self, config: Config, *, config_path: Path | None = None) -> None:
+        self.config_path = config_path
+        self.notifier = Notifier()
+        self.internal_errors = 0
+        self._stop = threading.Event()
+        self._reload_requested = False
         self.engine = make_engine(config)
         if self.engine.cache is not None and not self.engine.cache.usable:
             log.warning("compiled_cache_off", reason=self.engine.cache.problem)
-        self.pipelines = build_pipelines(
+        self._apply(config, *self._build(config, self.engine, first_ident=1))
+        self.intake: Intake[paho.MQTTMessage] = Intake(
+            config.daemon.queue_size, config.daemon.overload
+        )
+        self.link = self._make_link(config)
+
+    def _build(
+        self, config: Config, engine: WasmtimeEngine, *, first_ident: int
+    ) -> tuple[list[Pipeline], Router]:
+        pipelines = build_pipelines(
             config,
-            self.engine,
+            engine,
             self._publish,
             dead_letter=self._dead_letter,
             on_change=self._quarantine_changed,
         )
-        for pipeline in self.pipelines:
+        for pipeline in pipelines:
             pipeline.debug = config.log.level == "debug"
-        by_name = {p.name: p for p in self.pipelines}
-        self.router = Router([(by_name[pc.name], pc.subscribe) for pc in config.pipelines])
-        self.intake: Intake[paho.MQTTMessage] = Intake(
-            config.daemon.queue_size, config.daemon.overload
+        by_name = {p.name: p for p in pipelines}
+        router = Router(
+            [(by_name[pc.name], pc.subscribe) for pc in config.pipelines], first_ident=first_ident
         )
-        self._stop = threading.Event()
-        self.notifier = Notifier()
-        self.internal_errors = 0
-        self.link = BrokerLink(
+        return pipelines, router
+
+    def _apply(self, config: Config, pipelines: list[Pipeline], router: Router) -> None:
+        self.config = config
+        self.pipelines = pipelines
+        self.router = router
+        now = time.monotonic()
+        self._ticks = [
+            _Tick(now + step.tick_interval, step.tick_interval, pipeline, index)
+            for pipeline in pipelines
+            for index, step in enumerate(pipeline.steps)
+            if step.tick_interval is not None
+        ]
+
+    def _make_link(self, config: Config) -> BrokerLink:
+        return BrokerLink(
             config.broker,
             client_id=config.client_id,
             status_topic=config.status_topic,
@@ -200,13 +224,48 @@ class Daemon:
             on_ready=self._ready,
             max_queued_publishes=config.daemon.queue_size,
         )
-        now = time.monotonic()
-        self._ticks = [
-            _Tick(now + step.tick_interval, step.tick_interval, pipeline, index)
-            for pipeline in self.pipelines
-            for index, step in enumerate(pipeline.steps)
-            if step.tick_interval is not None
-        ]
+
+    def request_reload(self) -> None:
+        self._reload_requested = True
+
+    def _reload(self) -> None:
+        """Re-read the config; on any error keep running the old one and say why."""
+        self._reload_requested = False
+        if self.config_path is None:
+            log.warning("reload_ignored", reason="the daemon was not started from a config file")
+            return
+        self.notifier.notify(RELOADING=1, STATUS="reloading the config")
+        old = self.config
+        try:
+            config = load_config(self.config_path)
+            engine = self.engine
+            if (config.engine, config.state_dir) != (old.engine, old.state_dir):
+                engine = make_engine(config)
+            built = self._build(config, engine, first_ident=self.router.next_ident)
+        except EdgedError as exc:
+            log.error("reload_failed", reason=str(exc), keeping="the previous config")
+            self.notifier.notify(READY=1, STATUS="reload failed; running the previous config")
+            return
+        self.engine = engine
+        self._apply(config, *built)
+        if (config.daemon.queue_size, config.daemon.overload) != (
+            old.daemon.queue_size,
+            old.daemon.overload,
+        ):
+            fresh: Intake[paho.MQTTMessage] = Intake(
+                config.daemon.queue_size, config.daemon.overload
+            )
+            fresh.items.extend(self.intake.items)  # nothing already taken in is dropped
+            self.intake = fresh
+        identity = (config.broker, config.client_id, config.status_topic)
+        if identity != (old.broker, old.client_id, old.status_topic):
+            self.link.close()
+            self.link = self._make_link(config)
+        else:
+            self.link.replace_subscriptions(self.router.subscriptions)
+            self.link.publish_status(pipelines=[p.name for p in self.pipelines], quarantined=[])
+        log.info("reloaded", pipelines=[p.name for p in self.pipelines])
+        self.notifier.notify(READY=1, STATUS=f"{len(self.pipelines)} pipelines (reloaded)")
 
     def stop(self) -> None:
         self._stop.set()
@@ -215,6 +274,7 @@ class Daemon:
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(sig, lambda *_: self.stop())
+            signal.signal(signal.SIGHUP, lambda *_: self.request_reload())
         log.info(
             "starting",
             node_id=self.config.node_id,
@@ -223,12 +283,20 @@ class Daemon:
             compiled_cache_hits=self.engine.cache_hits,
             broker=f"{self.config.broker.host}:{self.config.broker.port}",
         )
-        timers = _Timers(self.config)
+        timers = _Timers(self.config, self.notifier.watchdog_interval())
         timers.next_tick = min((t.due for t in self._ticks), default=float("inf"))
-        intake = self.intake
         try:
             while not self._stop.is_set():
+                intake = self.intake
                 now = time.monotonic()
+                if now >= timers.next_watchdog:
+                    # Only a loop that comes round says it is alive; a stuck one gets restarted.
+                    self.notifier.notify(WATCHDOG=1)
+                    timers.next_watchdog = now + timers.watchdog_every
+                if self._reload_requested:
+                    self._reload()
+                    timers.next_tick = min((t.due for t in self._ticks), default=float("inf"))
+                    continue
                 if intake.items:
                     self.link.step(0)
                 else:
@@ -252,7 +320,9 @@ class Daemon:
                     self._publish_metrics()
         finally:
             self.notifier.notify(STOPPING=1, STATUS="stopping")
+            self._take_in_the_rest()
             # Take nothing new, finish what was taken, then say offline and flush.
+            intake = self.intake
             intake.close()
             while intake.items:
                 self._process_slice()
@@ -261,6 +331,22 @@ class Daemon:
             self.link.close()
             self._summary()
             log.info("stopped")
+
+    def _take_in_the_rest(self, timeout: float = 2.0) -> None:
+        """Unsubscribe, and keep reading and filtering until the broker confirms it.
+
+        Everything published before the shutdown began is then processed, not lost.
+        """
+        mid = self.link.unsubscribe_all()
+        deadline = time.monotonic() + timeout
+        while mid is not None and not self.link.unsubscribed(mid):
+            if time.monotonic() >= deadline:
+                log.warning("shutdown_drain_timeout", seconds=timeout)
+                break
+            self.link.step(0.02)
+            self.link.drain(_READ_BATCH)
+            if self.intake.items:
+                self._process_slice()
 
     def _process_slice(self) -> None:
         """Run the filters on queued messages for at most one time slice, oldest first.
@@ -363,8 +449,10 @@ class Daemon:
 class _Timers:
     """When the loop next has something to do besides messages."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, watchdog_every: float | None) -> None:
         now = time.monotonic()
+        self.watchdog_every = watchdog_every or float("inf")
+        self.next_watchdog = now if watchdog_every else float("inf")
         self.next_tick = float("inf")
         self.next_housekeeping = now + 1.0
         self.next_summary = now + config.log.summary_interval
@@ -372,4 +460,10 @@ class _Timers:
         self.next_metrics = now + self.metrics_every if self.metrics_every else float("inf")
 
     def next_due(self) -> float:
-        return min(self.next_tick, self.next_housekeeping, self.next_summary, self.next_metrics)
+        return min(
+            self.next_tick,
+            self.next_housekeeping,
+            self.next_summary,
+            self.next_metrics,
+            self.next_watchdog,
+        )

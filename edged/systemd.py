@@ -37,6 +37,17 @@ class Notifier:
             return False  # systemd gone or socket full: nothing useful to do about it here
         return True
 
+    def watchdog_interval(self) -> float | None:
+        """Seconds between WATCHDOG=1 pings (half of systemd's WatchdogSec), or None if off."""
+        usec = os.environ.get("WATCHDOG_USEC")
+        pid = os.environ.get("WATCHDOG_PID")
+        if not usec or not self.enabled or (pid and pid != str(os.getpid())):
+            return None
+        try:
+            return int(usec) / 2 / 1_000_000
+        except ValueError:
+            return None
+
     def close(self) -> None:
         if self._sock is not None:
             self._sock.close()

@@ -68,6 +68,7 @@ class BrokerLink:
         self.ready = False
         self.connects = 0
         self._pending_subacks: set[int] = set()
+        self._unsubacks: set[int] = set()
         self._retry_at = 0.0
         self._delay = broker.reconnect_min_delay
         self._ever_connected = False
@@ -96,6 +97,7 @@ class BrokerLink:
         client.on_connect = self._connected
         client.on_disconnect = self._disconnected
         client.on_subscribe = self._subscribed
+        client.on_unsubscribe = lambda _c, _u, mid, *_: self._unsubacks.add(mid)
         client.on_message = lambda _c, _u, msg: on_message(msg)
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -165,6 +167,37 @@ class BrokerLink:
         """Queue one publish; False when paho refuses it (not connected at QoS 0, queue full)."""
         return self.client.publish(topic, payload, qos, retain).rc == paho.MQTT_ERR_SUCCESS
 
+    def replace_subscriptions(self, subscriptions: Sequence[TopicSubscription]) -> None:
+        """Switch to a new set of subscriptions without a gap.
+
+        Subscribing to a filter again replaces the old subscription in place (MQTT 3.1.1 §3.8.4,
+        MQTT 5 §3.8.4), so the new set is subscribed first and only the dropped filters are
+        unsubscribed afterwards.
+        """
+        old = {s.topic for s in self._subscriptions}
+        self._subscriptions = tuple(subscriptions)
+        if not self.connected:
+            return  # the next connect subscribes the new set
+        self._subscribe_all(announce=False)
+        gone = sorted(old - {s.topic for s in self._subscriptions})
+        if gone:
+            self.client.unsubscribe(gone)
+
+    def unsubscribe_all(self) -> int | None:
+        """Stop the broker sending us more; returns the UNSUBSCRIBE's message id, or None.
+
+        The broker sends what it had already queued for us before the UNSUBACK, so reading until
+        `unsubscribed(mid)` takes in every message published before the shutdown began.
+        """
+        topics = [s.topic for s in self._subscriptions]
+        if not topics or not self.connected:
+            return None
+        rc, mid = self.client.unsubscribe(topics)
+        return mid if rc == paho.MQTT_ERR_SUCCESS else None
+
+    def unsubscribed(self, mid: int) -> bool:
+        return mid in self._unsubacks
+
     def publish_status(self, **fields: object) -> None:
         self._status.update(fields)
         if self.connected:
@@ -215,9 +248,9 @@ class BrokerLink:
         self._ever_connected = True
         self._subscribe_all()
 
-    def _subscribe_all(self) -> None:
+    def _subscribe_all(self, announce: bool = True) -> None:
         self._pending_subacks.clear()
-        if not self._subscriptions:
+        if not self._subscriptions and announce:
             self._become_ready()
         for sub in self._subscriptions:
             if self.v5:

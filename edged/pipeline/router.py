@@ -22,7 +22,9 @@ _CACHE_LIMIT = 4096
 
 
 class Router:
-    def __init__(self, routes: Sequence[tuple[Pipeline, Sequence[Subscription]]]) -> None:
+    def __init__(
+        self, routes: Sequence[tuple[Pipeline, Sequence[Subscription]]], *, first_ident: int = 1
+    ) -> None:
         qos: dict[str, int] = {}
         owners: dict[str, list[Pipeline]] = {}
         for pipeline, subs in routes:
@@ -31,8 +33,12 @@ class Router:
                 if pipeline not in owners.setdefault(sub.topic, []):
                     owners[sub.topic].append(pipeline)
         self.subscriptions = tuple(
-            TopicSubscription(topic, qos[topic], ident) for ident, topic in enumerate(qos, start=1)
+            TopicSubscription(topic, qos[topic], ident)
+            for ident, topic in enumerate(qos, start=first_ident)
         )
+        # A reload numbers its subscriptions after the old ones, so a delivery still tagged with
+        # an old identifier is never taken for a new filter; it is routed by its topic instead.
+        self.next_ident = first_ident + len(self.subscriptions)
         self._by_ident = {s.ident: tuple(owners[s.topic]) for s in self.subscriptions}
         self._owners = {topic: tuple(p) for topic, p in owners.items()}
         self._by_topic: dict[bytes, tuple[Pipeline, ...]] = {}
@@ -44,7 +50,7 @@ class Router:
         # The raw bytes as received: `.topic` decodes them on every access, and the filters
         # want bytes anyway.
         topic: bytes = message._topic
-        pipelines = self._for_idents(idents) if idents else self._for_topic(topic)
+        pipelines = (self._for_idents(idents) if idents else None) or self._for_topic(topic)
         if not pipelines:
             self.unrouted += 1  # e.g. a retained message for a filter we just unsubscribed
             return
@@ -52,13 +58,13 @@ class Router:
         for pipeline in pipelines:
             pipeline.process(topic, payload)
 
-    def _for_idents(self, idents: Sequence[int]) -> tuple[Pipeline, ...]:
+    def _for_idents(self, idents: Sequence[int]) -> tuple[Pipeline, ...] | None:
         if len(idents) == 1:
-            return self._by_ident.get(idents[0], ())
+            return self._by_ident.get(idents[0])
         seen: dict[Pipeline, None] = {}
         for ident in idents:
             seen.update(dict.fromkeys(self._by_ident.get(ident, ())))
-        return tuple(seen)
+        return tuple(seen) or None
 
     def _for_topic(self, topic: bytes) -> tuple[Pipeline, ...]:
         try:
