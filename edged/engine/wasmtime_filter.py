@@ -18,6 +18,7 @@ from typing import Any, NoReturn
 
 import wasmtime
 from wasmtime import _bindings as raw
+from wasmtime import _ffi
 from wasmtime import _func as _wasmtime_func
 
 from edged.config import Budgets
@@ -27,11 +28,39 @@ from edged.errors import FilterCallError, ModuleError
 
 _LOG_TEXT_LIMIT = 1024
 
-_call_unchecked = raw._wasmtime_func_call_unchecked
-_memory_data = raw._wasmtime_memory_data
-_set_fuel = raw._wasmtime_context_set_fuel
-_get_fuel = raw._wasmtime_context_get_fuel
-_set_deadline = raw._wasmtime_context_set_epoch_deadline
+
+def _fast(name: str, restype: Any, *argtypes: Any, release_gil: bool = False) -> Any:
+    """The C function `name` with a plain integer result, so no pointer object is built per call.
+
+    Short calls keep the GIL (PYFUNCTYPE); only the call into Wasm releases it, so the epoch
+    ticker can run while a filter does.
+    """
+    proto = ctypes.CFUNCTYPE if release_gil else ctypes.PYFUNCTYPE
+    address = ctypes.cast(getattr(_ffi.dll, name), ctypes.c_void_p).value
+    assert address is not None, name
+    return proto(restype, *argtypes)(address)
+
+
+_Ctx = ctypes.POINTER(raw.wasmtime_context_t)
+_call_unchecked = _fast(
+    "wasmtime_func_call_unchecked",
+    ctypes.c_void_p,
+    _Ctx,
+    ctypes.POINTER(raw.wasmtime_func_t),
+    ctypes.POINTER(raw.wasmtime_val_raw_t),
+    ctypes.c_size_t,
+    ctypes.POINTER(ctypes.POINTER(raw.wasm_trap_t)),
+    release_gil=True,
+)
+_memory_data = _fast(
+    "wasmtime_memory_data", ctypes.c_size_t, _Ctx, ctypes.POINTER(raw.wasmtime_memory_t)
+)
+_set_fuel = _fast("wasmtime_context_set_fuel", ctypes.c_void_p, _Ctx, ctypes.c_uint64)
+_get_fuel = _fast(
+    "wasmtime_context_get_fuel", ctypes.c_void_p, _Ctx, ctypes.POINTER(ctypes.c_uint64)
+)
+_set_deadline = _fast("wasmtime_context_set_epoch_deadline", None, _Ctx, ctypes.c_uint64)
+_ErrorPtr = ctypes.POINTER(raw.wasmtime_error_t)
 _TrapPtr = ctypes.POINTER(raw.wasm_trap_t)
 _DROPPED: Outcome = ()
 _PAGE = 65536
@@ -161,8 +190,7 @@ class WasmtimeFilter:
                 f"{tlen + plen} bytes do not fit the filter's {self._in_cap}-byte input area",
             )
         ctx = self._ctx
-        at = _memory_data(ctx, self._mem_ref)
-        at = ctypes.addressof(at.contents) + self._in_ptr
+        at = _memory_data(ctx, self._mem_ref) + self._in_ptr
         ctypes.memmove(at, topic, tlen)
         ctypes.memmove(at + tlen, payload, plen)
         self._arg0.i32 = tlen
@@ -190,7 +218,7 @@ class WasmtimeFilter:
     # -- the rest -------------------------------------------------------------------------
 
     def _emitted(self) -> list[Message]:
-        base = ctypes.addressof(_memory_data(self._ctx, self._mem_ref).contents) + self._out_ptr
+        base = _memory_data(self._ctx, self._mem_ref) + self._out_ptr
         used = abi.read_used(ctypes.string_at(base, 4))
         if used > self._out_cap - 4:
             raise FilterCallError(
@@ -247,7 +275,7 @@ class WasmtimeFilter:
                 # memory.grow failed at the cap and the filter gave up: that is the budget's doing.
                 reason = "memory"
         else:
-            exc = wasmtime.WasmtimeError._from_ptr(err)
+            exc = wasmtime.WasmtimeError._from_ptr(ctypes.cast(err, _ErrorPtr))
             reason = "trap"
         if host_exc is not None:
             raise FilterCallError("trap", f"host function failed: {host_exc!r}")
@@ -260,7 +288,7 @@ class WasmtimeFilter:
         return int(self._arg0.i32)
 
     def _write(self, at: int, data: bytes) -> None:
-        base = ctypes.addressof(_memory_data(self._ctx, self._mem_ref).contents)
+        base = _memory_data(self._ctx, self._mem_ref)
         ctypes.memmove(base + at, data, len(data))
 
     def _guest_log(self, caller: wasmtime.Caller, level: int, ptr: int, length: int) -> None:
