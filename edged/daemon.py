@@ -222,7 +222,9 @@ class Daemon:
             subscriptions=self.router.subscriptions,
             on_message=self._received,
             on_ready=self._ready,
-            max_queued_publishes=config.daemon.queue_size,
+            # Unacknowledged QoS 1/2 outputs; never below 1000, so a small intake queue does not
+            # also throttle publishing to one round trip per few messages.
+            max_queued_publishes=max(config.daemon.queue_size, 1000),
         )
 
     def request_reload(self) -> None:
@@ -298,11 +300,15 @@ class Daemon:
                     timers.next_tick = min((t.due for t in self._ticks), default=float("inf"))
                     continue
                 if intake.items:
-                    self.link.step(0)
+                    self.link.service()
                 else:
                     self.link.step(max(0.0, min(_MAX_WAIT, timers.next_due() - now)))
-                if not (intake.overload == "block" and intake.full):
-                    self.link.drain(_READ_BATCH)
+                # Under `block` read only what fits: the rest waits at the broker.
+                room = (
+                    intake.size - len(intake.items) if intake.overload == "block" else _READ_BATCH
+                )
+                if room > 0:
+                    self.link.drain(room)
                 if intake.items:
                     self._process_slice()
                 now = time.monotonic()
@@ -356,12 +362,13 @@ class Daemon:
         """
         items = self.intake.items
         deliver = self._deliver
+        link = self.link
         clock = time.monotonic
         until = clock() + _SLICE
         with self.link.batched_writes():
             while items:
                 deliver(items.popleft())
-                if clock() >= until:
+                if clock() >= until or link.backlogged:
                     break
 
     # -- reading ---------------------------------------------------------------------------

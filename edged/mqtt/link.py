@@ -83,6 +83,7 @@ class BrokerLink:
         # paho's outgoing queue is bounded too, so a long broker outage cannot eat the gateway's
         # memory; a publish past it is refused and counted by the caller as `publish_failed`.
         client.max_queued_messages_set(max_queued_publishes)
+        self._max_queued = max_queued_publishes
         if broker.username is not None:
             client.username_pw_set(broker.username, broker.password)
         if broker.tls is not None:
@@ -120,6 +121,20 @@ class BrokerLink:
             and time.monotonic() >= self._retry_at
         ):
             self._lost(f"network loop: {paho.error_string(rc)}")
+
+    def service(self) -> None:
+        """Write what is queued and keep the connection alive, without reading anything."""
+        if self.client.socket() is None:
+            self.step(0)
+            return
+        if self.client.want_write():
+            self.client.loop_write()
+        self.client.loop_misc()
+
+    @property
+    def backlogged(self) -> bool:
+        """paho's queue of unacknowledged QoS 1/2 publishes is full; reading acks will help."""
+        return len(self.client._out_messages) >= self._max_queued
 
     def drain(self, limit: int) -> int:
         """Read up to `limit` packets that have already arrived, without waiting for more."""

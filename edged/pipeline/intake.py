@@ -30,8 +30,8 @@ class Intake(Generic[Item]):
     def put(self, item: Item) -> tuple[bool, Item | None]:
         """Offer one item: `(taken, evicted)`; `evicted` is a queued item dropped to make room.
 
-        Under `block` the reader checks `full` first; an item offered anyway is still taken,
-        never dropped, so the bound can be passed by the packets already in flight.
+        Under `block` the reader reads only as many packets as there is room for; an item
+        offered anyway (it cannot happen through the daemon) is taken rather than lost.
         """
         if self.closed:
             self.refused += 1
