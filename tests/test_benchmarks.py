@@ -36,5 +36,5 @@ def test_budget_cost_benchmark_quick_mode_runs() -> None:
     )
     assert result.returncode == 0, result.stderr
     rows = result.stdout.strip().splitlines()[1:]
-    assert [row.split()[-1] for row in rows][0] == "1.00"
+    assert rows[0].split()[-1] == "1.00"
     assert len(rows) == 3
