@@ -51,6 +51,10 @@ def _parser() -> argparse.ArgumentParser:
     frun.add_argument(
         "--tick-at-end", action="store_true", help="call edged_on_tick once at the end"
     )
+
+    from edged.service import add_parsers as add_service_parsers
+
+    add_service_parsers(commands)
     return parser
 
 
@@ -67,6 +71,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from edged.demo import run_demo
 
             return run_demo(rounds=args.rounds)
+        if args.command in ("install-service", "uninstall-service"):
+            from edged.service import run_command
+
+            return run_command(args)
         return _filter_run(args)
     except KeyboardInterrupt:
         return 130
