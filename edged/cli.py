@@ -37,6 +37,10 @@ def _parser() -> argparse.ArgumentParser:
     stats.add_argument("--json", action="store_true", help="print the metrics JSON as it is")
     stats.add_argument("--timeout", type=float, default=5.0, metavar="SECONDS")
 
+    from edged.logtail import add_arguments as add_logs_arguments
+
+    add_logs_arguments(commands.add_parser("logs", help="show the daemon's logs, filtered"))
+
     demo = commands.add_parser("demo", help="run the demo on a private broker")
     demo.add_argument("--rounds", type=int, default=12, help="readings per sensor")
 
@@ -67,6 +71,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _check(args.config)
         if args.command == "stats":
             return _stats(args)
+        if args.command == "logs":
+            from edged.logtail import run_logs
+
+            return run_logs(args)
         if args.command == "demo":
             from edged.demo import run_demo
 
@@ -101,7 +109,13 @@ def _run(path: Path) -> int:
     from edged.daemon import Daemon
 
     config = load_config(path)
-    log.configure(config.log.level, config.log.format)
+    log.configure(
+        config.log.level,
+        config.log.format,
+        file=config.log.file,
+        max_bytes=config.log.max_bytes,
+        backups=config.log.backups,
+    )
     Daemon(config, config_path=path).run()
     return 0
 

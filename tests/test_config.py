@@ -279,6 +279,44 @@ def test_log_section_may_be_missing_or_empty(confdir: Path, log_text: str) -> No
     assert config.log == LogConfig(level="info", format="auto", summary_interval=60.0)
 
 
+def test_log_file_is_off_by_default_with_10_mib_and_3_backups(confdir: Path) -> None:
+    """Without log.file the daemon logs to stdout only; the rotation defaults are documented."""
+    log = parse_config(minimal(), base_dir=confdir).log
+    assert (log.file, log.max_bytes, log.backups) == (None, 10 * MIB, 3)
+
+
+def test_log_file_is_relative_to_the_config_and_takes_a_size(confdir: Path) -> None:
+    """log.file is taken relative to the config file; max_bytes is a size like "1 MiB"."""
+    data = minimal()
+    data["log"] = {"file": "logs/edged.log", "max_bytes": "1 MiB", "backups": 0}
+    log = parse_config(data, base_dir=confdir).log
+    assert log == LogConfig(
+        level="info",
+        format="auto",
+        summary_interval=60.0,
+        file=confdir / "logs" / "edged.log",
+        max_bytes=MIB,
+        backups=0,
+    )
+
+
+def test_log_file_settings_are_checked(confdir: Path) -> None:
+    """A bad log file path, size or backup count is reported with its key path."""
+    data = minimal()
+    data["log"] = {"file": "", "max_bytes": "10 MB", "backups": -1}
+    assert errors_of(data, confdir) == [
+        "log.file: must not be empty",
+        "log.max_bytes: unit 'MB' is ambiguous; write '10 MiB' (KiB, MiB and GiB are 1024-based)",
+        "log.backups: must be between 0 and 1000, got -1",
+    ]
+    data["log"] = {"file": 7, "max_bytes": 100, "backups": "3"}
+    assert errors_of(data, confdir) == [
+        "log.file: expected a string, got integer 7",
+        "log.max_bytes: must be at least 1 KiB, got 100 B",
+        "log.backups: expected an integer, got string '3'",
+    ]
+
+
 def test_config_objects_are_read_only(confdir: Path) -> None:
     """A loaded config cannot be changed by the layers that share it."""
     config = parse_config(minimal(), base_dir=confdir)
@@ -335,7 +373,8 @@ def test_unknown_key_without_close_match_lists_known_keys(confdir: Path) -> None
     data = minimal()
     data["log"] = {"zzz": 1}
     assert errors_of(data, confdir) == [
-        "log.zzz: unknown key; known keys: format, level, summary_interval"
+        "log.zzz: unknown key; known keys: backups, file, format, level, max_bytes, "
+        "summary_interval"
     ]
 
 

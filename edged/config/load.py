@@ -281,11 +281,15 @@ def _pipeline(r: _Reader, modules: Mapping[str, ModuleConfig]) -> PipelineConfig
 
 
 def _log(r: _Reader) -> LogConfig:
+    d = LogConfig(level="info", format="auto", summary_interval=60.0)
     return r.done(
         LogConfig(
             level=r.choice("level", ("debug", "info", "warning", "error"), "info"),
             format=r.choice("format", ("auto", "json", "console"), "auto"),
             summary_interval=r.number("summary_interval", 60.0),
+            file=r.path("file"),
+            max_bytes=d.max_bytes if (size := r.size("max_bytes", KiB)) is None else size,
+            backups=d.backups if (kept := r.whole("backups", 0, 1000)) is None else kept,
         )
     )
 

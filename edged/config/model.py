@@ -134,6 +134,9 @@ class LogConfig:
     level: str
     format: str
     summary_interval: float
+    file: Path | None = None  # JSON lines also go here, for installs without systemd
+    max_bytes: int = 10 * MiB  # rotate before the file would grow past this
+    backups: int = 3  # rotated files kept: file.1 .. file.N; none: the file starts afresh
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
