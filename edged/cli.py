@@ -121,8 +121,8 @@ def _run(path: Path) -> int:
 
 
 def _check(path: Path) -> int:
+    from edged.build import build_pipelines, make_engine
     from edged.config import load_config
-    from edged.daemon import build_pipelines, make_engine
 
     config = load_config(path)
     pipelines = build_pipelines(config, make_engine(config), lambda *_: True)
