@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import structlog
 
-from edged.config import Config
+from edged.config import Config, FilterConfig, ParamValue, PipelineConfig
 from edged.engine import WasmtimeEngine
 from edged.engine.wasmtime_engine import EngineSettings, WasmtimeModule
 from edged.errors import EdgedError, ModuleError
@@ -60,11 +61,19 @@ def build_pipelines(
     *,
     dead_letter: DeadLetter | None = None,
     on_change: Callable[[], None] | None = None,
+    pushed: Mapping[str, Pushed] | None = None,
 ) -> list[Pipeline]:
-    """Load every module and instantiate every filter, gathering all problems before failing."""
+    """Load every module and instantiate every filter, gathering all problems before failing.
+
+    `pushed` holds the modules deployed over MQTT, which stand in for the config's files.
+    """
     problems: list[str] = []
+    pushed = pushed or {}
     modules: dict[str, WasmtimeModule] = {}
     for name, mod in config.modules.items():
+        if name in pushed:
+            modules[name] = pushed[name].module
+            continue
         try:
             modules[name] = engine.load_file(name, mod.file)
         except ModuleError as exc:
@@ -96,15 +105,11 @@ def build_pipelines(
                 )
                 continue
             committed += budgets.memory
-            renew = functools.partial(
-                module.instantiate, fc.params, _guest_logger(pc.name, fc.module), budgets
-            )
+            entry = pushed.get(fc.module)
             try:
-                instance = renew()
+                steps.append(make_step(config, pc, fc, module, entry.params if entry else None))
             except ModuleError as exc:
                 problems.append(f"{where}: module '{fc.module}' {exc.reason}")
-                continue
-            steps.append(Step(fc.module, instance, fc.tick_interval, renew))
         if len(steps) == len(pc.filters):
             outputs = OutputRules(pc.outputs, node_id=config.node_id, pipeline=pc.name)
             pipelines.append(
@@ -122,6 +127,37 @@ def build_pipelines(
     if problems:
         raise SetupError(problems)
     return pipelines
+
+
+@dataclass(frozen=True, slots=True)
+class Pushed:
+    """A module deployed over MQTT: its compiled code, and params replacing the config's."""
+
+    module: WasmtimeModule
+    params: Mapping[str, ParamValue] | None = None
+
+
+def make_step(
+    config: Config,
+    pc: PipelineConfig,
+    fc: FilterConfig,
+    module: WasmtimeModule,
+    pushed_params: Mapping[str, ParamValue] | None = None,
+) -> Step:
+    """One ready filter of a pipeline; raises ModuleError when the module refuses its params."""
+    params: Mapping[str, ParamValue] = fc.params
+    if pushed_params is not None:
+        # Pushed params replace the module's; what the pipeline set for itself still wins.
+        base = config.modules[fc.module].params
+        own = {k: v for k, v in fc.params.items() if k not in base or base[k] != v}
+        params = {**pushed_params, **own}
+    renew = functools.partial(
+        module.instantiate,
+        params,
+        _guest_logger(pc.name, fc.module),
+        config.modules[fc.module].budgets,
+    )
+    return Step(fc.module, renew(), fc.tick_interval, renew)
 
 
 def _guest_logger(pipeline: str, module: str) -> Callable[[str, str], None]:

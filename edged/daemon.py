@@ -17,12 +17,14 @@ import paho.mqtt.client as paho
 import structlog
 
 import edged
-from edged.build import build_pipelines, make_engine
+from edged.build import build_pipelines, make_engine, state_dir
 from edged.config import Config, load_config
+from edged.deploy.manager import DeployManager
+from edged.deploy.store import ModuleStore
 from edged.engine import WasmtimeEngine
 from edged.errors import EdgedError
 from edged.metrics import rss_bytes
-from edged.mqtt.link import BrokerLink
+from edged.mqtt.link import BrokerLink, TopicSubscription
 from edged.pipeline import Pipeline
 from edged.pipeline.intake import Intake
 from edged.pipeline.router import Router
@@ -59,6 +61,7 @@ class Daemon:
         self.engine = make_engine(config)
         if self.engine.cache is not None and not self.engine.cache.usable:
             log.warning("compiled_cache_off", reason=self.engine.cache.problem)
+        self.deploy: DeployManager | None = None
         self._apply(config, *self._build(config, self.engine, first_ident=1))
         self.intake: Intake[paho.MQTTMessage] = Intake(
             config.daemon.queue_size, config.daemon.overload
@@ -68,13 +71,22 @@ class Daemon:
     def _build(
         self, config: Config, engine: WasmtimeEngine, *, first_ident: int
     ) -> tuple[list[Pipeline], Router]:
+        pushed = {}
+        if config.deploy.enabled:
+            store = ModuleStore(state_dir(config) / "modules")
+            manager = DeployManager(config, engine, store, lambda: self.pipelines, self._publish)
+            pushed = manager.restore()
         pipelines = build_pipelines(
             config,
             engine,
             self._publish,
             dead_letter=self._dead_letter,
             on_change=self._quarantine_changed,
+            pushed=pushed,
         )
+        if self.deploy is not None:
+            self.deploy.close()
+        self.deploy = manager if config.deploy.enabled else None
         for pipeline in pipelines:
             pipeline.debug = config.log.level == "debug"
         by_name = {p.name: p for p in pipelines}
@@ -95,6 +107,12 @@ class Daemon:
             if step.tick_interval is not None
         ]
 
+    def _subscriptions(self) -> list[TopicSubscription]:
+        subs = list(self.router.subscriptions)
+        if self.deploy is not None:
+            subs += self.deploy.subscriptions(self.router.next_ident)
+        return subs
+
     def _make_link(self, config: Config) -> BrokerLink:
         return BrokerLink(
             config.broker,
@@ -106,7 +124,7 @@ class Daemon:
                 "pipelines": [p.name for p in self.pipelines],
                 "quarantined": [],
             },
-            subscriptions=self.router.subscriptions,
+            subscriptions=self._subscriptions(),
             on_message=self._received,
             on_ready=self._ready,
             # Unacknowledged QoS 1/2 outputs; never below 1000, so a small intake queue does not
@@ -151,7 +169,7 @@ class Daemon:
             self.link.close()
             self.link = self._make_link(config)
         else:
-            self.link.replace_subscriptions(self.router.subscriptions)
+            self.link.replace_subscriptions(self._subscriptions())
             self.link.publish_status(pipelines=[p.name for p in self.pipelines], quarantined=[])
         log.info("reloaded", pipelines=[p.name for p in self.pipelines])
         self.notifier.notify(READY=1, STATUS=f"{len(self.pipelines)} pipelines (reloaded)")
@@ -186,10 +204,14 @@ class Daemon:
                     self._reload()
                     timers.next_tick = min((t.due for t in self._ticks), default=float("inf"))
                     continue
+                deploy = self.deploy
                 if intake.items:
                     self.link.service()
                 else:
-                    self.link.step(max(0.0, min(_MAX_WAIT, timers.next_due() - now)))
+                    wait = min(_MAX_WAIT, timers.next_due() - now)
+                    if deploy is not None and deploy.busy:
+                        wait = min(wait, 0.02)  # look often for the compile to finish
+                    self.link.step(max(0.0, wait))
                 # Under `block` read only what fits: the rest waits at the broker.
                 room = (
                     intake.size - len(intake.items) if intake.overload == "block" else _READ_BATCH
@@ -199,6 +221,8 @@ class Daemon:
                 if intake.items:
                     self._process_slice()
                 now = time.monotonic()
+                if deploy is not None:
+                    deploy.poll(now)
                 if now >= timers.next_tick:
                     timers.next_tick = self._run_ticks(now)
                 if now >= timers.next_housekeeping:
@@ -222,6 +246,8 @@ class Daemon:
             if timers.metrics_every:
                 self._publish_metrics()
             self.link.close()
+            if self.deploy is not None:
+                self.deploy.close()
             self._summary()
             log.info("stopped")
 
@@ -274,12 +300,18 @@ class Daemon:
             READY=1,
             STATUS=f"{len(self.pipelines)} pipelines, connected to {broker.host}:{broker.port}",
         )
+        if self.deploy is not None:
+            self.deploy.publish_status()
 
     # -- filtering -------------------------------------------------------------------------
 
     def _deliver(self, message: paho.MQTTMessage) -> None:
         try:
-            self.router.deliver(message)
+            deploy = self.deploy
+            if deploy is not None and deploy.is_control(message._topic):
+                deploy.handle(message._topic, bytes(message.payload))
+            else:
+                self.router.deliver(message)
         except Exception:
             # A bug of ours must cost one message, never the daemon; it is counted and logged.
             self.internal_errors += 1

@@ -19,6 +19,7 @@ from edged.config.model import (
     Budgets,
     Config,
     DaemonConfig,
+    DeployConfig,
     EngineConfig,
     FilterConfig,
     GiB,
@@ -219,6 +220,62 @@ def _violations(r: _Reader) -> ViolationsConfig:
     )
 
 
+def _deploy(r: _Reader) -> DeployConfig:
+    d = DeployConfig()
+    groups: list[str] = []
+    for item in r.sub(r.get("groups", list, "a list"), r.at("groups")).entries_list():
+        name = item.value
+        if not isinstance(name, str) or _name_error(name) is not None:
+            item.fail(None, "a group name is letters, digits, '_' or '-'")
+        else:
+            groups.append(name)
+    keys: list[str] = []
+    for item in r.sub(r.get("trusted_keys", list, "a list"), r.at("trusted_keys")).entries_list():
+        if (key := _trusted_key(item)) is not None:
+            keys.append(key)
+    allow = r.flag("allow_unsigned", d.allow_unsigned)
+    max_bytes = r.size("max_module_bytes", 1024)
+    messages = r.whole("probation_messages", 0)
+    seconds = r.real("probation_seconds", 0)
+    return r.done(
+        DeployConfig(
+            groups=tuple(groups),
+            trusted_keys=tuple(keys),
+            allow_unsigned=allow,
+            max_module_bytes=d.max_module_bytes if max_bytes is None else max_bytes,
+            probation_messages=d.probation_messages if messages is None else messages,
+            probation_seconds=d.probation_seconds if seconds is None else seconds,
+        )
+    )
+
+
+def _trusted_key(item: _Reader) -> str | None:
+    """A key written in place (base64 of the raw 32 bytes, or PEM), or the file holding one."""
+    # Imported here: cryptography costs ~9 MiB of RSS, and only nodes taking deploys need it.
+    from edged.deploy.manifest import load_public_key
+
+    text = item.value
+    if not isinstance(text, str):
+        item.fail(None, f"expected a public key or a key file, got {type(text).__name__}")
+        return None
+    try:
+        load_public_key(text)
+        return text.strip()
+    except ValueError as exc:
+        in_place = str(exc)
+    path = item.base_dir / text
+    if not path.is_file():
+        item.fail(None, f"neither an ed25519 public key ({in_place}) nor a key file")
+        return None
+    try:
+        content = path.read_text()
+        load_public_key(content)
+    except (OSError, ValueError) as exc:
+        item.fail(None, f"key file {path}: {exc}")
+        return None
+    return content.strip()
+
+
 def _metrics(r: _Reader) -> MetricsConfig:
     interval = r.real("interval", 0)
     return r.done(MetricsConfig() if interval is None else MetricsConfig(interval=interval))
@@ -332,6 +389,7 @@ def parse_config(data: object, *, source: str = "<config>", base_dir: Path | Non
             daemon=_daemon(r.child("daemon")),
             violations=_violations(r.child("violations")),
             metrics=_metrics(r.child("metrics")),
+            deploy=_deploy(r.child("deploy")),
         )
     )
     if errors:

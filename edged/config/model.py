@@ -91,6 +91,22 @@ class MetricsConfig:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class DeployConfig:
+    """Remote module delivery (docs/deploy.md); off unless trusted keys or unsigned are allowed."""
+
+    groups: tuple[str, ...] = ()
+    trusted_keys: tuple[str, ...] = ()  # base64 raw ed25519 public keys or PEM blocks
+    allow_unsigned: bool = False
+    max_module_bytes: int = 1024 * 1024
+    probation_messages: int = 100
+    probation_seconds: float = 60.0
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.trusted_keys) or self.allow_unsigned
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class ModuleConfig:
     name: str
     file: Path
@@ -153,6 +169,7 @@ class Config:
     daemon: DaemonConfig = field(default_factory=DaemonConfig)
     violations: ViolationsConfig = field(default_factory=ViolationsConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    deploy: DeployConfig = field(default_factory=DeployConfig)
     source: Path | None = None
 
     @property

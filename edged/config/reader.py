@@ -244,6 +244,11 @@ class _Reader:
         items = value if isinstance(value, list) else []
         return [self.sub(item, f"{self.at(key)}[{i}]") for i, item in enumerate(items)]
 
+    def entries_list(self) -> list[_Reader]:
+        """The items of a list value (none when the value is absent or was refused)."""
+        items = self.value if isinstance(self.value, list) else []
+        return [self.sub(item, f"{self.where}[{i}]") for i, item in enumerate(items)]
+
     def entries(self) -> list[tuple[str, object]]:
         self._seen.update(k for k in self._data if isinstance(k, str))
         return [(k, v) for k, v in self._data.items() if isinstance(k, str)]

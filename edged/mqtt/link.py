@@ -174,6 +174,7 @@ class BrokerLink:
             deadline = time.monotonic() + timeout
             while not info.is_published() and self.connected and time.monotonic() < deadline:
                 self.client.loop(0.05)
+            self.connected = False  # what follows is our own goodbye, not a lost broker
             self.client.disconnect()
             self.client.loop(0.05)
         self.connected = False

@@ -187,6 +187,15 @@ class Pipeline:
             if self._on_change is not None:
                 self._on_change()
 
+    def replace_step(self, index: int, step: Step) -> None:
+        """Swap one filter for another between two messages (a deploy or a rollback)."""
+        steps = list(self.steps)
+        step.filter.stats = steps[index].filter.stats
+        steps[index] = step
+        self.steps = tuple(steps)
+        if self._on_change is not None:
+            self._on_change()  # a quarantine of the old filter ends with it
+
     def release_due(self, now: float) -> None:
         """End quarantines whose cool-down is over, each with a fresh instance of its filter."""
         changed = False

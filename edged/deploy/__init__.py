@@ -1,0 +1,1 @@
+"""Remote module delivery: signed deploy messages, the on-disk module store, activation."""

@@ -1,0 +1,463 @@
+"""The node's side of deploys: verify, store, compile off the loop, swap, probation, rollback.
+
+Everything but compiling runs on the daemon's one thread, between two messages, so a swap never
+loses or repeats a message; compiling runs in a worker thread so a pathological module cannot
+stall message processing while it compiles (docs/deploy.md).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+
+from edged.build import Pushed, make_step
+from edged.config import Config
+from edged.deploy.manifest import (
+    DeployRefused,
+    Manifest,
+    key_id,
+    load_public_key,
+    parse,
+    verify,
+)
+from edged.deploy.store import Active, ModuleStore, Version
+from edged.engine import WasmtimeEngine
+from edged.engine.abi import ABI_VERSION
+from edged.engine.wasmtime_engine import WasmtimeModule
+from edged.errors import ModuleError
+from edged.metrics import format_bytes
+from edged.mqtt.link import TopicSubscription
+from edged.pipeline import Pipeline, Step
+
+log = structlog.get_logger("edged.deploy")
+
+#: `(topic, payload, qos, retain) -> accepted`
+Publish = Callable[[str, bytes, int, bool], bool]
+
+
+@dataclass(slots=True)
+class _Probation:
+    module: str
+    version: int
+    until: float
+    calls_needed: int
+    violations_at_start: int
+    calls_at_start: int
+
+
+@dataclass(slots=True)
+class _Compiling:
+    manifest: Manifest
+    digest: str
+    future: Future[WasmtimeModule]
+    unsigned: bool
+    started: float = field(default_factory=time.monotonic)
+
+
+class DeployManager:
+    def __init__(
+        self,
+        config: Config,
+        engine: WasmtimeEngine,
+        store: ModuleStore,
+        pipelines: Callable[[], Sequence[Pipeline]],
+        publish: Publish,
+    ) -> None:
+        self.config = config
+        self.engine = engine
+        self.store = store
+        self._pipelines = pipelines
+        self._publish = publish
+        d = config.deploy
+        self._trusted = {key_id(k): k for k in map(load_public_key, d.trusted_keys)}
+        prefix, node = config.topic_prefix, config.node_id
+        scopes = [f"{prefix}/{node}"] + [f"{prefix}/groups/{g}" for g in d.groups]
+        self.control_topics = {
+            f"{scope}/{action}": action
+            for scope in scopes
+            for action in ("deploy", "rollback", "remove")
+        }
+        self._control_bytes = {t.encode(): a for t, a in self.control_topics.items()}
+        self.ack_topic = f"{prefix}/{node}/ack"
+        self.modules_topic = f"{prefix}/{node}/modules"
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="edged-compile")
+        self._compiling: _Compiling | None = None
+        self._waiting: list[tuple[str, bytes]] = []
+        self._probation: dict[str, _Probation] = {}
+        if d.allow_unsigned:
+            log.warning(
+                "unsigned_deploys_allowed",
+                note="development only: anyone who can "
+                "publish to the deploy topic can run code on this node",
+            )
+
+    # -- start-up ---------------------------------------------------------------------------
+
+    def subscriptions(self, first_ident: int) -> list[TopicSubscription]:
+        return [
+            TopicSubscription(topic, 1, ident)
+            for ident, topic in enumerate(sorted(self.control_topics), start=first_ident)
+        ]
+
+    def restore(self) -> dict[str, Pushed]:
+        """The pushed modules to run instead of the config's files, from the store."""
+        pushed: dict[str, Pushed] = {}
+        for name, entry in self.store.active().items():
+            if name not in self.config.modules:
+                log.warning("stored_module_not_in_config", module=name)
+                continue
+            for candidate in (entry.current, entry.previous):
+                if candidate is None:
+                    continue
+                wasm = self.store.get(candidate.digest)
+                if wasm is None:
+                    continue
+                try:
+                    module = self.engine.load(name, wasm)
+                except ModuleError as exc:
+                    log.error("stored_module_refused", module=name, reason=exc.reason)
+                    continue
+                pushed[name] = Pushed(module, candidate.params)
+                if candidate is not entry.current:
+                    log.warning("restored_previous_version", module=name, version=candidate.version)
+                    self.store.set_active(name, Active(current=candidate))
+                break
+            else:
+                log.error("stored_module_lost", module=name, fallback="the config's file")
+                self.store.set_active(name, None)
+        return pushed
+
+    # -- messages on the control topics -----------------------------------------------------
+
+    def is_control(self, topic: bytes) -> bool:
+        return topic in self._control_bytes
+
+    def handle(self, topic: bytes, payload: bytes) -> None:
+        action = self._control_bytes[topic]
+        if self._compiling is not None:
+            self._waiting.append((action, payload))  # one deploy at a time, in arrival order
+            return
+        self._dispatch(action, payload)
+
+    def _dispatch(self, action: str, payload: bytes) -> None:
+        if action == "deploy":
+            self._start_deploy(payload)
+            return
+        try:
+            request = json.loads(payload)
+            name = request["module"]
+            request_id = request.get("request_id")
+            if not isinstance(name, str):
+                raise TypeError
+        except (ValueError, KeyError, TypeError, AttributeError):
+            self._ack(
+                action,
+                None,
+                None,
+                "refused",
+                "malformed",
+                'expected {"module": NAME, "request_id": ID}',
+            )
+            return
+        if name not in self.config.modules:
+            self._ack(
+                action,
+                request_id,
+                name,
+                "refused",
+                "unknown_target",
+                f"no module '{name}' on this node",
+            )
+        elif action == "rollback":
+            self._rollback(name, "requested", request_id)
+        else:
+            self._remove(name, request_id)
+
+    def _start_deploy(self, payload: bytes) -> None:
+        manifest: Manifest | None = None
+        try:
+            manifest, wasm = parse(payload)
+            limit = self.config.deploy.max_module_bytes
+            if len(wasm) > limit:
+                raise DeployRefused(
+                    "too_large", f"{format_bytes(len(wasm))} over the {format_bytes(limit)} limit"
+                )
+            if manifest.module not in self.config.modules:
+                raise DeployRefused("unknown_target", f"no module '{manifest.module}' here")
+            unsigned = verify(
+                manifest, wasm, self._trusted, allow_unsigned=self.config.deploy.allow_unsigned
+            )
+            if manifest.abi != ABI_VERSION:
+                raise DeployRefused(
+                    "wrong_abi",
+                    f"built for filter ABI {manifest.abi}; this node speaks {ABI_VERSION}",
+                )
+            current = self._current(manifest.module)
+            if (
+                current is not None
+                and current.digest == manifest.sha256
+                and current.version == manifest.version
+            ):
+                self._ack(
+                    "deploy",
+                    manifest.request_id,
+                    manifest.module,
+                    "already_active",
+                    None,
+                    None,
+                    version=manifest.version,
+                    digest=manifest.sha256,
+                )
+                return
+            active_version = current.version if current else 0
+            if manifest.version <= active_version:
+                raise DeployRefused(
+                    "not_newer",
+                    f"version {manifest.version} is not newer than active {active_version}",
+                )
+        except DeployRefused as exc:
+            m = manifest
+            self._ack(
+                "deploy",
+                m.request_id if m else None,
+                m.module if m else None,
+                "refused",
+                exc.reason,
+                exc.detail,
+                version=m.version if m else None,
+            )
+            return
+        digest = self.store.put(wasm)
+        future = self._worker.submit(self.engine.load, manifest.module, wasm)
+        self._compiling = _Compiling(manifest, digest, future, unsigned)
+
+    @property
+    def busy(self) -> bool:
+        return self._compiling is not None
+
+    def poll(self, now: float) -> None:
+        """Called by the daemon's loop: finish a compiled deploy, watch probations."""
+        job = self._compiling
+        if job is not None and job.future.done():
+            self._compiling = None
+            self._finish_deploy(job)
+            while self._waiting and self._compiling is None:
+                self._dispatch(*self._waiting.pop(0))
+        if self._probation:
+            self._watch_probation(now)
+
+    def close(self) -> None:
+        self._worker.shutdown(wait=False, cancel_futures=True)
+
+    # -- activation -------------------------------------------------------------------------
+
+    def _finish_deploy(self, job: _Compiling) -> None:
+        m = job.manifest
+        try:
+            self._swap(m.module, job.future.result(), m.params)
+        except ModuleError as exc:
+            reason = "wrong_abi" if "filter ABI" in exc.reason else "invalid_module"
+            self._ack(
+                "deploy", m.request_id, m.module, "refused", reason, exc.reason, version=m.version
+            )
+            return
+        previous = self._current(m.module)
+        new = Version(version=m.version, digest=job.digest, params=m.params)
+        self.store.set_active(m.module, Active(current=new, previous=previous))
+        steps = self._steps(m.module)
+        d = self.config.deploy
+        self._probation[m.module] = _Probation(
+            module=m.module,
+            version=m.version,
+            until=time.monotonic() + d.probation_seconds,
+            calls_needed=d.probation_messages,
+            violations_at_start=sum(sum(s.guard.counts.values()) for s in steps),
+            calls_at_start=sum(s.filter.stats.calls for s in steps),
+        )
+        if job.unsigned:
+            log.warning("unsigned_module_activated", module=m.module, version=m.version)
+        log.info(
+            "module_activated",
+            module=m.module,
+            version=m.version,
+            digest=job.digest,
+            compile_s=round(time.monotonic() - job.started, 3),
+        )
+        self._ack(
+            "deploy",
+            m.request_id,
+            m.module,
+            "activated",
+            None,
+            None,
+            version=m.version,
+            digest=job.digest,
+        )
+
+    def _swap(self, name: str, module: WasmtimeModule, params: dict[str, Any] | None) -> None:
+        """Instantiate for every step that uses `name`, then swap them all at once.
+
+        All-or-nothing: if any instance refuses (say its init rejects the params), nothing
+        changes and ModuleError goes back to the caller.
+        """
+        fresh: list[tuple[Pipeline, int, Step]] = []
+        for pipeline, pc in zip(self._pipelines(), self.config.pipelines, strict=True):
+            for index, fc in enumerate(pc.filters):
+                if fc.module == name:
+                    fresh.append((pipeline, index, make_step(self.config, pc, fc, module, params)))
+        for pipeline, index, step in fresh:
+            old = pipeline.steps[index]
+            step.warning = old.warning
+            pipeline.replace_step(index, step)
+
+    def _watch_probation(self, now: float) -> None:
+        for name, p in list(self._probation.items()):
+            steps = self._steps(name)
+            violations = sum(sum(s.guard.counts.values()) for s in steps)
+            if violations > p.violations_at_start:
+                del self._probation[name]
+                reasons = sorted({r for s in steps for r in s.guard.counts})
+                self._rollback(name, f"probation: {', '.join(reasons)}", None, failed=p.version)
+                continue
+            calls = sum(s.filter.stats.calls for s in steps) - p.calls_at_start
+            if now >= p.until and calls >= p.calls_needed:
+                del self._probation[name]
+                log.info("probation_passed", module=name, version=p.version, calls=calls)
+                self.publish_status()
+
+    # -- rollback and remove ---------------------------------------------------------------
+
+    def _rollback(
+        self, name: str, why: str, request_id: str | None, failed: int | None = None
+    ) -> None:
+        entry = self.store.active().get(name)
+        target = entry.previous if entry else None
+        self._probation.pop(name, None)
+        try:
+            if target is None:
+                if entry is None:
+                    raise DeployRefused("no_previous", f"'{name}' runs the config's file")
+                self._swap(name, self.engine.load_file(name, self.config.modules[name].file), None)
+                self.store.set_active(name, None)
+            else:
+                wasm = self.store.get(target.digest)
+                if wasm is None:
+                    raise DeployRefused("no_previous", "the previous version's bytes are gone")
+                self._swap(name, self.engine.load(name, wasm), target.params)
+                self.store.set_active(name, Active(current=target))
+        except DeployRefused as exc:
+            self._ack("rollback", request_id, name, "refused", exc.reason, exc.detail)
+            return
+        except ModuleError as exc:
+            log.error("rollback_failed", module=name, reason=exc.reason)
+            self._ack("rollback", request_id, name, "refused", "invalid_module", exc.reason)
+            return
+        version = target.version if target else 0
+        log.warning(
+            "module_rolled_back", module=name, reason=why, to_version=version, failed_version=failed
+        )
+        self._ack(
+            "rollback",
+            request_id,
+            name,
+            "rolled_back",
+            why,
+            None,
+            version=version,
+            digest=target.digest if target else None,
+            failed_version=failed,
+        )
+
+    def _remove(self, name: str, request_id: str | None) -> None:
+        if name not in self.store.active():
+            self._ack(
+                "remove",
+                request_id,
+                name,
+                "refused",
+                "not_pushed",
+                f"'{name}' already runs the config's file",
+            )
+            return
+        try:
+            self._swap(name, self.engine.load_file(name, self.config.modules[name].file), None)
+        except ModuleError as exc:
+            self._ack("remove", request_id, name, "refused", "invalid_module", exc.reason)
+            return
+        self._probation.pop(name, None)
+        self.store.set_active(name, None)
+        self._ack("remove", request_id, name, "removed", None, None, version=0)
+
+    # -- status and acks -------------------------------------------------------------------
+
+    def _current(self, name: str) -> Version | None:
+        entry = self.store.active().get(name)
+        return entry.current if entry else None
+
+    def _steps(self, name: str) -> list[Step]:
+        return [s for p in self._pipelines() for s in p.steps if s.module == name]
+
+    def publish_status(self) -> None:
+        active = self.store.active()
+        modules: dict[str, Any] = {}
+        for name, mod in self.config.modules.items():
+            entry = active.get(name)
+            if entry is None:
+                modules[name] = {"version": 0, "source": "config", "digest": _file_digest(mod.file)}
+            else:
+                prev = entry.previous
+                modules[name] = {
+                    "version": entry.current.version,
+                    "digest": entry.current.digest,
+                    "source": "pushed",
+                    "previous": {"version": prev.version, "digest": prev.digest} if prev else None,
+                    "probation": name in self._probation,
+                }
+        body = {
+            "node_id": self.config.node_id,
+            "groups": list(self.config.deploy.groups),
+            "modules": modules,
+            "ts": int(time.time() * 1000),
+        }
+        self._publish(self.modules_topic, json.dumps(body, separators=(",", ":")).encode(), 1, True)
+
+    def _ack(
+        self,
+        action: str,
+        request_id: str | None,
+        module: str | None,
+        result: str,
+        reason: str | None,
+        detail: str | None,
+        **extra: object,
+    ) -> None:
+        body = {
+            "node_id": self.config.node_id,
+            "request_id": request_id,
+            "action": action,
+            "module": module,
+            "result": result,
+            "reason": reason,
+            "detail": detail,
+            **extra,
+            "ts": int(time.time() * 1000),
+        }
+        level = "info" if result in ("activated", "already_active", "removed") else "warning"
+        getattr(log, level)("deploy_ack", **{k: v for k, v in body.items() if k != "ts"})
+        self._publish(self.ack_topic, json.dumps(body, separators=(",", ":")).encode(), 1, False)
+        if result in ("activated", "rolled_back", "removed"):
+            self.publish_status()
+
+
+def _file_digest(path: Any) -> str | None:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return None

@@ -1,0 +1,186 @@
+"""The deploy message: its wire format, signing and verification (docs/deploy.md).
+
+Shared by the node (verify) and `edged module push` (sign), so both read one definition.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+MAGIC = b"EDGED-DEPLOY/1\n"
+SIGNING_CONTEXT = b"edged-deploy-v1\0"
+
+ParamValue = str | int | float | bool
+
+
+class DeployRefused(Exception):
+    """A deploy (or rollback) that the node will not carry out; `reason` goes into the ack."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        self.reason = reason
+        self.detail = detail
+        super().__init__(f"{reason}: {detail}")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Manifest:
+    module: str
+    version: int
+    sha256: str
+    abi: int
+    params: dict[str, ParamValue] | None = None
+    key_id: str | None = None
+    signature: str | None = None
+    request_id: str | None = None
+
+    def signing_bytes(self) -> bytes:
+        body = {
+            "abi": self.abi,
+            "module": self.module,
+            "params": self.params,
+            "sha256": self.sha256,
+            "version": self.version,
+        }
+        canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+        return SIGNING_CONTEXT + canonical.encode()
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "module": self.module,
+            "version": self.version,
+            "sha256": self.sha256,
+            "abi": self.abi,
+            "params": self.params,
+        }
+        for key in ("key_id", "signature", "request_id"):
+            if (value := getattr(self, key)) is not None:
+                out[key] = value
+        return out
+
+
+def key_id(public: Ed25519PublicKey) -> str:
+    raw = public.public_bytes(Encoding.Raw, PublicFormat.Raw)
+    return hashlib.sha256(raw).hexdigest()[:16]
+
+
+def build(
+    module: str,
+    version: int,
+    wasm: bytes,
+    *,
+    key: Ed25519PrivateKey | None,
+    params: dict[str, ParamValue] | None = None,
+    request_id: str | None = None,
+    abi: int = 1,
+) -> bytes:
+    """A complete deploy message, signed with `key` (unsigned when None)."""
+    manifest = Manifest(
+        module=module,
+        version=version,
+        sha256=hashlib.sha256(wasm).hexdigest(),
+        abi=abi,
+        params=params,
+        request_id=request_id,
+    )
+    if key is not None:
+        signature = base64.b64encode(key.sign(manifest.signing_bytes())).decode()
+        manifest = Manifest(
+            **{**manifest.to_json(), "key_id": key_id(key.public_key()), "signature": signature}
+        )
+    line = json.dumps(manifest.to_json(), separators=(",", ":")).encode()
+    return MAGIC + line + b"\n" + wasm
+
+
+def parse(message: bytes) -> tuple[Manifest, bytes]:
+    """Split and type-check a deploy message; DeployRefused('malformed') on anything off."""
+    if not message.startswith(MAGIC):
+        raise DeployRefused("malformed", "does not start with EDGED-DEPLOY/1")
+    head, sep, wasm = message[len(MAGIC) :].partition(b"\n")
+    if not sep:
+        raise DeployRefused("malformed", "no newline after the manifest")
+    try:
+        raw = json.loads(head)
+    except ValueError as exc:
+        raise DeployRefused("malformed", f"manifest is not JSON: {exc}") from None
+    if not isinstance(raw, dict):
+        raise DeployRefused("malformed", "manifest is not a JSON object")
+    checks: dict[str, tuple[type | tuple[type, ...], bool]] = {
+        "module": (str, True),
+        "version": (int, True),
+        "sha256": (str, True),
+        "abi": (int, True),
+        "params": ((dict, type(None)), False),
+        "key_id": ((str, type(None)), False),
+        "signature": ((str, type(None)), False),
+        "request_id": ((str, type(None)), False),
+    }
+    for field, (kind, required) in checks.items():
+        if field not in raw:
+            if required:
+                raise DeployRefused("malformed", f"manifest has no '{field}'")
+            continue
+        value = raw[field]
+        if (isinstance(value, bool) and kind is int) or not isinstance(value, kind):
+            raise DeployRefused("malformed", f"manifest field '{field}' has the wrong type")
+    unknown = sorted(set(raw) - set(checks))
+    if unknown:
+        raise DeployRefused("malformed", f"manifest has unknown fields: {', '.join(unknown)}")
+    params = raw.get("params")
+    if params is not None and not all(
+        isinstance(k, str) and isinstance(v, str | int | float | bool) for k, v in params.items()
+    ):
+        raise DeployRefused("malformed", "params must map names to strings, numbers or booleans")
+    return Manifest(**raw), wasm
+
+
+def verify(
+    manifest: Manifest,
+    wasm: bytes,
+    trusted: dict[str, Ed25519PublicKey],
+    *,
+    allow_unsigned: bool,
+) -> bool:
+    """Check signature and digest; True when the deploy was unsigned (and that is allowed)."""
+    unsigned = manifest.signature is None
+    if unsigned and not allow_unsigned:
+        raise DeployRefused("unsigned", "the module is not signed and unsigned deploys are off")
+    if not unsigned:
+        public = trusted.get(manifest.key_id or "")
+        if public is None:
+            raise DeployRefused("unknown_key", f"key {manifest.key_id!r} is not trusted here")
+        try:
+            signature = base64.b64decode(manifest.signature or "", validate=True)
+            public.verify(signature, manifest.signing_bytes())
+        except (InvalidSignature, ValueError):
+            raise DeployRefused("bad_signature", "the signature does not verify") from None
+    digest = hashlib.sha256(wasm).hexdigest()
+    if digest != manifest.sha256:
+        raise DeployRefused(
+            "digest_mismatch",
+            f"bytes hash to {digest[:16]}…, manifest says {manifest.sha256[:16]}…",
+        )
+    return unsigned
+
+
+def load_public_key(text: str) -> Ed25519PublicKey:
+    """A trusted key as written in the config: base64 of the 32 raw bytes, or a PEM block."""
+    from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
+    text = text.strip()
+    if text.startswith("-----BEGIN"):
+        key = load_pem_public_key(text.encode())
+        if not isinstance(key, Ed25519PublicKey):
+            raise ValueError("not an ed25519 public key")
+        return key
+    raw = base64.b64decode(text, validate=True)
+    if len(raw) != 32:
+        raise ValueError(f"an ed25519 public key is 32 bytes, this is {len(raw)}")
+    return Ed25519PublicKey.from_public_bytes(raw)
