@@ -59,6 +59,10 @@ def _parser() -> argparse.ArgumentParser:
     from edged.service import add_parsers as add_service_parsers
 
     add_service_parsers(commands)
+
+    from edged.deploy.client import add_parsers as add_deploy_parsers
+
+    add_deploy_parsers(commands)
     return parser
 
 
@@ -83,6 +87,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from edged.service import run_command
 
             return run_command(args)
+        if args.command in ("keygen", "module"):
+            from edged.deploy.client import run_command as run_deploy_command
+
+            return run_deploy_command(args)
         return _filter_run(args)
     except KeyboardInterrupt:
         return 130
