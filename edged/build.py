@@ -148,9 +148,7 @@ def make_step(
     params: Mapping[str, ParamValue] = fc.params
     if pushed_params is not None:
         # Pushed params replace the module's; what the pipeline set for itself still wins.
-        base = config.modules[fc.module].params
-        own = {k: v for k, v in fc.params.items() if k not in base or base[k] != v}
-        params = {**pushed_params, **own}
+        params = {**pushed_params, **fc.own_params}
     renew = functools.partial(
         module.instantiate,
         params,

@@ -63,6 +63,8 @@ class Daemon:
             log.warning("compiled_cache_off", reason=self.engine.cache.problem)
         self.deploy: DeployManager | None = None
         self._apply(config, *self._build(config, self.engine, first_ident=1))
+        if self.deploy is not None:
+            self.deploy.resume_probation()
         self.intake: Intake[paho.MQTTMessage] = Intake(
             config.daemon.queue_size, config.daemon.overload
         )
@@ -155,6 +157,8 @@ class Daemon:
             return
         self.engine = engine
         self._apply(config, *built)
+        if self.deploy is not None:
+            self.deploy.resume_probation()
         if (config.daemon.queue_size, config.daemon.overload) != (
             old.daemon.queue_size,
             old.daemon.overload,

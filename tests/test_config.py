@@ -224,6 +224,7 @@ def test_full_config_round_trips_into_dataclasses(confdir: Path) -> None:
                     module="threshold",
                     params={"limit": 28, "field": "temp", "strict": True, "scale": 1.5},
                     tick_interval=10.0,
+                    own_params={"limit": 28},
                 ),
                 FilterConfig(module="passthrough", params={}, tick_interval=None),
             ),

@@ -309,9 +309,10 @@ def _filter(r: _Reader, modules: Mapping[str, ModuleConfig]) -> FilterConfig:
         known = ", ".join(sorted(modules)) or "(none)"
         r.fail("module", f"unknown module {module!r}; known: {known}")
     inherited = modules[module].params if module in modules else {}
-    params = MappingProxyType({**inherited, **_params(r.child("params"))})
+    own = _params(r.child("params"))
+    params = MappingProxyType({**inherited, **own})
     tick = r.number("tick_interval", None)
-    return r.done(FilterConfig(module=module, params=params, tick_interval=tick))
+    return r.done(FilterConfig(module=module, params=params, tick_interval=tick, own_params=own))
 
 
 def _output(r: _Reader) -> OutputRule:

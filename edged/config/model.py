@@ -10,6 +10,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import Literal
 
 ParamValue = str | int | float | bool
@@ -126,6 +127,7 @@ class FilterConfig:
     module: str
     params: Params  # the module's params with this filter's own laid over them
     tick_interval: float | None
+    own_params: Params = field(default_factory=lambda: MappingProxyType({}))  # set here only
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

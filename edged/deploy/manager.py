@@ -194,11 +194,6 @@ class DeployManager:
             unsigned = verify(
                 manifest, wasm, self._trusted, allow_unsigned=self.config.deploy.allow_unsigned
             )
-            if manifest.abi != ABI_VERSION:
-                raise DeployRefused(
-                    "wrong_abi",
-                    f"built for filter ABI {manifest.abi}; this node speaks {ABI_VERSION}",
-                )
             current = self._current(manifest.module)
             if (
                 current is not None
@@ -222,11 +217,16 @@ class DeployManager:
                     "not_newer",
                     f"version {manifest.version} is not newer than active {active_version}",
                 )
+            if manifest.abi != ABI_VERSION:
+                raise DeployRefused(
+                    "wrong_abi",
+                    f"built for filter ABI {manifest.abi}; this node speaks {ABI_VERSION}",
+                )
         except DeployRefused as exc:
             m = manifest
             self._ack(
                 "deploy",
-                m.request_id if m else None,
+                m.request_id if m else exc.request_id,
                 m.module if m else None,
                 "refused",
                 exc.reason,
@@ -269,18 +269,11 @@ class DeployManager:
             )
             return
         previous = self._current(m.module)
-        new = Version(version=m.version, digest=job.digest, params=m.params)
-        self.store.set_active(m.module, Active(current=new, previous=previous))
-        steps = self._steps(m.module)
-        d = self.config.deploy
-        self._probation[m.module] = _Probation(
-            module=m.module,
-            version=m.version,
-            until=time.monotonic() + d.probation_seconds,
-            calls_needed=d.probation_messages,
-            violations_at_start=sum(sum(s.guard.counts.values()) for s in steps),
-            calls_at_start=sum(s.filter.stats.calls for s in steps),
+        new = Version(
+            version=m.version, digest=job.digest, params=m.params, activated_at=time.time()
         )
+        self.store.set_active(m.module, Active(current=new, previous=previous))
+        self._start_probation(m.module, m.version, self.config.deploy.probation_seconds)
         if job.unsigned:
             log.warning("unsigned_module_activated", module=m.module, version=m.version)
         log.info(
@@ -316,6 +309,32 @@ class DeployManager:
             old = pipeline.steps[index]
             step.warning = old.warning
             pipeline.replace_step(index, step)
+
+    def _start_probation(self, name: str, version: int, seconds: float) -> None:
+        steps = self._steps(name)
+        self._probation[name] = _Probation(
+            module=name,
+            version=version,
+            until=time.monotonic() + seconds,
+            calls_needed=self.config.deploy.probation_messages,
+            violations_at_start=sum(sum(s.guard.counts.values()) for s in steps),
+            calls_at_start=sum(s.filter.stats.calls for s in steps),
+        )
+
+    def resume_probation(self) -> None:
+        """After a restart, a version still inside its probation period stays on probation.
+
+        Its time runs on from its activation; its message count starts again, since the
+        messages it saw before the restart are not known any more.
+        """
+        d = self.config.deploy
+        for name, entry in self.store.active().items():
+            started = entry.current.activated_at
+            if entry.previous is None or started is None or name not in self.config.modules:
+                continue
+            left = started + d.probation_seconds - time.time()
+            if left > 0:
+                self._start_probation(name, entry.current.version, left)
 
     def _watch_probation(self, now: float) -> None:
         for name, p in list(self._probation.items()):

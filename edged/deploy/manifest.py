@@ -24,9 +24,10 @@ ParamValue = str | int | float | bool
 class DeployRefused(Exception):
     """A deploy (or rollback) that the node will not carry out; `reason` goes into the ack."""
 
-    def __init__(self, reason: str, detail: str) -> None:
+    def __init__(self, reason: str, detail: str, request_id: str | None = None) -> None:
         self.reason = reason
         self.detail = detail
+        self.request_id = request_id  # when one could be read, so the pusher gets its answer
         super().__init__(f"{reason}: {detail}")
 
 
@@ -112,6 +113,16 @@ def parse(message: bytes) -> tuple[Manifest, bytes]:
         raise DeployRefused("malformed", f"manifest is not JSON: {exc}") from None
     if not isinstance(raw, dict):
         raise DeployRefused("malformed", "manifest is not a JSON object")
+    rid = raw.get("request_id") if isinstance(raw.get("request_id"), str) else None
+    try:
+        _check_fields(raw)
+    except DeployRefused as exc:
+        exc.request_id = rid
+        raise
+    return Manifest(**raw), wasm
+
+
+def _check_fields(raw: dict[str, Any]) -> None:
     checks: dict[str, tuple[type | tuple[type, ...], bool]] = {
         "module": (str, True),
         "version": (int, True),
@@ -138,7 +149,6 @@ def parse(message: bytes) -> tuple[Manifest, bytes]:
         isinstance(k, str) and isinstance(v, str | int | float | bool) for k, v in params.items()
     ):
         raise DeployRefused("malformed", "params must map names to strings, numbers or booleans")
-    return Manifest(**raw), wasm
 
 
 def verify(

@@ -27,6 +27,7 @@ class Version:
     version: int
     digest: str
     params: dict[str, ParamValue] | None = None
+    activated_at: float | None = None  # Unix time; probation outlives a restart
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -46,6 +47,9 @@ class ModuleStore:
         self.directory = directory
         directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         self._active_file = directory / "active.json"
+        # A crash between writing a temp file and renaming it leaves the temp file behind.
+        for leftover in directory.glob(".*.tmp"):
+            leftover.unlink(missing_ok=True)
 
     # -- bytes ----------------------------------------------------------------------------
 
