@@ -17,23 +17,38 @@ def _node() -> str:
     return f"n{uuid.uuid4().hex[:8]}"
 
 
+def _config(
+    modules: list[str], *pipelines: dict[str, Any], node: str | None = None, **extra: Any
+) -> dict[str, Any]:
+    """A daemon config: a fresh node id, the named example filters, these pipelines."""
+    return {
+        "node_id": node or _node(),
+        "modules": {name: {"file": wasm(name)} for name in modules},
+        "pipelines": list(pipelines),
+        **extra,
+    }
+
+
+def _pipeline(
+    name: str, subscribe: list[Any], filters: list[Any], outputs: list[dict[str, Any]]
+) -> dict[str, Any]:
+    return {"name": name, "subscribe": subscribe, "filters": filters, "outputs": outputs}
+
+
 def test_threshold_alerts_exactly_the_readings_above_the_limit(
     start_daemon: StartDaemon, client: Client, topic_root: str
 ) -> None:
     """Readings above the limit come out as alerts, in order, and nothing else comes out."""
     start_daemon(
-        {
-            "node_id": _node(),
-            "modules": {"threshold": {"file": wasm("threshold")}},
-            "pipelines": [
-                {
-                    "name": "hot",
-                    "subscribe": [{"topic": f"{topic_root}/in/+/temp", "qos": 1}],
-                    "filters": [{"module": "threshold", "params": {"field": "t", "limit": 30}}],
-                    "outputs": [{"topic": f"{topic_root}/out/{{topic}}", "qos": 1}],
-                }
-            ],
-        }
+        _config(
+            ["threshold"],
+            _pipeline(
+                "hot",
+                [{"topic": f"{topic_root}/in/+/temp", "qos": 1}],
+                [{"module": "threshold", "params": {"field": "t", "limit": 30}}],
+                [{"topic": f"{topic_root}/out/{{topic}}", "qos": 1}],
+            ),
+        )
     )
     client.subscribe(f"{topic_root}/out/#")
     values = [21.5, 30, 30.5, 12, 45, -3, 31]
@@ -54,34 +69,20 @@ def test_chain_converts_then_suppresses_small_changes(
     start_daemon: StartDaemon, client: Client, topic_root: str
 ) -> None:
     """Two filters in a chain: convert to °F, then deadband lets only changes of >= 1 °F out."""
+    to_fahrenheit = {"field": "c", "as": "f", "scale": 1.8, "offset": 32, "decimals": 1}
     start_daemon(
-        {
-            "node_id": _node(),
-            "modules": {
-                "convert": {"file": wasm("convert")},
-                "deadband": {"file": wasm("deadband")},
-            },
-            "pipelines": [
-                {
-                    "name": "f",
-                    "subscribe": [{"topic": f"{topic_root}/in/#", "qos": 1}],
-                    "filters": [
-                        {
-                            "module": "convert",
-                            "params": {
-                                "field": "c",
-                                "as": "f",
-                                "scale": 1.8,
-                                "offset": 32,
-                                "decimals": 1,
-                            },
-                        },
-                        {"module": "deadband", "params": {"field": "f", "deadband": 1.0}},
-                    ],
-                    "outputs": [{"topic": f"{topic_root}/out/{{topic}}", "qos": 1}],
-                }
-            ],
-        }
+        _config(
+            ["convert", "deadband"],
+            _pipeline(
+                "f",
+                [{"topic": f"{topic_root}/in/#", "qos": 1}],
+                [
+                    {"module": "convert", "params": to_fahrenheit},
+                    {"module": "deadband", "params": {"field": "f", "deadband": 1.0}},
+                ],
+                [{"topic": f"{topic_root}/out/{{topic}}", "qos": 1}],
+            ),
+        )
     )
     client.subscribe(f"{topic_root}/out/#")
     for c in (20.0, 20.2, 20.6, 21.0, 25.0):
@@ -97,20 +98,15 @@ def test_average_is_emitted_on_tick(
 ) -> None:
     """A ticking filter aggregates a window and its tick output is published."""
     start_daemon(
-        {
-            "node_id": _node(),
-            "modules": {"average": {"file": wasm("average")}},
-            "pipelines": [
-                {
-                    "name": "avg",
-                    "subscribe": [{"topic": f"{topic_root}/in/+", "qos": 1}],
-                    "filters": [
-                        {"module": "average", "params": {"field": "v"}, "tick_interval": 0.5}
-                    ],
-                    "outputs": [{"topic": f"{topic_root}/out/{{topic}}"}],
-                }
-            ],
-        }
+        _config(
+            ["average"],
+            _pipeline(
+                "avg",
+                [{"topic": f"{topic_root}/in/+", "qos": 1}],
+                [{"module": "average", "params": {"field": "v"}, "tick_interval": 0.5}],
+                [{"topic": f"{topic_root}/out/{{topic}}"}],
+            ),
+        )
     )
     client.subscribe(f"{topic_root}/out/#")
     for v in (1, 2, 3, 6):
@@ -130,28 +126,21 @@ def test_output_rules_choose_topic_qos_and_retain(
     start_daemon: StartDaemon, client: Client, topic_root: str
 ) -> None:
     """The first matching output rule decides; a message no rule matches is counted, not sent."""
-    daemon = start_daemon(
+    rules = [
         {
-            "node_id": _node(),
-            "modules": {"pass": {"file": wasm("passthrough")}},
-            "pipelines": [
-                {
-                    "name": "route",
-                    "subscribe": [f"{topic_root}/in/#"],
-                    "filters": ["pass"],
-                    "outputs": [
-                        {
-                            "match": f"{topic_root}/in/keep/#",
-                            "topic": f"{topic_root}/kept",
-                            "retain": True,
-                            "qos": 1,
-                        },
-                        {"match": f"{topic_root}/in/+/x", "topic": f"{topic_root}/{{pipeline}}"},
-                    ],
-                }
-            ],
-            "log": {"summary_interval": 0.2},
-        }
+            "match": f"{topic_root}/in/keep/#",
+            "topic": f"{topic_root}/kept",
+            "retain": True,
+            "qos": 1,
+        },
+        {"match": f"{topic_root}/in/+/x", "topic": f"{topic_root}/{{pipeline}}"},
+    ]
+    daemon = start_daemon(
+        _config(
+            ["passthrough"],
+            _pipeline("route", [f"{topic_root}/in/#"], ["passthrough"], rules),
+            log={"summary_interval": 0.2},
+        )
     )
     client.subscribe(f"{topic_root}/kept")
     client.subscribe(f"{topic_root}/route")
@@ -177,30 +166,17 @@ def test_two_pipelines_share_a_subscription_and_each_sees_every_message(
 ) -> None:
     """Pipelines with the same and with overlapping filters each process a message once."""
     start_daemon(
-        {
-            "node_id": _node(),
-            "modules": {"pass": {"file": wasm("passthrough")}},
-            "pipelines": [
-                {
-                    "name": "a",
-                    "subscribe": [f"{topic_root}/in/#"],
-                    "filters": ["pass"],
-                    "outputs": [{"topic": f"{topic_root}/out/a"}],
-                },
-                {
-                    "name": "b",
-                    "subscribe": [f"{topic_root}/in/#"],
-                    "filters": ["pass"],
-                    "outputs": [{"topic": f"{topic_root}/out/b"}],
-                },
-                {
-                    "name": "c",
-                    "subscribe": [f"{topic_root}/in/+/z"],
-                    "filters": ["pass"],
-                    "outputs": [{"topic": f"{topic_root}/out/c"}],
-                },
-            ],
-        }
+        _config(
+            ["passthrough"],
+            *(
+                _pipeline(name, [pattern], ["passthrough"], [{"topic": f"{topic_root}/out/{name}"}])
+                for name, pattern in (
+                    ("a", f"{topic_root}/in/#"),
+                    ("b", f"{topic_root}/in/#"),
+                    ("c", f"{topic_root}/in/+/z"),
+                )
+            ),
+        )
     )
     client.subscribe(f"{topic_root}/out/#")
     for i in range(5):
@@ -217,19 +193,12 @@ def test_status_is_online_when_ready_and_offline_after_stop(
     """The retained status topic says online with the pipelines, then offline on SIGTERM."""
     node = _node()
     daemon = start_daemon(
-        {
-            "node_id": node,
-            "topic_prefix": "gw",
-            "modules": {"pass": {"file": wasm("passthrough")}},
-            "pipelines": [
-                {
-                    "name": "p",
-                    "subscribe": ["x/y"],
-                    "filters": ["pass"],
-                    "outputs": [{"topic": "x/z"}],
-                }
-            ],
-        }
+        _config(
+            ["passthrough"],
+            _pipeline("p", ["x/y"], ["passthrough"], [{"topic": "x/z"}]),
+            node=node,
+            topic_prefix="gw",
+        )
     )
     client.subscribe(f"gw/{node}/status")
     status = json.loads(client.collect(1)[0][1])
@@ -242,19 +211,12 @@ def test_crash_leaves_the_offline_will(start_daemon: StartDaemon, client: Client
     """When the daemon dies without saying goodbye, the broker publishes its offline will."""
     node = _node()
     daemon = start_daemon(
-        {
-            "node_id": node,
-            "broker": {"keepalive": 5},
-            "modules": {"pass": {"file": wasm("passthrough")}},
-            "pipelines": [
-                {
-                    "name": "p",
-                    "subscribe": ["x/y"],
-                    "filters": ["pass"],
-                    "outputs": [{"topic": "x/z"}],
-                }
-            ],
-        }
+        _config(
+            ["passthrough"],
+            _pipeline("p", ["x/y"], ["passthrough"], [{"topic": "x/z"}]),
+            node=node,
+            broker={"keepalive": 5},
+        )
     )
     client.subscribe(f"edged/{node}/status")
     assert json.loads(client.collect(1)[0][1])["state"] == "online"
@@ -267,20 +229,13 @@ def test_per_message_events_only_at_debug_level(
 ) -> None:
     """At info level there is no log line per message; at debug level there is one each."""
     for level, expected in (("info", 0), ("debug", 3)):
+        route = f"{topic_root}/{level}"
         daemon = start_daemon(
-            {
-                "node_id": _node(),
-                "modules": {"pass": {"file": wasm("passthrough")}},
-                "pipelines": [
-                    {
-                        "name": "p",
-                        "subscribe": [f"{topic_root}/{level}/in"],
-                        "filters": ["pass"],
-                        "outputs": [{"topic": f"{topic_root}/{level}/out"}],
-                    }
-                ],
-                "log": {"level": level},
-            }
+            _config(
+                ["passthrough"],
+                _pipeline("p", [f"{route}/in"], ["passthrough"], [{"topic": f"{route}/out"}]),
+                log={"level": level},
+            )
         )
         client.subscribe(f"{topic_root}/{level}/out")
         for i in range(3):
