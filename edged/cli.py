@@ -56,6 +56,10 @@ def _parser() -> argparse.ArgumentParser:
         "--tick-at-end", action="store_true", help="call edged_on_tick once at the end"
     )
 
+    from edged.authoring import add_parsers as add_authoring_parsers
+
+    add_authoring_parsers(filter_commands)
+
     from edged.service import add_parsers as add_service_parsers
 
     add_service_parsers(commands)
@@ -91,6 +95,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from edged.deploy.client import run_command as run_deploy_command
 
             return run_deploy_command(args)
+        if args.filter_command != "run":
+            from edged.authoring import run_command as run_authoring_command
+
+            return run_authoring_command(args, sys.stdout, sys.stderr)
         return _filter_run(args)
     except KeyboardInterrupt:
         return 130

@@ -28,6 +28,11 @@ if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null
   exit 1
 fi
 "$PYTHON" -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
+# The filter SDKs' compilers: Debian's rustc with the wasm32 standard library (a rustup rustc
+# often lacks that target), and Node.js for AssemblyScript.
+sdk/rust/find-rustc.sh >/dev/null 2>&1 || missing+=(rustc libstd-rust-dev-wasm32)
+have node || missing+=(nodejs)
+have npm || missing+=(npm)
 
 if ((${#missing[@]})); then
   if ! command -v apt-get >/dev/null; then
@@ -39,6 +44,14 @@ if ((${#missing[@]})); then
   echo "Installing: ${missing[*]}"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# The AssemblyScript compiler, from the lock file, again only when it changes.
+as_stamp=sdk/assemblyscript/node_modules/.installed-from
+as_want=$(sha256sum sdk/assemblyscript/package-lock.json | cut -d' ' -f1)
+if [ "$(cat "$as_stamp" 2>/dev/null)" != "$as_want" ]; then
+  (cd sdk/assemblyscript && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+  echo "$as_want" > "$as_stamp"
 fi
 
 # The venv is rebuilt only when the dependency list changes.

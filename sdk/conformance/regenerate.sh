@@ -1,0 +1,18 @@
+#!/bin/sh
+# Rewrites every NAME.expected.jsonl from the C reference filters in examples/filters.
+# Run from anywhere; needs edged on PATH or in the repository's .venv.
+set -eu
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+edged=${EDGED:-$root/.venv/bin/edged}
+grep -v '^#' "$here/cases.txt" | while read -r name filter params; do
+  [ -n "$name" ] || continue
+  set --
+  for kv in $params; do
+    [ "${kv#*=}" = "''" ] && kv="${kv%%=*}="
+    set -- "$@" --param "$kv"
+  done
+  "$edged" filter run "$root/examples/filters/$filter.wasm" --input "$here/input.jsonl" "$@" \
+    > "$here/$name.expected.jsonl" 2>/dev/null || true
+  echo "$name: $(wc -l < "$here/$name.expected.jsonl") records"
+done
