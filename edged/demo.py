@@ -30,11 +30,17 @@ ROOMS = ("kitchen", "cellar", "attic")
 
 
 def demo_config_path() -> Path:
-    """configs/demo.yaml of the source tree edged runs from."""
-    path = Path(__file__).resolve().parent.parent / "configs" / "demo.yaml"
-    if not path.is_file():
-        raise EdgedError(f"the demo config is missing: {path}")
-    return path
+    """configs/demo.yaml of the source tree edged runs from or, for an installed edged, of the
+    current directory (the unpacked offline bundle, which carries configs/ and examples/)."""
+    tree = Path(__file__).resolve().parent.parent / "configs" / "demo.yaml"
+    here = Path.cwd() / "configs" / "demo.yaml"
+    for path in (tree, here):
+        if path.is_file():
+            return path
+    raise EdgedError(
+        f"the demo config is missing: neither {tree} nor {here} exists; run `edged demo` in the "
+        "source tree or in the unpacked offline bundle"
+    )
 
 
 def _write_config(source: Path, port: int, workdir: Path) -> Path:
