@@ -29,13 +29,14 @@ ROOT = Path(__file__).resolve().parent.parent
 SDK = ROOT / "sdk"
 CONFORMANCE = SDK / "conformance"
 ASC = SDK / "assemblyscript" / "node_modules" / ".bin" / "asc"
-LANGS = ("c", "rust", "as")
+LANGS = ("c", "rust", "as", "wat")
 FILTERS = ("threshold", "average")
 #: where each language's committed example modules are
 COMMITTED = {
     "c": ROOT / "examples" / "filters",
     "rust": SDK / "rust" / "examples",
     "as": SDK / "assemblyscript" / "examples",
+    "wat": SDK / "wat" / "examples",
 }
 
 
@@ -102,9 +103,9 @@ class Builds:
 @pytest.fixture(scope="module")
 def builds(tmp_path_factory: pytest.TempPathFactory) -> Builds:
     out = Builds()
-    for lang in (*LANGS, "wat"):
+    for lang in LANGS:
         if missing_tools(lang):
-            out.dirs[lang] = COMMITTED.get(lang, SDK / "wat" / "examples")
+            out.dirs[lang] = COMMITTED[lang]
             out.fresh[lang] = False
             continue
         dest = tmp_path_factory.mktemp(f"build-{lang}") / "out"
@@ -122,9 +123,10 @@ def test_fresh_build_matches_committed_examples(builds: Builds, lang: str) -> No
     """Rebuilding an SDK's example filters from source gives the committed .wasm byte for byte."""
     if not builds.fresh[lang]:
         pytest.skip(f"not installed: {', '.join(missing_tools(lang))}")
-    committed_dir = COMMITTED.get(lang, SDK / "wat" / "examples")
+    committed_dir = COMMITTED[lang]
     committed = sorted(p.name for p in committed_dir.glob("*.wasm"))
-    assert committed == (["count.wasm"] if lang == "wat" else ["average.wasm", "threshold.wasm"])
+    extra = ["count.wasm"] if lang == "wat" else []
+    assert committed == sorted(["average.wasm", "threshold.wasm", *extra])
     differing = [
         name
         for name in committed
@@ -162,15 +164,14 @@ def run_case(path: Path, params: dict[str, str]) -> tuple[str, str]:
 def test_languages_emit_byte_identical_output(
     builds: Builds, case: str, name: str, params: dict[str, str]
 ) -> None:
-    """C, Rust and AssemblyScript emit exactly the conformance case's expected lines."""
+    """C, Rust, AssemblyScript and WAT emit exactly the conformance case's expected lines."""
     expected = (CONFORMANCE / f"{case}.expected.jsonl").read_text()
     assert expected.count("\n") >= 10
     results = {lang: run_case(builds.path(lang, name), params) for lang in LANGS}
     for lang, (emitted, _) in results.items():
         assert emitted == expected, f"{lang} differs from {case}.expected.jsonl"
     problems = {lang: errors for lang, (_, errors) in results.items()}
-    assert problems["rust"] == problems["c"]
-    assert problems["as"] == problems["c"]
+    assert all(problems[lang] == problems["c"] for lang in LANGS), problems
 
 
 def test_conformance_input_covers_the_tricky_parts() -> None:
@@ -215,8 +216,8 @@ def test_languages_agree_on_garbage(builds: Builds, garbage: str) -> None:
             if filt.has_tick:
                 seen.append(list(filt.on_tick(1)))
         outcomes[lang] = seen
-    assert outcomes["rust"] == outcomes["c"]
-    assert outcomes["as"] == outcomes["c"]
+    for lang in LANGS:
+        assert outcomes[lang] == outcomes["c"], lang
 
 
 # -- the SDKs' shared behaviour -----------------------------------------------------------------
@@ -257,7 +258,7 @@ def test_languages_refuse_params_alike(builds: Builds, case: str) -> None:
     name, params = REFUSALS[case]
     reference = refusal(builds, "c", name, params)
     assert reference[0].startswith("init returned")
-    for lang in ("rust", "as"):
+    for lang in LANGS[1:]:
         assert refusal(builds, lang, name, params) == reference, lang
 
 
@@ -277,8 +278,8 @@ def test_output_area_overflow_is_handled_alike(builds: Builds) -> None:
         )
     assert seen["c"][0] == []
     assert len(seen["c"][1]) == 64
-    assert seen["rust"] == seen["c"]
-    assert seen["as"] == seen["c"]
+    for lang in LANGS:
+        assert seen[lang] == seen["c"], lang
 
 
 # -- WAT ----------------------------------------------------------------------------------------
