@@ -1,0 +1,252 @@
+"""The results as Markdown tables and a PNG chart."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from benchmarks.contenders import CONTENDERS, LABELS, WORKLOADS
+
+Results = dict[str, Any]
+GOAL_CEILING = 0.95
+GOAL_NODE_RED = 3.0
+GOAL_RSS_MIB = 32.0
+
+
+def _num(value: float | None, digits: int = 0) -> str:
+    if value is None:
+        return "—"
+    return f"{value:,.{digits}f}"
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return a / b if a and b else None
+
+
+def _size(row: dict[str, Any]) -> str:
+    return "1 KiB" if row["payload_bytes"] >= 1000 else f"{row['payload_bytes']} B"
+
+
+def by_case(results: Results) -> dict[tuple[str, int, int], dict[str, dict[str, Any]]]:
+    """(workload, qos, payload bytes) -> contender -> row."""
+    cases: dict[tuple[str, int, int], dict[str, dict[str, Any]]] = {}
+    for row in results.get("matrix", []):
+        key = (row["workload"], row["qos"], row["payload_bytes"])
+        cases.setdefault(key, {})[row["contender"]] = row
+    return dict(sorted(cases.items(), key=lambda kv: (WORKLOADS.index(kv[0][0]), kv[0][1:])))
+
+
+def goals(results: Results) -> list[tuple[str, str, bool | None]]:
+    """Each goal of the hot path: (what, measured, met)."""
+    out: list[tuple[str, str, bool | None]] = []
+    for (workload, qos, size), rows in by_case(results).items():
+        if workload != "threshold":
+            continue
+        edged = rows.get("edged", {}).get("msgs_per_s")
+        ceiling = rows.get("ceiling-wasm", {}).get("msgs_per_s")
+        red = rows.get("node-red", {}).get("msgs_per_s")
+        label = f"threshold, QoS {qos}, {size} B"
+        r = _ratio(edged, ceiling)
+        out.append(
+            (
+                f"{label}: edged ≥ {GOAL_CEILING:.0%} of ceiling 2",
+                "—" if r is None else f"{r:.2f}",
+                None if r is None else r >= GOAL_CEILING,
+            )
+        )
+        r = _ratio(edged, red)
+        out.append(
+            (
+                f"{label}: edged ≥ {GOAL_NODE_RED:.0f}x Node-RED",
+                "—" if r is None else f"{r:.2f}x",
+                None if r is None else r >= GOAL_NODE_RED,
+            )
+        )
+    for row in results.get("scale", []):
+        if row["modules"] == 4:
+            rss = row["steady_rss_mib"]
+            out.append(
+                (
+                    f"steady RSS with 4 modules ≤ {GOAL_RSS_MIB:.0f} MiB",
+                    f"{rss:.1f} MiB",
+                    rss <= GOAL_RSS_MIB,
+                )
+            )
+    return out
+
+
+def summary_table(results: Results) -> list[str]:
+    """msgs/s of every contender per case, and edged's ratios to ceiling 2 and Node-RED."""
+    lines = [
+        "| workload | QoS | payload | ceiling 1 | ceiling 2 | edged | Node-RED "
+        "| edged ÷ ceiling 2 | edged ÷ Node-RED |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for (workload, qos, _), rows in by_case(results).items():
+        rates = {name: rows.get(name, {}).get("msgs_per_s") for name in CONTENDERS}
+        size = _size(next(iter(rows.values())))
+        to_ceiling = _ratio(rates["edged"], rates["ceiling-wasm"])
+        to_red = _ratio(rates["edged"], rates["node-red"])
+        lines.append(
+            f"| {workload} | {qos} | {size} | "
+            + " | ".join(_num(rates[name]) for name in CONTENDERS)
+            + f" | {_num(to_ceiling, 2)} | {_num(to_red, 2)}{'x' if to_red else ''} |"
+        )
+    return lines
+
+
+def detail_table(results: Results) -> list[str]:
+    lines = [
+        "| workload | QoS | payload | contender | msgs/s | p50 ms | p99 ms | steady RSS MiB "
+        "| peak RSS MiB | CPU s / 100k msgs |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for (workload, qos, _), rows in by_case(results).items():
+        for name in CONTENDERS:
+            row = rows.get(name)
+            if row is None:
+                continue
+            lat = row.get("latency_ms") or {}
+            rate = _num(row.get("msgs_per_s"))
+            if not row.get("complete", True):
+                rate += f" ({row['outputs']}/{row['expected_outputs']} outputs)"
+            lines.append(
+                f"| {workload} | {qos} | {_size(row)} | {LABELS[name]} | {rate} | "
+                f"{_num(lat.get('p50'), 2)} | {_num(lat.get('p99'), 2)} | "
+                f"{_num(row.get('steady_rss_mib'), 1)} | {_num(row.get('peak_rss_mib'), 1)} | "
+                f"{_num(row.get('cpu_s_per_100k'), 2)} |"
+            )
+    return lines
+
+
+def markdown(results: Results) -> str:
+    meta = results["meta"]
+    out = [
+        f"# edged benchmarks ({meta['mode']} run)",
+        "",
+        f"{meta['date']}, {meta['machine']}. {meta['software']}.",
+        f"Broker: private mosquitto on loopback, queue limits off. edged and the ceilings speak "
+        f"MQTT {meta['mqtt_version']}; Node-RED its default, 3.1.1.",
+        f"Node-RED: {meta['node_red']}.",
+        "",
+        "Sustained msgs/s: a flood of "
+        + ", ".join(f"{n:,} messages of {s} B" for s, n in meta["flood"].items())
+        + ", inputs handled per second from the first publish to the last output. Latency: "
+        f"end to end at a fixed {meta['rate']:,} msgs/s (send time carried in each payload). "
+        "Steady RSS: at the end of the fixed-rate phase; peak RSS: during the flood. CPU: the "
+        "contender's user + system time over the flood.",
+        "",
+        "## Goals (threshold workload; RSS with 4 modules from the scale run)",
+        "",
+        "| goal | measured | met |",
+        "|---|---|---|",
+    ]
+    for what, measured, met in goals(results):
+        out.append(f"| {what} | {measured} | {'—' if met is None else 'yes' if met else 'no'} |")
+    out += ["", "## Sustained msgs/s", "", *summary_table(results)]
+    out += ["", "## Every figure", "", *detail_table(results)]
+    if cold := results.get("cold_start"):
+        out += [
+            "",
+            "## Cold start (process start → READY=1 on NOTIFY_SOCKET, 4 modules)",
+            "",
+            "| compiled-module cache | median s | max s |",
+            "|---|---|---|",
+            f"| empty | {cold['no_cache_s']['median']:.3f} | {cold['no_cache_s']['max']:.3f} |",
+            f"| warm | {cold['cache_s']['median']:.3f} | {cold['cache_s']['max']:.3f} |",
+            "",
+            f"RSS at READY (warm cache): {cold['rss_at_ready_mib']} MiB; "
+            f"{cold['repeats']} starts each.",
+        ]
+    if swap := results.get("hot_swap"):
+        lat = swap["swap_latency_ms"]
+        out += [
+            "",
+            f"## Hot swap (signed pushes during a {swap['stream_rate']:,} msg/s QoS 1 stream)",
+            "",
+            "| swaps | push → ack median ms | max ms | longest output gap ms | messages | lost "
+            "| duplicated |",
+            "|---|---|---|---|---|---|---|",
+            f"| {swap['swaps']} | {_num(lat['median'], 1)} | {_num(lat['max'], 1)} | "
+            f"{_num(swap['longest_output_gap_ms'], 1)} | {swap['messages']:,} | {swap['lost']} | "
+            f"{swap['duplicated']} |",
+            "",
+            f"Acks: {dict(swap['acks'])}; stream achieved {swap['achieved_rate']:,} msgs/s.",
+        ]
+    if scale := results.get("scale"):
+        out += [
+            "",
+            "## Scale (threshold; one module per pipeline, the load spread over all)",
+            "",
+            "| pipelines / modules | msgs/s | steady RSS MiB | peak RSS MiB | CPU s / 100k msgs |",
+            "|---|---|---|---|---|",
+        ]
+        for row in scale:
+            out.append(
+                f"| {row['pipelines']} | {_num(row['msgs_per_s'])} | {row['steady_rss_mib']:.1f} | "
+                f"{row['peak_rss_mib']:.1f} | {row['cpu_s_per_100k']:.2f} |"
+            )
+    if calls := results.get("call_cost"):
+        out += [
+            "",
+            "## Per-call cost of the filter (threshold, in process, no MQTT)",
+            "",
+            "| path | µs / message |",
+            "|---|---|",
+        ]
+        out += [f"| {name} | {us:.2f} |" for name, us in calls.items()]
+    if results.get("notes"):
+        out += ["", "## Notes", "", *(f"- {note}" for note in results["notes"])]
+    return "\n".join(out) + "\n"
+
+
+def chart(results: Results, path: Path) -> str | None:
+    """Draw the PNG; returns why not when matplotlib is missing."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return "matplotlib is not installed (pip install -e '.[bench]')"
+    cases = by_case(results)
+    labels = [f"{w[:5]} q{q}\n{'1K' if s >= 1000 else s}" for w, q, s in cases]
+    fig, axes = plt.subplots(2, 2, figsize=(15, 9))
+    width = 0.2
+    for panel, key, title in (
+        (axes[0][0], "msgs_per_s", "sustained msgs/s"),
+        (axes[0][1], "p99", "p99 latency at a fixed rate, ms (log)"),
+        (axes[1][0], "steady_rss_mib", "steady RSS, MiB"),
+    ):
+        for index, name in enumerate(CONTENDERS):
+            values = []
+            for rows in cases.values():
+                row = rows.get(name, {})
+                value = (row.get("latency_ms") or {}).get("p99") if key == "p99" else row.get(key)
+                values.append(value or 0)
+            xs = [x + (index - 1.5) * width for x in range(len(labels))]
+            panel.bar(xs, values, width, label=LABELS[name])
+        panel.set_xticks(range(len(labels)), labels, fontsize=7)
+        panel.set_title(title)
+        if key == "p99":
+            panel.set_yscale("log")
+    axes[0][0].legend(fontsize=8)
+    scale = results.get("scale", [])
+    if scale:
+        ax = axes[1][1]
+        xs = [row["pipelines"] for row in scale]
+        ax.plot(xs, [row["msgs_per_s"] or 0 for row in scale], "o-", label="msgs/s")
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(xs, [str(x) for x in xs])
+        ax.set_xlabel("pipelines / modules")
+        ax.set_ylabel("msgs/s")
+        ax.set_title("edged scale (threshold)")
+        rss_axis = ax.twinx()
+        rss_axis.plot(xs, [row["steady_rss_mib"] for row in scale], "s--", color="tab:red")
+        rss_axis.set_ylabel("steady RSS, MiB", color="tab:red")
+    meta = results["meta"]
+    fig.suptitle(f"edged benchmarks, {meta['date']}, {meta['machine']}", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return None
