@@ -30,6 +30,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from edged.config import BrokerConfig
+from edged.mqtt.client import Client
 
 log = structlog.get_logger("edged.mqtt")
 
@@ -73,7 +74,7 @@ class BrokerLink:
         self._delay = broker.reconnect_min_delay
         self._ever_connected = False
 
-        self.client = client = paho.Client(
+        self.client = client = Client(
             CallbackAPIVersion.VERSION2,
             client_id=client_id,
             protocol=paho.MQTTv5 if self.v5 else paho.MQTTv311,

@@ -1,0 +1,148 @@
+"""edged's paho client decodes every PUBLISH exactly as paho itself does (edged/mqtt/client.py)."""
+
+from __future__ import annotations
+
+import struct
+from typing import Any
+
+import paho.mqtt.client as paho
+import pytest
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from edged.mqtt.client import Client, PublishProperties
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        out.append(byte | 0x80 if n else byte)
+        if not n:
+            return bytes(out)
+
+
+def _publish(
+    topic: bytes,
+    payload: bytes,
+    *,
+    qos: int = 0,
+    mid: int = 0,
+    retain: bool = False,
+    dup: bool = False,
+    props: bytes | None = None,
+) -> tuple[int, bytearray]:
+    """(fixed header byte, everything after the remaining length) of one PUBLISH."""
+    header = 0x30 | (dup << 3) | (qos << 1) | retain
+    body = struct.pack("!H", len(topic)) + topic
+    if qos:
+        body += struct.pack("!H", mid)
+    if props is not None:
+        body += _varint(len(props)) + props
+    return header, bytearray(body + payload)
+
+
+def _idents(*values: int) -> bytes:
+    return b"".join(b"\x0b" + _varint(v) for v in values)
+
+
+def _receive(client: paho.Client, header: int, body: bytearray) -> tuple[Any, list[Any]]:
+    got: list[paho.MQTTMessage] = []
+    client.on_message = lambda _c, _u, m: got.append(m)
+    client._in_packet = {**client._in_packet, "command": header, "packet": bytearray(body)}
+    try:
+        rc: Any = client._handle_publish()
+    except Exception as exc:  # paho's own decoder raises on malformed packets
+        rc = type(exc)
+    return rc, got
+
+
+def _fields(message: paho.MQTTMessage) -> dict[str, Any]:
+    props = message.properties
+    return {
+        "topic": message._topic,
+        "payload": message.payload,
+        "qos": message.qos,
+        "mid": message.mid,
+        "retain": message.retain,
+        "dup": message.dup,
+        "idents": getattr(props, "SubscriptionIdentifier", None) if props is not None else None,
+        "user": getattr(props, "UserProperty", None) if props is not None else None,
+    }
+
+
+def _pair(v5: bool) -> tuple[paho.Client, Client]:
+    kwargs: dict[str, Any] = {
+        "protocol": paho.MQTTv5 if v5 else paho.MQTTv311,
+        "manual_ack": True,
+    }
+    return (
+        paho.Client(paho.CallbackAPIVersion.VERSION2, **kwargs),
+        Client(paho.CallbackAPIVersion.VERSION2, **kwargs),
+    )
+
+
+USER = b"\x26" + struct.pack("!H", 1) + b"k" + struct.pack("!H", 1) + b"v"
+
+CASES = {
+    "v5 one identifier": (True, _publish(b"a/b", b"x", props=_idents(3))),
+    "v5 multi-byte identifier": (True, _publish(b"a/b", b"{}", props=_idents(300, 70000))),
+    "v5 qos 1, flags": (
+        True,
+        _publish(b"s/t", b"1" * 300, qos=1, mid=513, retain=True, dup=True, props=_idents(1, 2)),
+    ),
+    "v5 no properties": (True, _publish(b"t", b"", props=b"")),
+    "v5 user property too": (True, _publish(b"t", b"p", props=_idents(4) + USER)),
+    "v5 user property only": (True, _publish(b"t", b"p", qos=1, mid=9, props=USER)),
+    "v3.1.1 qos 0": (False, _publish(b"a", b"payload")),
+    "v3.1.1 qos 1": (False, _publish(b"a/b/c", b"payload", qos=1, mid=65535, retain=True)),
+}
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_publish_decodes_like_paho(case: str) -> None:
+    v5, (header, body) = CASES[case]
+    reference, fast = _pair(v5)
+    want_rc, want = _receive(reference, header, body)
+    got_rc, got = _receive(fast, header, body)
+    assert got_rc == want_rc
+    assert [_fields(m) for m in got] == [_fields(m) for m in want]
+    assert len(got) == 1
+
+
+def test_identifier_only_properties_skip_pahos_decoder() -> None:
+    """The fast path's own object, which the router reads like paho's Properties."""
+    _, fast = _pair(True)
+    _, [with_ids] = _receive(fast, *_publish(b"t", b"p", props=_idents(7)))
+    _, [without] = _receive(fast, *_publish(b"t", b"p", props=b""))
+    _, [other] = _receive(fast, *_publish(b"t", b"p", props=USER))
+    assert isinstance(with_ids.properties, PublishProperties)
+    assert with_ids.properties.SubscriptionIdentifier == [7]
+    assert not hasattr(without.properties, "SubscriptionIdentifier")
+    assert isinstance(other.properties, Properties)
+    assert other.properties.packetType == PacketTypes.PUBLISH
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        bytearray(b"\x00"),  # not even a topic length
+        bytearray(b"\x00\x05ab"),  # topic cut short
+        bytearray(b"\x00\x01a\x05\x0b"),  # properties cut short
+        bytearray(b"\x00\x01a\x02\x0b\x80"),  # identifier's varint cut short
+    ],
+)
+def test_malformed_publish_fails_like_paho(body: bytearray) -> None:
+    reference, fast = _pair(True)
+    want_rc, want = _receive(reference, 0x30, body)
+    got_rc, got = _receive(fast, 0x30, body)
+    assert (got_rc, len(got)) == (want_rc, len(want))
+
+
+@pytest.mark.parametrize("body", [bytearray(b"\x00\x05ab"), bytearray(b"\x00\x00x")])
+def test_malformed_publish_under_311_fails_like_paho(body: bytearray) -> None:
+    """A topic cut short, and an empty topic (allowed only with MQTT 5 topic aliases)."""
+    reference, fast = _pair(False)
+    want_rc, want = _receive(reference, 0x30, body)
+    got_rc, got = _receive(fast, 0x30, body)
+    assert (got_rc, len(got)) == (want_rc, len(want)) == (want_rc, 0)
