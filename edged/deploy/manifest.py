@@ -9,11 +9,16 @@ import base64
 import hashlib
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import (
+        Ed25519PrivateKey,
+        Ed25519PublicKey,
+    )
+
+# cryptography is imported where a key is used, not here: it costs ~7 MiB of RSS, and a node
+# without deploys enabled (or one that is only parsing a deploy message) never needs it.
 
 MAGIC = b"EDGED-DEPLOY/1\n"
 SIGNING_CONTEXT = b"edged-deploy-v1\0"
@@ -68,6 +73,8 @@ class Manifest:
 
 
 def key_id(public: Ed25519PublicKey) -> str:
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
     raw = public.public_bytes(Encoding.Raw, PublicFormat.Raw)
     return hashlib.sha256(raw).hexdigest()[:16]
 
@@ -166,6 +173,8 @@ def verify(
         public = trusted.get(manifest.key_id or "")
         if public is None:
             raise DeployRefused("unknown_key", f"key {manifest.key_id!r} is not trusted here")
+        from cryptography.exceptions import InvalidSignature
+
         try:
             signature = base64.b64decode(manifest.signature or "", validate=True)
             public.verify(signature, manifest.signing_bytes())
@@ -182,6 +191,7 @@ def verify(
 
 def load_public_key(text: str) -> Ed25519PublicKey:
     """A trusted key as written in the config: base64 of the 32 raw bytes, or a PEM block."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
     from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
     text = text.strip()
