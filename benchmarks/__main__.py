@@ -174,10 +174,10 @@ def main(argv: list[str] | None = None) -> int:
         results["notes"].append(f"Node-RED {node_red_text}")
     results["meta"]["seconds"] = round(time.monotonic() - began)
 
-    (out / "results.json").write_text(json.dumps(results, indent=1) + "\n")
     why_not = report.chart(results, out / "results.png")
     if why_not is not None:
         results["notes"].append(f"chart skipped: {why_not}")
+    (out / "results.json").write_text(json.dumps(results, indent=1) + "\n")
     text = report.markdown(results)
     (out / "results.md").write_text(text)
     print(text, end="")
