@@ -113,7 +113,7 @@ def edged_config(
     modules: dict[str, dict[str, object]],
     **extra: object,
 ) -> Path:
-    """Write an edged config for this run; defaults everywhere a user would leave them."""
+    """Write an edged config for this run; defaults everywhere else a user would leave them."""
     node = run.prefix.replace("/", "-")
     config: dict[str, object] = {
         "node_id": node,
@@ -121,6 +121,10 @@ def edged_config(
         "broker": {"host": run.host, "port": run.port, "mqtt_version": run.mqtt_version},
         "modules": modules,
         "pipelines": pipelines,
+        # Like every other contender, edged leaves what it cannot take yet at the broker. With the
+        # default (drop_oldest) a flood that outruns the filters would be counted as drops once
+        # the 10,000-message intake queue is full, and outputs would be missing.
+        "daemon": {"overload": "block"},
     }
     config.update(extra)
     path = run.workdir / f"edged-{node}.yaml"
