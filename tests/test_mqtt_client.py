@@ -1,8 +1,11 @@
-"""edged's paho client decodes every PUBLISH exactly as paho itself does (edged/mqtt/client.py)."""
+"""edged's paho client (edged/mqtt/client.py) decodes every PUBLISH exactly as paho itself does,
+and reads packets from one buffer without losing or delaying any."""
 
 from __future__ import annotations
 
+import socket
 import struct
+import time
 from typing import Any
 
 import paho.mqtt.client as paho
@@ -146,3 +149,63 @@ def test_malformed_publish_under_311_fails_like_paho(body: bytearray) -> None:
     want_rc, want = _receive(reference, 0x30, body)
     got_rc, got = _receive(fast, 0x30, body)
     assert (got_rc, len(got)) == (want_rc, len(want)) == (want_rc, 0)
+
+
+def _packet_bytes(header: int, body: bytearray) -> bytes:
+    return bytes([header]) + _varint(len(body)) + bytes(body)
+
+
+def _socket_pair(client: paho.Client) -> socket.socket:
+    """Give `client` one end of a socket pair as its connection; returns the broker's end."""
+    ours, broker = socket.socketpair()
+    ours.setblocking(False)
+    client._sock = ours
+    return broker
+
+
+def test_packets_are_read_from_one_buffer_in_order() -> None:
+    """Many packets arrive in one recv; a packet split across two arrivals is put together."""
+    _, fast = _pair(True)
+    broker = _socket_pair(fast)
+    got: list[paho.MQTTMessage] = []
+    fast.on_message = lambda _c, _u, m: got.append(m)
+    packets = [_packet_bytes(*_publish(b"t/%d" % i, b"p" * i, props=_idents(1))) for i in range(50)]
+    last = _packet_bytes(*_publish(b"t/last", b"x" * 5000, qos=1, mid=7, props=_idents(2)))
+    try:
+        broker.sendall(b"".join(packets) + last[:100])
+        for _ in range(50):
+            assert fast.loop_read() == paho.MQTT_ERR_SUCCESS
+        assert len(got) == 50 and fast.buffered() == 100
+        assert fast.loop_read() == paho.MQTT_ERR_SUCCESS  # half a packet: waits for the rest
+        assert len(got) == 50 and fast.buffered() == 0
+        broker.sendall(last[100:])
+        assert fast.loop_read() == paho.MQTT_ERR_SUCCESS
+    finally:
+        broker.close()
+        fast._sock_close()
+    assert [m._topic for m in got] == [b"t/%d" % i for i in range(50)] + [b"t/last"]
+    assert [m.payload for m in got[:50]] == [b"p" * i for i in range(50)]
+    assert (got[-1].payload, got[-1].mid) == (b"x" * 5000, 7)
+    assert fast.buffered() == 0
+
+
+def test_loop_reads_what_is_buffered_without_waiting() -> None:
+    """select cannot see bytes already read from the socket, so loop() must not wait on it."""
+    _, fast = _pair(True)
+    broker = _socket_pair(fast)
+    got: list[paho.MQTTMessage] = []
+    fast.on_message = lambda _c, _u, m: got.append(m)
+    try:
+        broker.sendall(
+            b"".join(_packet_bytes(*_publish(b"t", b"%d" % i, props=b"")) for i in range(3))
+        )
+        assert fast.loop_read() == paho.MQTT_ERR_SUCCESS
+        assert len(got) == 1 and fast.buffered() > 0
+        began = time.monotonic()
+        while fast.buffered():
+            fast.loop(5.0)
+        assert time.monotonic() - began < 1.0
+    finally:
+        broker.close()
+        fast._sock_close()
+    assert [m.payload for m in got] == [b"0", b"1", b"2"]

@@ -1,5 +1,9 @@
 """paho's client with a faster path for what the daemon receives most: PUBLISH packets.
 
+Reading: paho reads each packet with three or more `recv` calls (the command byte, each byte of
+the length, then the body), and the daemon asked `select` before every packet. Here one `recv`
+takes up to 64 KiB and paho's reads are served from that buffer.
+
 For every incoming PUBLISH under MQTT 5, paho builds a full `Properties` object (its constructor
 fills two dicts of some thirty entries each) and decodes each property with a search by name;
 every message also gets an `MQTTMessageInfo` with its own `threading.Condition`, and is matched
@@ -21,6 +25,7 @@ from paho.mqtt.client import MQTTMessage, MQTTMessageInfo
 from paho.mqtt.enums import MQTTErrorCode
 
 _SUBSCRIPTION_IDENTIFIER = 0x0B
+_READ_SIZE = 65536
 _SUCCESS = paho.MQTT_ERR_SUCCESS
 _NEW_MESSAGE = MQTTMessage.__new__
 # Received messages never use their `info` (it tracks our own outgoing publishes); one shared
@@ -73,6 +78,43 @@ class Client(paho.Client):
         super().__init__(*args, **kwargs)
         self._v5 = self._protocol == paho.MQTTv5
         self._topic_callbacks = False
+        self._rbuf = b""
+        self._rpos = 0
+
+    # -- buffered reading ------------------------------------------------------------------
+
+    def buffered(self) -> int:
+        """Bytes already read from the socket that paho has not taken yet."""
+        return len(self._rbuf) - self._rpos
+
+    def _sock_recv(self, bufsize: int) -> bytes:
+        pos = self._rpos
+        buf = self._rbuf
+        if pos >= len(buf):
+            data: bytes = super()._sock_recv(_READ_SIZE)
+            if len(data) <= bufsize:
+                return data  # all of it wanted, or b"" for a closed connection
+            self._rbuf = buf = data
+            pos = 0
+        end = min(pos + bufsize, len(buf))
+        self._rpos = end
+        return buf[pos:end]
+
+    def _sock_close(self) -> None:
+        self._rbuf = b""  # what was read belongs to the connection being closed
+        self._rpos = 0
+        super()._sock_close()
+
+    def loop(self, timeout: float = 1.0) -> MQTTErrorCode:
+        """paho's loop; packets already buffered are read first, since select cannot see them."""
+        if self._rpos < len(self._rbuf):
+            rc = self.loop_read()
+            if rc != _SUCCESS:
+                return rc
+            timeout = 0.0
+        return super().loop(timeout)
+
+    # -- PUBLISH ---------------------------------------------------------------------------
 
     def message_callback_add(self, sub: str, callback: Any) -> None:
         self._topic_callbacks = True  # they need paho's matching on every message

@@ -139,16 +139,18 @@ class BrokerLink:
 
     def drain(self, limit: int) -> int:
         """Read up to `limit` packets that have already arrived, without waiting for more."""
-        sock = self.client.socket()
+        client = self.client
+        sock = client.socket()
         count = 0
         while count < limit and sock is not None:
-            pending = getattr(sock, "pending", None)
-            if not (pending and pending()) and not select.select([sock], [], [], 0)[0]:
-                break
-            if self.client.loop_read() != paho.MQTT_ERR_SUCCESS:
+            if not client.buffered():
+                pending = getattr(sock, "pending", None)
+                if not (pending and pending()) and not select.select([sock], [], [], 0)[0]:
+                    break
+            if client.loop_read() != paho.MQTT_ERR_SUCCESS:
                 break  # the drop reaches `_disconnected`, or the next step() reconnects
             count += 1
-            sock = self.client.socket()
+            sock = client.socket()
         return count
 
     @contextlib.contextmanager
