@@ -145,6 +145,7 @@ def main(argv: list[str] | None = None) -> int:
             sizes,
             args.mqtt_version,
             red if isinstance(red, nodered.NodeRed) else None,
+            broker.pid,
         )
         scenarios.prime_compiled_cache(ctx)
         if "matrix" in sections:

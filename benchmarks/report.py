@@ -98,8 +98,8 @@ def summary_table(results: Results) -> list[str]:
 def detail_table(results: Results) -> list[str]:
     lines = [
         "| workload | QoS | payload | contender | msgs/s | p50 ms | p99 ms | steady RSS MiB "
-        "| peak RSS MiB | CPU s / 100k msgs |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| peak RSS MiB | CPU s / 100k msgs | broker CPU s / 100k |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for (workload, qos, _), rows in by_case(results).items():
         for name in CONTENDERS:
@@ -114,7 +114,8 @@ def detail_table(results: Results) -> list[str]:
                 f"| {workload} | {qos} | {_size(row)} | {LABELS[name]} | {rate} | "
                 f"{_num(lat.get('p50'), 2)} | {_num(lat.get('p99'), 2)} | "
                 f"{_num(row.get('steady_rss_mib'), 1)} | {_num(row.get('peak_rss_mib'), 1)} | "
-                f"{_num(row.get('cpu_s_per_100k'), 2)} |"
+                f"{_num(row.get('cpu_s_per_100k'), 2)} | "
+                f"{_num(row.get('broker_cpu_s_per_100k'), 2)} |"
             )
     return lines
 
@@ -134,7 +135,7 @@ def markdown(results: Results) -> str:
         + ", inputs handled per second from the first publish to the last output. Latency: "
         f"end to end at a fixed {meta['rate']:,} msgs/s (send time carried in each payload). "
         "Steady RSS: at the end of the fixed-rate phase; peak RSS: during the flood. CPU: the "
-        "contender's user + system time over the flood.",
+        "contender's user + system time over the flood, and the broker's in the same window.",
         "",
         "## Goals (threshold workload; RSS with 4 modules from the scale run)",
         "",

@@ -82,6 +82,11 @@ class PrivateBroker:
         self.stop()
         raise EdgedError(f"mosquitto did not listen on port {self.port} within 10 s")
 
+    @property
+    def pid(self) -> int | None:
+        """The running mosquitto's process id (the benchmarks read its CPU time)."""
+        return self._proc.pid if self._proc is not None else None
+
     def stop(self) -> None:
         if self._proc is not None and self._proc.poll() is None:
             self._proc.terminate()
