@@ -209,9 +209,10 @@ class Daemon:
                     timers.next_tick = min((t.due for t in self._ticks), default=float("inf"))
                     continue
                 deploy = self.deploy
-                if intake.items:
+                if intake.items and not self._awaiting_acks():
                     self.link.service()
                 else:
+                    # Nothing to filter, or outputs wait for the broker's acks: wait for either.
                     wait = min(_MAX_WAIT, timers.next_due() - now)
                     if deploy is not None and deploy.busy:
                         wait = min(wait, 0.02)  # look often for the compile to finish
@@ -222,7 +223,7 @@ class Daemon:
                 )
                 if room > 0:
                     self.link.drain(room)
-                if intake.items:
+                if intake.items and not self._awaiting_acks():
                     self._process_slice()
                 now = time.monotonic()
                 if deploy is not None:
@@ -270,6 +271,13 @@ class Daemon:
             self.link.drain(_READ_BATCH)
             if self.intake.items:
                 self._process_slice()
+
+    def _awaiting_acks(self) -> bool:
+        """Outputs fill paho's queue of unacknowledged QoS 1/2 publishes: filtering more now would
+        only have them refused. While connected the acks are on their way, so the loop reads them
+        first; with the broker gone, filtering goes on and refused outputs count as publish_failed.
+        """
+        return self.link.backlogged and self.link.connected
 
     def _process_slice(self) -> None:
         """Run the filters on queued messages for at most one time slice, oldest first.

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import paho.mqtt.client as paho
 import pytest
 import wasmtime
 from conftest import Client, DaemonProcess, wasm, write_config
@@ -443,8 +444,9 @@ def _overload_daemon(
     daemon: Json,
     module: str = "slow",
     output_qos: int = 1,
+    input_qos: int = 0,
 ) -> tuple[DaemonProcess, str, str, str]:
-    """Pipeline "p": QoS 0 subscription, one filter, outputs at `output_qos`."""
+    """Pipeline "p": a subscription at `input_qos`, one filter, outputs at `output_qos`."""
     node = _node()
     src, out = f"{topic_root}/in/p", f"{topic_root}/out/p"
     # The slow filter gets budgets it cannot break: if it is ever dead-lettered, that is wrong.
@@ -456,7 +458,7 @@ def _overload_daemon(
         quarantine_after=1,
         daemon=daemon,
     )
-    config["pipelines"][0]["subscribe"] = [{"topic": src, "qos": 0}]
+    config["pipelines"][0]["subscribe"] = [{"topic": src, "qos": input_qos}]
     config["pipelines"][0]["outputs"] = [{"topic": out, "qos": output_qos}]
     return start_daemon(config), src, out, _dead_letter_topic(node)
 
@@ -539,6 +541,43 @@ def test_overload_block_loses_nothing(
     assert got == [(out, f"m-{i}".encode()) for i in range(count)], summary
     assert summary["queue"]["dropped_newest"] == 0
     assert summary["queue"]["dropped_oldest"] == 0
+    assert summary["pipelines"]["p"] == {"in": count, "out": count, "filtered": 0, "dropped": {}}
+
+
+def test_qos1_flood_under_block_loses_no_output(
+    start_daemon: StartDaemon,
+    broker: PrivateBroker,
+    client: Client,
+    topic_root: str,
+    filters: dict[str, str],
+) -> None:
+    """A QoS 1 flood in and out under `block`: outputs outrun the broker's acks, and the daemon
+    waits for them instead of having publishes refused; every message comes out once, in order."""
+    count, queue_size = 12_000, 200
+    daemon, src, out, _ = _overload_daemon(
+        start_daemon,
+        filters,
+        topic_root,
+        {"queue_size": queue_size, "overload": "block"},
+        "pass",
+        output_qos=1,
+        input_qos=1,
+    )
+    client.subscribe(out, qos=1)
+    sender = paho.Client(paho.CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5)
+    sender.max_inflight_messages_set(0)  # unlimited: the flood arrives as fast as it can
+    sender.connect(broker.host, broker.port)
+    sender.loop_start()
+    try:
+        infos = [sender.publish(src, f"m-{i}", qos=1) for i in range(count)]
+        infos[-1].wait_for_publish(30)
+        got = client.collect(count, timeout=60)
+    finally:
+        sender.loop_stop()
+        sender.disconnect()
+    assert daemon.stop() == 0
+    summary = _summary(daemon)
+    assert got == [(out, f"m-{i}".encode()) for i in range(count)]
     assert summary["pipelines"]["p"] == {"in": count, "out": count, "filtered": 0, "dropped": {}}
 
 

@@ -100,6 +100,19 @@ class Client(paho.Client):
         self._rpos = end
         return buf[pos:end]
 
+    def loop_read(self, max_packets: int = 1) -> MQTTErrorCode:
+        """Read at most one packet; the daemon's `drain` decides how many it takes.
+
+        paho's own `loop_read` reads as many packets as there are unacknowledged messages, which
+        under a QoS 1 load is thousands: more than the intake may have room for.
+        """
+        if self._sock is None:
+            return paho.MQTT_ERR_NO_CONN
+        rc = self._packet_read()
+        if rc > 0:
+            return self._loop_rc_handle(rc)
+        return _SUCCESS
+
     def _sock_close(self) -> None:
         self._rbuf = b""  # what was read belongs to the connection being closed
         self._rpos = 0
