@@ -7,7 +7,6 @@ the raw path.
 from __future__ import annotations
 
 import hashlib
-import importlib.metadata
 import platform
 import threading
 import weakref
@@ -24,7 +23,29 @@ from edged.engine.cache import CompiledCache
 from edged.engine.wasmtime_filter import WasmtimeFilter
 from edged.errors import ModuleError
 
-WASMTIME_VERSION = importlib.metadata.version("wasmtime")
+
+def _wasmtime_version() -> str:
+    """The installed wasmtime's version (part of the compiled cache's key), as
+    importlib.metadata.version("wasmtime") gives it: the Version of the dist-info's METADATA."""
+    # Read directly from the one dist-info beside the imported package: importlib.metadata
+    # (with zipfile, csv and importlib.resources) costs ~0.8 MiB of RSS.
+    found = list(Path(wasmtime.__file__).parent.parent.glob("wasmtime-*.dist-info/METADATA"))
+    if len(found) == 1:
+        try:
+            headers = found[0].read_text(encoding="utf-8").partition("\n\n")[0]
+        except (OSError, UnicodeDecodeError):
+            headers = ""
+        for line in headers.splitlines():
+            name, colon, value = line.partition(":")
+            if colon and name.lower() == "version" and value.strip():
+                return value.strip()
+    # imported here: only an unusual install (a zip, an egg) needs it
+    import importlib.metadata
+
+    return importlib.metadata.version("wasmtime")
+
+
+WASMTIME_VERSION = _wasmtime_version()
 
 
 # Address space each linear memory reserves up front, and its guard. wasmtime's defaults (4 GiB
