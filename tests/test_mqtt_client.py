@@ -209,3 +209,45 @@ def test_loop_reads_what_is_buffered_without_waiting() -> None:
         broker.close()
         fast._sock_close()
     assert [m.payload for m in got] == [b"0", b"1", b"2"]
+
+
+class _NoSend:
+    """A socket stand-in: nothing is sent while the test holds paho's callback lock."""
+
+    def send(self, data: bytes) -> int:
+        raise AssertionError("nothing should be written")
+
+
+@pytest.mark.parametrize("v5", [True, False], ids=["mqtt5", "mqtt311"])
+@pytest.mark.parametrize("retain", [False, True])
+@pytest.mark.parametrize("size", [0, 1, 100, 120, 121, 122, 16_380, 16_400, 2_097_200])
+def test_qos0_publish_writes_the_packet_paho_writes(v5: bool, retain: bool, size: int) -> None:
+    """`publish_qos0` queues byte for byte the PUBLISH paho's own `publish` queues, across
+    the one-, two- and three-byte remaining lengths, with and without retain."""
+    client = Client(paho.CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5 if v5 else paho.MQTTv311)
+    client._sock = _NoSend()  # type: ignore[assignment]
+    topic, payload = "out/sensor/1", bytes(range(256)) * (size // 256) + b"x" * (size % 256)
+    with client._in_callback_mutex:  # as inside a callback: queued, not written
+        assert client.publish_qos0(topic.encode(), payload, retain)
+        client.publish(topic, payload, 0, retain)
+    ours, pahos = client._out_packet
+    assert ours["packet"] == pahos["packet"]
+    assert (ours["command"], ours["qos"], ours["to_process"]) == (
+        pahos["command"],
+        pahos["qos"],
+        pahos["to_process"],
+    )
+    client._sock = None
+
+
+def test_qos0_publish_refuses_when_not_connected_and_wildcards() -> None:
+    """Without a connection nothing is queued and the caller hears False; a topic with a
+    wildcard is refused as paho refuses it."""
+    client = Client(paho.CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5)
+    assert client.publish_qos0(b"a/b", b"x") is False
+    assert not client._out_packet
+    client._sock = _NoSend()  # type: ignore[assignment]
+    for bad in (b"a/+", b"a/#", b""):
+        with pytest.raises(ValueError):
+            client.publish_qos0(bad, b"x")
+    client._sock = None

@@ -80,6 +80,8 @@ class EpochTicker:
     """
 
     def __init__(self, engine: wasmtime.Engine, interval_s: float) -> None:
+        #: epochs advanced so far; trails the engine's own count by at most the one under way
+        self.ticks = 0
         self._stop = threading.Event()
         ref = weakref.ref(engine)
         self._thread = threading.Thread(
@@ -94,6 +96,7 @@ class EpochTicker:
                 return
             # Thread-safe in wasmtime, and ctypes drops the GIL around it.
             engine.increment_epoch()
+            self.ticks += 1
             del engine
 
     def stop(self) -> None:
@@ -138,6 +141,7 @@ class WasmtimeModule:
             name=self.name,
             budgets=budgets,
             epoch_tick_ms=self._engine.settings.epoch_tick_ms,
+            ticker=self._engine.ticker,
             params=abi.encode_params(params),
             log=log,
             imports_log=self._imports_log,

@@ -14,7 +14,7 @@ import ctypes
 import math
 import re
 from time import perf_counter_ns
-from typing import Any, NoReturn
+from typing import Any, NoReturn, Protocol
 
 import wasmtime
 from wasmtime import _bindings as raw
@@ -64,6 +64,16 @@ _ErrorPtr = ctypes.POINTER(raw.wasmtime_error_t)
 _TrapPtr = ctypes.POINTER(raw.wasm_trap_t)
 _DROPPED: Outcome = ()
 _PAGE = 65536
+_PEEK = 512
+_memmove = ctypes.memmove
+_string_at = ctypes.string_at
+
+
+class EpochCount(Protocol):
+    """How many epochs the engine's ticker has advanced (`EpochTicker`)."""
+
+    ticks: int
+
 
 _TRAP_REASONS = {
     wasmtime.TrapCode.OUT_OF_FUEL: "fuel",
@@ -83,6 +93,7 @@ class WasmtimeFilter:
         name: str,
         budgets: Budgets,
         epoch_tick_ms: float,
+        ticker: EpochCount,
         params: bytes,
         log: LogSink,
         imports_log: bool,
@@ -95,9 +106,13 @@ class WasmtimeFilter:
         self._fuel = budgets.fuel
         self._fuel_left = ctypes.c_uint64()
         self._fuel_left_ref = ctypes.byref(self._fuel_left)
-        # The deadline is counted in ticks of the engine's epoch ticker; one tick more because
-        # the tick under way when the call starts may be nearly over.
-        self._deadline_ticks = math.ceil(budgets.deadline_ms / epoch_tick_ms) + 1
+        # The deadline is counted in ticks of the engine's epoch ticker. It is re-armed only when
+        # the ticker has moved since the last call (one C call less per message); two ticks
+        # more because the tick under way when the call starts may be nearly over, and the
+        # ticker's count may trail the engine's epoch by one.
+        self._deadline_ticks = math.ceil(budgets.deadline_ms / epoch_tick_ms) + 2
+        self._ticker = ticker
+        self._armed_at = -1
         self._max_emits = budgets.max_emits
         self._max_emit_bytes = budgets.max_emit_bytes
         # One Store per instance: instances pile up inside a Store, and a Store must never be
@@ -166,6 +181,9 @@ class WasmtimeFilter:
             if (problem := abi.descriptor_error(desc, size)) is not None:
                 raise ModuleError(name, problem)
             self._in_ptr, self._in_cap, self._out_ptr, self._out_cap = desc
+            # What a filter emits is usually small: one copy of this much gets `used` and the
+            # records together.
+            self._peek = min(self._out_cap, _PEEK)
             if has_init:
                 if len(params) > self._in_cap:
                     raise ModuleError(
@@ -191,11 +209,27 @@ class WasmtimeFilter:
             )
         ctx = self._ctx
         at = _memory_data(ctx, self._mem_ref) + self._in_ptr
-        ctypes.memmove(at, topic, tlen)
-        ctypes.memmove(at + tlen, payload, plen)
+        _memmove(at, topic, tlen)
+        _memmove(at + tlen, payload, plen)
         self._arg0.i32 = tlen
         self._arg1.i32 = plen
-        self._invoke(self._msg_ref, 2)
+        # `_invoke`, written out: this is the one call made for every message.
+        fuel = self._fuel
+        _set_fuel(ctx, fuel)
+        ticks = self._ticker.ticks
+        if ticks != self._armed_at:
+            _set_deadline(ctx, self._deadline_ticks)
+            self._armed_at = ticks
+        started = perf_counter_ns()
+        err = _call_unchecked(ctx, self._msg_ref, self._vals, 2, self._trap_ref)
+        elapsed_us = (perf_counter_ns() - started) >> 10
+        stats = self.stats
+        stats.calls += 1
+        stats.buckets[min(elapsed_us.bit_length(), 39)] += 1
+        _get_fuel(ctx, self._fuel_left_ref)
+        stats.fuel_used += fuel - self._fuel_left.value
+        if err or self._trap:
+            self._fail(err)
         code = self._arg0.i32
         if code == abi.FORWARD:
             return ((topic, payload),)
@@ -219,7 +253,8 @@ class WasmtimeFilter:
 
     def _emitted(self) -> list[Message]:
         base = _memory_data(self._ctx, self._mem_ref) + self._out_ptr
-        used = abi.read_used(ctypes.string_at(base, 4))
+        head = _string_at(base, self._peek)
+        used = int.from_bytes(head[:4], "little")
         if used > self._out_cap - 4:
             raise FilterCallError(
                 "bad_output", f"used={used} exceeds the {self._out_cap}-byte output area"
@@ -228,13 +263,14 @@ class WasmtimeFilter:
         # Checked before copying: a filter may declare a huge output area and fill it.
         if used > limit + 8 * self._max_emits:
             raise FilterCallError("emit_too_large", f"emitted {used} bytes; the budget is {limit}")
-        records = abi.parse_records(ctypes.string_at(base + 4, used))
+        area = head[4 : 4 + used] if used + 4 <= len(head) else _string_at(base + 4, used)
+        records = abi.parse_records(area)
         if len(records) > self._max_emits:
             raise FilterCallError(
                 "too_many_emits",
                 f"emitted {len(records)} messages; the budget is {self._max_emits}",
             )
-        size = sum(len(topic) + len(payload) for topic, payload in records)
+        size = used - 8 * len(records)  # the records fill `used` exactly: headers and bytes
         if size > limit:
             raise FilterCallError("emit_too_large", f"emitted {size} bytes; the budget is {limit}")
         return records
@@ -243,7 +279,10 @@ class WasmtimeFilter:
         """One guest call inside the budgets: fuel refilled, deadline re-armed, cost recorded."""
         ctx = self._ctx
         _set_fuel(ctx, self._fuel)
-        _set_deadline(ctx, self._deadline_ticks)
+        ticks = self._ticker.ticks
+        if ticks != self._armed_at:
+            _set_deadline(ctx, self._deadline_ticks)
+            self._armed_at = ticks
         started = perf_counter_ns()
         err = _call_unchecked(ctx, func_ref, self._vals, nargs, self._trap_ref)
         elapsed_us = (perf_counter_ns() - started) >> 10

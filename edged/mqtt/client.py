@@ -18,6 +18,7 @@ paho's major version is pinned and the tests run the daemon through a real broke
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import paho.mqtt.client as paho
@@ -32,6 +33,28 @@ _NEW_MESSAGE = MQTTMessage.__new__
 # instance stands in for the one paho would build per message.
 _RECEIVED_INFO = MQTTMessageInfo(0)
 _INVALID = paho.mqtt_ms_invalid
+_PUBLISH = 0x30
+
+
+class _SentInfo(MQTTMessageInfo):
+    """Stands in for the `MQTTMessageInfo` paho builds per QoS 0 publish: nobody waits on it."""
+
+    def _set_as_published(self) -> None:
+        pass
+
+
+_SENT_INFO = _SentInfo(0)
+
+
+def _remaining_length(n: int) -> bytes:
+    if n < 128:
+        return bytes((n,))
+    out = bytearray()
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        out.append(byte | 0x80 if n else byte)
+        if not n:
+            return bytes(out)
 
 
 class PublishProperties:
@@ -128,6 +151,49 @@ class Client(paho.Client):
         return super().loop(timeout)
 
     # -- PUBLISH ---------------------------------------------------------------------------
+
+    def publish_qos0(self, topic: bytes, payload: bytes, retain: bool = False) -> bool:
+        """Queue a QoS 0 PUBLISH without properties; False when not connected (nothing queued).
+
+        The same packet paho's `publish` writes, without what it builds per message for the
+        caller to wait on (an `MQTTMessageInfo` holding a `threading.Condition`) and without
+        encoding the topic again. Like paho, it writes at once unless called from inside one
+        of paho's callbacks (or a batch holding that lock), when the write waits for the loop.
+        """
+        if self._sock is None:
+            return False
+        if not topic or b"+" in topic or b"#" in topic:
+            raise ValueError(f"cannot publish to {topic!r}")
+        size = 2 + len(topic) + len(payload) + self._v5
+        packet = b"".join(
+            (
+                b"\x31" if retain else b"\x30",
+                _remaining_length(size),
+                len(topic).to_bytes(2, "big"),
+                topic,
+                b"\x00" if self._v5 else b"",  # MQTT 5: an empty property list
+                payload,
+            )
+        )
+        self._out_packet.append(
+            {
+                "command": _PUBLISH,
+                "mid": 0,
+                "qos": 0,
+                "pos": 0,
+                "to_process": len(packet),
+                "packet": packet,
+                "info": _SENT_INFO,
+            }
+        )
+        mutex = self._in_callback_mutex
+        if self._thread is None and mutex.acquire(False):
+            mutex.release()
+            self.loop_write()
+        elif self._sockpairW is not None:
+            with contextlib.suppress(BlockingIOError):
+                self._sockpairW.send(b"0")  # wakes paho's own network thread, if one runs
+        return True
 
     def message_callback_add(self, sub: str, callback: Any) -> None:
         self._topic_callbacks = True  # they need paho's matching on every message

@@ -184,6 +184,8 @@ class BrokerLink:
 
     def publish(self, topic: str, payload: bytes, qos: int, retain: bool) -> bool:
         """Queue one publish; False when paho refuses it (not connected at QoS 0, queue full)."""
+        if qos == 0:
+            return self.client.publish_qos0(topic.encode(), payload, retain)
         return self.client.publish(topic, payload, qos, retain).rc == paho.MQTT_ERR_SUCCESS
 
     def replace_subscriptions(self, subscriptions: Sequence[TopicSubscription]) -> None:
