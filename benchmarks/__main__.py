@@ -22,12 +22,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks import budget_cost, nodered, report, scenarios
+from benchmarks import budget_cost, memory_floor, nodered, report, scenarios
 from benchmarks.contenders import CONTENDERS, WORKLOADS
 from edged.broker import PrivateBroker, find_mosquitto
 
 HERE = Path(__file__).resolve().parent
-SECTIONS = ("matrix", "cold", "swap", "scale", "calls")
+SECTIONS = ("matrix", "cold", "swap", "scale", "calls", "memory")
 
 
 def _machine() -> str:
@@ -170,6 +170,11 @@ def main(argv: list[str] | None = None) -> int:
         if "calls" in sections:
             ctx.say("per-call cost")
             results["call_cost"] = call_cost(sizes.call_cost_calls)
+        if "memory" in sections:
+            ctx.say("memory floor")
+            results["memory_floor"] = memory_floor.memory_floor(
+                broker.host, broker.port, Path(tmp), repeats=1 if args.quick else 3
+            )
         results["notes"] += ctx.notes
     if not isinstance(red, nodered.NodeRed):
         results["notes"].append(f"Node-RED {node_red_text}")
