@@ -180,6 +180,7 @@ def main(argv: list[str] | None = None) -> int:
         results["notes"].append(f"Node-RED {node_red_text}")
     results["meta"]["seconds"] = round(time.monotonic() - began)
 
+    out.mkdir(parents=True, exist_ok=True)  # again: it may have gone during a long run
     why_not = report.chart(results, out / "results.png")
     if why_not is not None:
         results["notes"].append(f"chart skipped: {why_not}")
