@@ -42,7 +42,6 @@ ALLOWED_IMPORTS: dict[tuple[str, str], tuple[tuple[str, ...], tuple[str, ...]]] 
 }
 
 MAX_TOPIC_BYTES = 65535
-_U32 = struct.Struct("<I")
 _U32X2 = struct.Struct("<II")
 _U32X4 = struct.Struct("<IIII")
 _BAD_TOPIC_BYTES = (b"+", b"#", b"\x00")
@@ -109,9 +108,3 @@ def parse_records(area: bytes) -> list[tuple[bytes, bytes]]:
         except UnicodeDecodeError:
             raise FilterCallError("bad_output", f"emitted topic {topic!r} is not UTF-8") from None
     return records
-
-
-def read_used(header: bytes) -> int:
-    """The `used` count from the output area's first four bytes."""
-    (used,) = _U32.unpack(header)
-    return int(used)
