@@ -15,19 +15,12 @@ import threading
 import time
 from collections.abc import Callable
 
+from edged.mqtt.client import remaining_length
+
 _PUBLISH = 0x30
 _PUBACK = 0x40
 _SUBACK = 0x90
 _CONNACK = 0x20
-
-
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte, n = n & 0x7F, n >> 7
-        out.append(byte | 0x80 if n else byte)
-        if not n:
-            return bytes(out)
 
 
 def _string(text: bytes) -> bytes:
@@ -35,7 +28,7 @@ def _string(text: bytes) -> bytes:
 
 
 def _packet(header: int, body: bytes) -> bytes:
-    return bytes([header]) + _varint(len(body)) + body
+    return bytes([header]) + remaining_length(len(body)) + body
 
 
 def publish_packet(topic: bytes, payload: bytes, qos: int, mid: int) -> bytes:

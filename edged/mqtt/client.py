@@ -46,7 +46,8 @@ class _SentInfo(MQTTMessageInfo):
 _SENT_INFO = _SentInfo(0)
 
 
-def _remaining_length(n: int) -> bytes:
+def remaining_length(n: int) -> bytes:
+    """MQTT's variable-length encoding of a packet's remaining length."""
     if n < 128:
         return bytes((n,))
     out = bytearray()
@@ -168,7 +169,7 @@ class Client(paho.Client):
         packet = b"".join(
             (
                 b"\x31" if retain else b"\x30",
-                _remaining_length(size),
+                remaining_length(size),
                 len(topic).to_bytes(2, "big"),
                 topic,
                 b"\x00" if self._v5 else b"",  # MQTT 5: an empty property list
