@@ -24,7 +24,7 @@ from typing import Any
 
 from benchmarks import budget_cost, memory_floor, nodered, report, scenarios
 from benchmarks.contenders import CONTENDERS, WORKLOADS
-from edged.broker import PrivateBroker, find_mosquitto
+from edged.mqtt.mosquitto import PrivateBroker, find_mosquitto
 
 HERE = Path(__file__).resolve().parent
 SECTIONS = ("matrix", "cold", "swap", "scale", "calls", "memory")

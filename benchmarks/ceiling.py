@@ -28,7 +28,7 @@ import paho.mqtt.client as paho
 import wasmtime
 from wasmtime import _bindings as raw
 
-from edged.mqtt.client import Client
+from edged.mqtt._paho import Client
 
 FILTERS = Path(__file__).resolve().parent.parent / "examples" / "filters"
 LIMIT = 35

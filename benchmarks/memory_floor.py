@@ -30,8 +30,8 @@ from pathlib import Path
 
 from benchmarks import contenders as c
 from benchmarks import procfs
-from edged.broker import PrivateBroker
 from edged.engine.wasmtime_engine import MEMORY_GUARD, MEMORY_RESERVATION, EngineSettings
+from edged.mqtt.mosquitto import PrivateBroker
 
 _SETTINGS = EngineSettings()
 # What WasmtimeEngine.__init__ sets, without importing edged into this step.

@@ -33,8 +33,8 @@ from benchmarks.load import (
     percentiles,
     sensor_topics,
 )
-from edged.broker import free_port
 from edged.deploy import manifest
+from edged.mqtt.mosquitto import free_port
 
 Row = dict[str, Any]
 

@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from edged.mqtt.client import remaining_length
+from edged.mqtt._paho import remaining_length
 
 _PUBLISH = 0x30
 _PUBACK = 0x40

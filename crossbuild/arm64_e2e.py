@@ -36,7 +36,7 @@ import paho.mqtt.client as paho
 import yaml
 from paho.mqtt.enums import CallbackAPIVersion
 
-from edged.broker import PrivateBroker, find_mosquitto
+from edged.mqtt.mosquitto import PrivateBroker, find_mosquitto
 
 HERE = Path(__file__).resolve().parent
 CACHE = HERE / ".cache"

@@ -4,7 +4,11 @@
     ├── ConfigError             the config file is wrong: every problem with its key path
     ├── ModuleError             a filter module was refused at load (file, ABI, exports, init)
     ├── FilterCallError         one call into a loaded filter failed (trap, bad result, bad output)
-    └── BrokerError             the MQTT broker could not be reached or refused us
+    ├── BrokerError             the MQTT broker could not be reached or refused us
+    ├── SetupError              modules or pipelines could not be built from a valid config
+    ├── ServiceError            the systemd unit could not be installed or removed
+    └── DeployRefused           a node will not carry out a deploy, rollback or remove; the
+                                reason goes into its ack
 
 A `FilterCallError` never stops the daemon: the pipeline drops the message, counts it under the
 error's `reason`, and goes on with the next one.
@@ -51,3 +55,29 @@ class FilterCallError(EdgedError):
 
 class BrokerError(EdgedError):
     """The broker could not be reached, or refused the connection."""
+
+
+class SetupError(EdgedError):
+    """Modules or pipelines could not be built; `problems` lists each with its config key path."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        count = len(problems)
+        super().__init__(
+            f"{count} problem{'s' if count != 1 else ''} with modules:"
+            + "".join(f"\n  - {p}" for p in problems)
+        )
+
+
+class ServiceError(EdgedError):
+    """The service cannot be installed or removed as asked; the message says why and what to do."""
+
+
+class DeployRefused(EdgedError):
+    """A deploy (or rollback) that the node will not carry out; `reason` goes into the ack."""
+
+    def __init__(self, reason: str, detail: str, request_id: str | None = None) -> None:
+        self.reason = reason
+        self.detail = detail
+        self.request_id = request_id  # when one could be read, so the pusher gets its answer
+        super().__init__(f"{reason}: {detail}")

@@ -24,11 +24,8 @@ from edged.config.model import (
     DeployConfig,
     EngineConfig,
     FilterConfig,
-    GiB,
-    KiB,
     LogConfig,
     MetricsConfig,
-    MiB,
     ModuleConfig,
     MqttVersion,
     OnQuarantine,
@@ -41,11 +38,8 @@ from edged.config.model import (
     TLSConfig,
     ViolationsConfig,
 )
-from edged.config.reader import format_size, parse_size
-
-# Part of this package's interface, defined where the rest of edged uses them.
-from edged.errors import ConfigError, EdgedError
-from edged.mqtt.topics import topic_filter_error, topic_matches, topic_name_error
+from edged.errors import ConfigError
+from edged.sizes import GiB, KiB, MiB, format_size, parse_size
 
 __all__ = [
     "DEFAULT_BUDGETS",
@@ -57,7 +51,6 @@ __all__ = [
     "ConfigError",
     "DaemonConfig",
     "DeployConfig",
-    "EdgedError",
     "EngineConfig",
     "FilterConfig",
     "GiB",
@@ -80,7 +73,4 @@ __all__ = [
     "load_config",
     "parse_config",
     "parse_size",
-    "topic_filter_error",
-    "topic_matches",
-    "topic_name_error",
 ]

@@ -22,11 +22,8 @@ from edged.config.model import (
     DeployConfig,
     EngineConfig,
     FilterConfig,
-    GiB,
-    KiB,
     LogConfig,
     MetricsConfig,
-    MiB,
     ModuleConfig,
     MqttVersion,
     OutputRule,
@@ -49,7 +46,8 @@ from edged.config.reader import (
     _template_check,
 )
 from edged.errors import ConfigError
-from edged.mqtt.topics import topic_filter_error
+from edged.sizes import GiB, KiB, MiB
+from edged.topics import topic_filter_error
 
 _MQTT_VERSIONS: dict[str, MqttVersion] = {"3.1.1": "3.1.1", "311": "3.1.1", "5": "5"}
 _output_topic_error = _template_check(
@@ -252,7 +250,7 @@ def _deploy(r: _Reader) -> DeployConfig:
 def _trusted_key(item: _Reader) -> str | None:
     """A key written in place (base64 of the raw 32 bytes, or PEM), or the file holding one."""
     # Imported here: cryptography costs ~9 MiB of RSS, and only nodes taking deploys need it.
-    from edged.deploy.manifest import load_public_key
+    from edged.keys import load_public_key
 
     text = item.value
     if not isinstance(text, str):

@@ -13,6 +13,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Literal
 
+from edged.sizes import KiB, MiB
+
 ParamValue = str | int | float | bool
 Params = Mapping[str, ParamValue]
 MqttVersion = Literal["3.1.1", "5"]
@@ -22,10 +24,6 @@ OVERLOADS: tuple[Overload, ...] = ("drop_oldest", "drop_newest", "block")
 ON_QUARANTINE: tuple[OnQuarantine, ...] = ("drop", "skip")
 
 _DEAD_LETTER_PLACEHOLDER = re.compile(r"\{(node_id|prefix)\}")
-
-KiB = 1024
-MiB = 1024 * KiB
-GiB = 1024 * MiB
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -14,54 +14,13 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TypeVar
 
-from edged.config.model import GiB, KiB, MiB
-from edged.mqtt.topics import topic_name_error
+from edged.sizes import SIZE_EXAMPLES, format_size, parse_size
+from edged.topics import topic_name_error
 
 _T = TypeVar("_T")
 _L = TypeVar("_L", bound=str)
 _Check = Callable[[str], str | None]
 _KINDS = {bool: "boolean", int: "integer", float: "number", str: "string"}
-
-SIZE_EXAMPLES = 'a size such as 16777216, "512 KiB" or "16 MiB"'
-_SIZE_RE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*")
-_UNITS = {"b": ("B", 1), "kib": ("KiB", KiB), "mib": ("MiB", MiB), "gib": ("GiB", GiB)}
-# Decimal (1000) or binary (1024)? Refused rather than guessed.
-_AMBIGUOUS = {"k": "KiB", "kb": "KiB", "m": "MiB", "mb": "MiB", "g": "GiB", "gb": "GiB"}
-
-
-def parse_size(value: int | str) -> int:
-    """Bytes from an int or a string such as "512 KiB", "16MiB" or "1.5 GiB".
-
-    Units are B, KiB, MiB and GiB (1024-based). Raises ValueError with a message for the user.
-    """
-    if isinstance(value, bool) or not isinstance(value, int | str):
-        raise ValueError(f"expected {SIZE_EXAMPLES}, got {_describe(value)}")
-    if isinstance(value, int):
-        return value
-    match = _SIZE_RE.fullmatch(value)
-    unit = match[2].lower() if match else ""
-    if match and unit in _AMBIGUOUS:
-        raise ValueError(
-            f"unit {match[2]!r} is ambiguous; write '{match[1]} {_AMBIGUOUS[unit]}' "
-            "(KiB, MiB and GiB are 1024-based)"
-        )
-    if match is None or unit not in (*_UNITS, ""):
-        raise ValueError(f"expected {SIZE_EXAMPLES}, got {value!r}")
-    # Plain ints, exact ("1.5" is 15 / 10): fractions (+ decimal) would cost ~390 KiB of RSS.
-    whole, _, decimals = match[1].partition(".")
-    scale: int = 10 ** len(decimals)
-    size = (int(whole) * scale + int(decimals or "0")) * (_UNITS[unit][1] if unit else 1)
-    if size % scale:
-        raise ValueError(f"{value!r} is {size / scale:g} bytes, not a whole number of bytes")
-    return size // scale
-
-
-def format_size(size: int) -> str:
-    """A byte count in the largest unit that divides it exactly: "512 KiB", "1000 B"."""
-    for unit, factor in (("GiB", GiB), ("MiB", MiB), ("KiB", KiB)):
-        if size and size % factor == 0:
-            return f"{size // factor} {unit}"
-    return f"{size} B"
 
 
 def _describe(value: object, *, secret: bool = False) -> str:

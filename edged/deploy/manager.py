@@ -17,24 +17,18 @@ from typing import Any
 
 import structlog
 
-from edged.build import Pushed, make_step
 from edged.config import Config
-from edged.deploy.manifest import (
-    DeployRefused,
-    Manifest,
-    key_id,
-    load_public_key,
-    parse,
-    verify,
-)
+from edged.deploy.manifest import Manifest, parse, verify
 from edged.deploy.store import Active, ModuleStore, Version
 from edged.engine import WasmtimeEngine
 from edged.engine.abi import ABI_VERSION
 from edged.engine.wasmtime_engine import WasmtimeModule
-from edged.errors import ModuleError
-from edged.metrics import format_bytes
+from edged.errors import DeployRefused, ModuleError
+from edged.keys import key_id, load_public_key
 from edged.mqtt.link import TopicSubscription
 from edged.pipeline import Pipeline, Step
+from edged.pipeline.assembly import Pushed, make_step
+from edged.sizes import format_bytes
 
 log = structlog.get_logger("edged.deploy")
 

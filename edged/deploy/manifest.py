@@ -11,29 +11,22 @@ import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from edged.config.model import ParamValue
+from edged.errors import DeployRefused
+from edged.keys import key_id
+
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import (
         Ed25519PrivateKey,
         Ed25519PublicKey,
     )
 
+
 # cryptography is imported where a key is used, not here: it costs ~7 MiB of RSS, and a node
 # without deploys enabled (or one that is only parsing a deploy message) never needs it.
 
 MAGIC = b"EDGED-DEPLOY/1\n"
 SIGNING_CONTEXT = b"edged-deploy-v1\0"
-
-ParamValue = str | int | float | bool
-
-
-class DeployRefused(Exception):
-    """A deploy (or rollback) that the node will not carry out; `reason` goes into the ack."""
-
-    def __init__(self, reason: str, detail: str, request_id: str | None = None) -> None:
-        self.reason = reason
-        self.detail = detail
-        self.request_id = request_id  # when one could be read, so the pusher gets its answer
-        super().__init__(f"{reason}: {detail}")
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -70,13 +63,6 @@ class Manifest:
             if (value := getattr(self, key)) is not None:
                 out[key] = value
         return out
-
-
-def key_id(public: Ed25519PublicKey) -> str:
-    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-
-    raw = public.public_bytes(Encoding.Raw, PublicFormat.Raw)
-    return hashlib.sha256(raw).hexdigest()[:16]
 
 
 def build(
@@ -187,20 +173,3 @@ def verify(
             f"bytes hash to {digest[:16]}…, manifest says {manifest.sha256[:16]}…",
         )
     return unsigned
-
-
-def load_public_key(text: str) -> Ed25519PublicKey:
-    """A trusted key as written in the config: base64 of the 32 raw bytes, or a PEM block."""
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-    from cryptography.hazmat.primitives.serialization import load_pem_public_key
-
-    text = text.strip()
-    if text.startswith("-----BEGIN"):
-        key = load_pem_public_key(text.encode())
-        if not isinstance(key, Ed25519PublicKey):
-            raise ValueError("not an ed25519 public key")
-        return key
-    raw = base64.b64decode(text, validate=True)
-    if len(raw) != 32:
-        raise ValueError(f"an ed25519 public key is 32 bytes, this is {len(raw)}")
-    return Ed25519PublicKey.from_public_bytes(raw)

@@ -30,7 +30,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from edged.config import BrokerConfig
-from edged.mqtt.client import Client
+from edged.mqtt._paho import Client
 
 log = structlog.get_logger("edged.mqtt")
 

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from edged.config import OutputRule
-from edged.mqtt.topics import topic_matches
+from edged.topics import topic_matches
 
 # Sensor topics repeat, so the answer per emitted topic is cached; the bound keeps a filter that
 # invents a new topic per message from growing the cache without end.

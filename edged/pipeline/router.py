@@ -15,8 +15,8 @@ import paho.mqtt.client as paho
 
 from edged.config import Subscription
 from edged.mqtt.link import TopicSubscription
-from edged.mqtt.topics import topic_matches
 from edged.pipeline.pipeline import Pipeline
+from edged.topics import topic_matches
 
 _CACHE_LIMIT = 4096
 

@@ -1,0 +1,414 @@
+"""The daemon: build pipelines from the config, then run the one loop until told to stop.
+
+One thread does everything, in rounds: read what the broker has sent into the bounded intake
+queue (`edged.pipeline.intake`), run the filters on a time slice of it, then ticks, quarantine
+releases, summaries and metrics. Why one thread: see `edged.mqtt.link`.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import paho.mqtt.client as paho
+import structlog
+
+import edged
+from edged.config import Config, load_config
+from edged.daemon.process import rss_bytes
+from edged.daemon.systemd import Notifier
+from edged.engine import WasmtimeEngine
+from edged.errors import EdgedError
+from edged.mqtt.link import BrokerLink, TopicSubscription
+from edged.pipeline import Pipeline
+from edged.pipeline.assembly import build_pipelines, make_engine, state_dir
+from edged.pipeline.intake import Intake
+from edged.pipeline.router import Router
+
+if TYPE_CHECKING:
+    from edged.deploy.manager import DeployManager
+
+log = structlog.get_logger("edged.daemon")
+
+# The longest the loop waits for messages before it looks at ticks, timers and signals again.
+_MAX_WAIT = 0.25
+# At most this many packets are read per round, and filters run at most this long per round.
+_READ_BATCH = 1000
+_SLICE = 0.02
+
+
+class _Tick:
+    __slots__ = ("due", "index", "interval", "pipeline")
+
+    def __init__(self, due: float, interval: float, pipeline: Pipeline, index: int) -> None:
+        self.due = due
+        self.interval = interval
+        self.pipeline = pipeline
+        self.index = index
+
+
+class Daemon:
+    """Everything `edged run` does, ready to `run()` until `stop()` or SIGTERM."""
+
+    def __init__(self, config: Config, *, config_path: Path | None = None) -> None:
+        self.config_path = config_path
+        self.notifier = Notifier()
+        self.internal_errors = 0
+        self._stop = threading.Event()
+        self._reload_requested = False
+        self.engine = make_engine(config)
+        if self.engine.cache is not None and not self.engine.cache.usable:
+            log.warning("compiled_cache_off", reason=self.engine.cache.problem)
+        self.deploy: DeployManager | None = None
+        self._apply(config, *self._build(config, self.engine, first_ident=1))
+        if self.deploy is not None:
+            self.deploy.resume_probation()
+        self.intake: Intake[paho.MQTTMessage] = Intake(
+            config.daemon.queue_size, config.daemon.overload
+        )
+        self.link = self._make_link(config)
+
+    def _build(
+        self, config: Config, engine: WasmtimeEngine, *, first_ident: int
+    ) -> tuple[list[Pipeline], Router]:
+        pushed = {}
+        if config.deploy.enabled:
+            # imported here: with its compile worker's thread pool it costs ~0.5 MiB of RSS, and
+            # only a node that takes deploys needs it
+            from edged.deploy.manager import DeployManager
+            from edged.deploy.store import ModuleStore
+
+            store = ModuleStore(state_dir(config) / "modules")
+            manager = DeployManager(config, engine, store, lambda: self.pipelines, self._publish)
+            pushed = manager.restore()
+        pipelines = build_pipelines(
+            config,
+            engine,
+            self._publish,
+            dead_letter=self._dead_letter,
+            on_change=self._quarantine_changed,
+            pushed=pushed,
+        )
+        if self.deploy is not None:
+            self.deploy.close()
+        self.deploy = manager if config.deploy.enabled else None
+        for pipeline in pipelines:
+            pipeline.debug = config.log.level == "debug"
+        by_name = {p.name: p for p in pipelines}
+        router = Router(
+            [(by_name[pc.name], pc.subscribe) for pc in config.pipelines], first_ident=first_ident
+        )
+        return pipelines, router
+
+    def _apply(self, config: Config, pipelines: list[Pipeline], router: Router) -> None:
+        self.config = config
+        self.pipelines = pipelines
+        self.router = router
+        now = time.monotonic()
+        self._ticks = [
+            _Tick(now + step.tick_interval, step.tick_interval, pipeline, index)
+            for pipeline in pipelines
+            for index, step in enumerate(pipeline.steps)
+            if step.tick_interval is not None
+        ]
+
+    def _subscriptions(self) -> list[TopicSubscription]:
+        subs = list(self.router.subscriptions)
+        if self.deploy is not None:
+            subs += self.deploy.subscriptions(self.router.next_ident)
+        return subs
+
+    def _make_link(self, config: Config) -> BrokerLink:
+        return BrokerLink(
+            config.broker,
+            client_id=config.client_id,
+            status_topic=config.status_topic,
+            status={
+                "node_id": config.node_id,
+                "version": edged.__version__,
+                "pipelines": [p.name for p in self.pipelines],
+                "quarantined": [],
+            },
+            subscriptions=self._subscriptions(),
+            on_message=self._received,
+            on_ready=self._ready,
+            # Unacknowledged QoS 1/2 outputs; never below 1000, so a small intake queue does not
+            # also throttle publishing to one round trip per few messages.
+            max_queued_publishes=max(config.daemon.queue_size, 1000),
+        )
+
+    def request_reload(self) -> None:
+        self._reload_requested = True
+
+    def _reload(self) -> None:
+        """Re-read the config; on any error keep running the old one and say why."""
+        self._reload_requested = False
+        if self.config_path is None:
+            log.warning("reload_ignored", reason="the daemon was not started from a config file")
+            return
+        self.notifier.notify(RELOADING=1, STATUS="reloading the config")
+        old = self.config
+        try:
+            config = load_config(self.config_path)
+            engine = self.engine
+            if (config.engine, config.state_dir) != (old.engine, old.state_dir):
+                engine = make_engine(config)
+            built = self._build(config, engine, first_ident=self.router.next_ident)
+        except EdgedError as exc:
+            log.error("reload_failed", reason=str(exc), keeping="the previous config")
+            self.notifier.notify(READY=1, STATUS="reload failed; running the previous config")
+            return
+        self.engine = engine
+        self._apply(config, *built)
+        if self.deploy is not None:
+            self.deploy.resume_probation()
+        if (config.daemon.queue_size, config.daemon.overload) != (
+            old.daemon.queue_size,
+            old.daemon.overload,
+        ):
+            fresh: Intake[paho.MQTTMessage] = Intake(
+                config.daemon.queue_size, config.daemon.overload
+            )
+            fresh.items.extend(self.intake.items)  # nothing already taken in is dropped
+            self.intake = fresh
+        identity = (config.broker, config.client_id, config.status_topic)
+        if identity != (old.broker, old.client_id, old.status_topic):
+            self.link.close()
+            self.link = self._make_link(config)
+        else:
+            self.link.replace_subscriptions(self._subscriptions())
+            self.link.publish_status(pipelines=[p.name for p in self.pipelines], quarantined=[])
+        log.info("reloaded", pipelines=[p.name for p in self.pipelines])
+        self.notifier.notify(READY=1, STATUS=f"{len(self.pipelines)} pipelines (reloaded)")
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def run(self) -> None:
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(sig, lambda *_: self.stop())
+            signal.signal(signal.SIGHUP, lambda *_: self.request_reload())
+        log.info(
+            "starting",
+            node_id=self.config.node_id,
+            pipelines=len(self.pipelines),
+            modules=len(self.config.modules),
+            compiled_cache_hits=self.engine.cache_hits,
+            broker=f"{self.config.broker.host}:{self.config.broker.port}",
+        )
+        timers = _Timers(self.config, self.notifier.watchdog_interval())
+        timers.next_tick = min((t.due for t in self._ticks), default=float("inf"))
+        try:
+            while not self._stop.is_set():
+                intake = self.intake
+                now = time.monotonic()
+                if now >= timers.next_watchdog:
+                    # Only a loop that comes round says it is alive; a stuck one gets restarted.
+                    self.notifier.notify(WATCHDOG=1)
+                    timers.next_watchdog = now + timers.watchdog_every
+                if self._reload_requested:
+                    self._reload()
+                    timers.next_tick = min((t.due for t in self._ticks), default=float("inf"))
+                    continue
+                deploy = self.deploy
+                if intake.items and not self._awaiting_acks():
+                    self.link.service()
+                else:
+                    # Nothing to filter, or outputs wait for the broker's acks: wait for either.
+                    wait = min(_MAX_WAIT, timers.next_due() - now)
+                    if deploy is not None and deploy.busy:
+                        wait = min(wait, 0.02)  # look often for the compile to finish
+                    self.link.step(max(0.0, wait))
+                # Under `block` read only what fits: the rest waits at the broker.
+                room = (
+                    intake.size - len(intake.items) if intake.overload == "block" else _READ_BATCH
+                )
+                if room > 0:
+                    self.link.drain(room)
+                if intake.items and not self._awaiting_acks():
+                    self._process_slice()
+                now = time.monotonic()
+                if deploy is not None:
+                    deploy.poll(now)
+                if now >= timers.next_tick:
+                    timers.next_tick = self._run_ticks(now)
+                if now >= timers.next_housekeeping:
+                    timers.next_housekeeping = now + 1.0
+                    for pipeline in self.pipelines:
+                        pipeline.release_due(now)
+                if now >= timers.next_summary:
+                    timers.next_summary = now + self.config.log.summary_interval
+                    self._summary()
+                if timers.metrics_every and now >= timers.next_metrics:
+                    timers.next_metrics = now + timers.metrics_every
+                    self._publish_metrics()
+        finally:
+            self.notifier.notify(STOPPING=1, STATUS="stopping")
+            self._take_in_the_rest()
+            # Take nothing new, finish what was taken, then say offline and flush.
+            intake = self.intake
+            intake.close()
+            while intake.items:
+                self._process_slice()
+            if timers.metrics_every:
+                self._publish_metrics()
+            self.link.close()
+            if self.deploy is not None:
+                self.deploy.close()
+            self._summary()
+            log.info("stopped")
+
+    def _take_in_the_rest(self, timeout: float = 2.0) -> None:
+        """Unsubscribe, and keep reading and filtering until the broker confirms it.
+
+        Everything published before the shutdown began is then processed, not lost.
+        """
+        mid = self.link.unsubscribe_all()
+        deadline = time.monotonic() + timeout
+        while mid is not None and not self.link.unsubscribed(mid):
+            if time.monotonic() >= deadline:
+                log.warning("shutdown_drain_timeout", seconds=timeout)
+                break
+            self.link.step(0.02)
+            self.link.drain(_READ_BATCH)
+            if self.intake.items:
+                self._process_slice()
+
+    def _awaiting_acks(self) -> bool:
+        """Outputs fill paho's queue of unacknowledged QoS 1/2 publishes: filtering more now would
+        only have them refused. While connected the acks are on their way, so the loop reads them
+        first; with the broker gone, filtering goes on and refused outputs count as publish_failed.
+        """
+        return self.link.backlogged and self.link.connected
+
+    def _process_slice(self) -> None:
+        """Run the filters on queued messages for at most one time slice, oldest first.
+
+        The slice keeps a slow filter from holding off the broker: after it, the loop reads
+        again, so overload shows up in the intake's counters rather than at the broker.
+        """
+        items = self.intake.items
+        deliver = self._deliver
+        link = self.link
+        clock = time.monotonic
+        until = clock() + _SLICE
+        with self.link.batched_writes():
+            while items:
+                deliver(items.popleft())
+                if clock() >= until or link.backlogged:
+                    break
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def _received(self, message: paho.MQTTMessage) -> None:
+        _, evicted = self.intake.put(message)
+        if evicted is not None and evicted.qos:
+            # Dropped by the overload policy and counted: acknowledged, or it would come back.
+            self.link.ack(evicted.mid, evicted.qos)
+
+    def _ready(self) -> None:
+        log.info("ready", subscriptions=[s.topic for s in self.router.subscriptions])
+        # Sent again after each reconnect; systemd takes the first READY and the fresh STATUS.
+        broker = self.config.broker
+        self.notifier.notify(
+            READY=1,
+            STATUS=f"{len(self.pipelines)} pipelines, connected to {broker.host}:{broker.port}",
+        )
+        if self.deploy is not None:
+            self.deploy.publish_status()
+
+    # -- filtering -------------------------------------------------------------------------
+
+    def _deliver(self, message: paho.MQTTMessage) -> None:
+        try:
+            deploy = self.deploy
+            if deploy is not None and deploy.is_control(message._topic):
+                deploy.handle(message._topic, bytes(message.payload))
+            else:
+                self.router.deliver(message)
+        except Exception:
+            # A bug of ours must cost one message, never the daemon; it is counted and logged.
+            self.internal_errors += 1
+            log.exception("internal_error", topic=message.topic)
+        if message.qos:
+            self.link.ack(message.mid, message.qos)
+
+    def _publish(self, topic: str, payload: bytes, qos: int, retain: bool) -> bool:
+        return self.link.publish(topic, payload, qos, retain)
+
+    def _dead_letter(self, record: dict[str, object]) -> None:
+        body = json.dumps({"node_id": self.config.node_id, **record}, separators=(",", ":"))
+        self.link.publish(
+            self.config.dead_letter_topic,
+            body.encode(),
+            self.config.violations.dead_letter_qos,
+            False,
+        )
+
+    def _quarantine_changed(self) -> None:
+        self.link.publish_status(quarantined=[q for p in self.pipelines for q in p.quarantined])
+
+    def _run_ticks(self, now: float) -> float:
+        now_ms = int(time.time() * 1000)
+        for tick in self._ticks:
+            if now >= tick.due:
+                tick.pipeline.tick(tick.index, now_ms)
+                # Keep the cadence, but never try to catch up on ticks missed while busy.
+                tick.due += tick.interval
+                if tick.due <= now:
+                    tick.due = now + tick.interval
+        return min(t.due for t in self._ticks)
+
+    def metrics(self) -> dict[str, object]:
+        return {
+            "node_id": self.config.node_id,
+            "ts": int(time.time() * 1000),
+            "rss_bytes": rss_bytes(),
+            "queue": self.intake.snapshot(),
+            "internal_errors": self.internal_errors,
+            "unrouted": self.router.unrouted,
+            "pipelines": {p.name: p.snapshot() for p in self.pipelines},
+        }
+
+    def _publish_metrics(self) -> None:
+        body = json.dumps(self.metrics(), separators=(",", ":")).encode()
+        self.link.publish(self.config.metrics_topic, body, 0, True)
+
+    def _summary(self) -> None:
+        log.info(
+            "summary",
+            pipelines={p.name: p.counters.snapshot() for p in self.pipelines},
+            queue=self.intake.snapshot(),
+            unrouted=self.router.unrouted,
+            internal_errors=self.internal_errors,
+            connected=self.link.connected,
+            rss_mib=round(rss_bytes() / 2**20, 1),
+        )
+
+
+class _Timers:
+    """When the loop next has something to do besides messages."""
+
+    def __init__(self, config: Config, watchdog_every: float | None) -> None:
+        now = time.monotonic()
+        self.watchdog_every = watchdog_every or float("inf")
+        self.next_watchdog = now if watchdog_every else float("inf")
+        self.next_tick = float("inf")
+        self.next_housekeeping = now + 1.0
+        self.next_summary = now + config.log.summary_interval
+        self.metrics_every = config.metrics.interval
+        self.next_metrics = now + self.metrics_every if self.metrics_every else float("inf")
+
+    def next_due(self) -> float:
+        return min(
+            self.next_tick,
+            self.next_housekeeping,
+            self.next_summary,
+            self.next_metrics,
+            self.next_watchdog,
+        )

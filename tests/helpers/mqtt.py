@@ -1,0 +1,67 @@
+"""A test-side MQTT client that records what arrives, in order."""
+
+from __future__ import annotations
+
+import queue
+import time
+import uuid
+
+import paho.mqtt.client as paho
+
+from edged.mqtt.mosquitto import PrivateBroker
+
+
+class Client:
+    """A test-side MQTT client that records what arrives, in order."""
+
+    def __init__(self, broker: PrivateBroker, *, v5: bool = True) -> None:
+        self.messages: queue.Queue[tuple[str, bytes, bool]] = queue.Queue()
+        self._subacks: queue.Queue[int] = queue.Queue()
+        self.paho = paho.Client(
+            paho.CallbackAPIVersion.VERSION2,
+            client_id=f"test-{uuid.uuid4().hex[:8]}",
+            protocol=paho.MQTTv5 if v5 else paho.MQTTv311,
+        )
+        self.paho.on_message = lambda _c, _u, m: self.messages.put((m.topic, m.payload, m.retain))
+        self.paho.on_subscribe = lambda _c, _u, mid, *_: self._subacks.put(mid)
+        self.paho.connect(broker.host, broker.port)
+        self.paho.loop_start()
+
+    def subscribe(self, pattern: str, qos: int = 1) -> None:
+        _, mid = self.paho.subscribe(pattern, qos)
+        while self._subacks.get(timeout=5) != mid:
+            pass
+
+    def publish(self, topic: str, payload: bytes | str, qos: int = 1, retain: bool = False) -> None:
+        self.paho.publish(topic, payload, qos, retain).wait_for_publish(5)
+
+    def collect(self, count: int, timeout: float = 10.0) -> list[tuple[str, bytes]]:
+        """Exactly the next `count` messages; fails if fewer arrive in time."""
+        got: list[tuple[str, bytes]] = []
+        deadline = time.monotonic() + timeout
+        while len(got) < count:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(f"got {len(got)} of {count} messages: {got}")
+            try:
+                topic, payload, _ = self.messages.get(timeout=left)
+            except queue.Empty:
+                continue
+            got.append((topic, payload))
+        return got
+
+    def quiet(self, seconds: float = 0.5) -> list[tuple[str, bytes]]:
+        """Whatever else arrives within `seconds`: for asserting that nothing more came."""
+        extra: list[tuple[str, bytes]] = []
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                topic, payload, _ = self.messages.get(timeout=left)
+            except queue.Empty:
+                break
+            extra.append((topic, payload))
+        return extra
+
+    def close(self) -> None:
+        self.paho.loop_stop()
+        self.paho.disconnect()

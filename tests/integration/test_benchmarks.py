@@ -1,0 +1,76 @@
+"""The benchmark harness keeps working (its numbers are not asserted: they are not tests)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.helpers.paths import ROOT
+
+
+def test_harness_quick_mode_runs_every_section(tmp_path: Path) -> None:
+    """`python -m benchmarks --quick` measures every contender, workload and scenario, every
+    output arrives, and the JSON, Markdown and chart (or the reason it is missing) are written."""
+    result = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--quick", "--out", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    results = json.loads((tmp_path / "results.json").read_text())
+    markdown = (tmp_path / "results.md").read_text()
+    assert markdown == result.stdout
+
+    node_red = results["meta"]["node_red"]
+    contenders = {"ceiling-python", "ceiling-wasm", "edged"}
+    if node_red.startswith("skipped"):
+        assert any(note.startswith("Node-RED skipped") for note in results["notes"])
+    else:
+        contenders.add("node-red")
+    cases = {
+        (r["contender"], r["workload"], r["qos"], r["payload_bytes"]) for r in results["matrix"]
+    }
+    assert cases == {
+        (name, workload, qos, size)
+        for name in contenders
+        for workload in ("passthrough", "threshold", "average")
+        for qos in (0, 1)
+        for size in (64, 1024)
+    }
+    for row in results["matrix"]:
+        assert row["complete"], row
+        assert row["outputs"] == row["expected_outputs"] > 0, row
+        assert row["msgs_per_s"] > 0 and row["cpu_s_per_100k"] >= 0
+        assert row["peak_rss_mib"] > 0 and row["steady_rss_mib"] > 0
+        if row["workload"] != "average":
+            assert row["latency_ms"]["p50"] <= row["latency_ms"]["p99"], row
+
+    cold = results["cold_start"]
+    assert cold["modules"] == 4 and cold["no_cache_s"]["median"] > 0 < cold["cache_s"]["median"]
+    swap = results["hot_swap"]
+    assert swap["swaps"] >= 1 and swap["acks"] == {"activated": swap["swaps"]}
+    assert (swap["lost"], swap["duplicated"], swap["unexpected"]) == (0, 0, 0)
+    assert [row["pipelines"] for row in results["scale"]] == [1, 4, 16, 64]
+    assert all(row["outputs"] == row["expected_outputs"] for row in results["scale"])
+    assert len(results["call_cost"]) == 3
+    assert (tmp_path / "results.png").exists() or any(
+        note.startswith("chart skipped") for note in results["notes"]
+    )
+
+
+def test_budget_cost_benchmark_quick_mode_runs() -> None:
+    """`budget_cost.py --quick` times all three call paths and prints their ratios."""
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "budget_cost.py"), "--quick"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    rows = result.stdout.strip().splitlines()[1:]
+    assert rows[0].split()[-1] == "1.00"
+    assert len(rows) == 3

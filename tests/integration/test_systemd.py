@@ -1,0 +1,204 @@
+"""sd_notify against real Unix datagram sockets, and what the daemon tells systemd."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from edged.daemon.systemd import Notifier
+from edged.mqtt.mosquitto import PrivateBroker
+from tests.helpers.daemon import DaemonProcess, write_config
+from tests.helpers.mqtt import Client
+from tests.helpers.paths import wasm
+
+
+@pytest.fixture
+def notify_socket(tmp_path: Path) -> Iterator[tuple[str, socket.socket]]:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    path = tmp_path / "notify"
+    sock.bind(str(path))
+    sock.settimeout(20)
+    yield str(path), sock
+    sock.close()
+
+
+def test_notify_reaches_a_path_socket(notify_socket: tuple[str, socket.socket]) -> None:
+    """With NOTIFY_SOCKET a file path, the fields arrive as one KEY=value datagram."""
+    address, sock = notify_socket
+    notifier = Notifier(address)
+    assert notifier.notify(READY=1, STATUS="serving")
+    assert sock.recv(4096) == b"READY=1\nSTATUS=serving"
+    notifier.close()
+
+
+def test_notify_reaches_an_abstract_socket() -> None:
+    """An address starting with '@' is the abstract namespace, as systemd writes it."""
+    name = f"edged-test-{uuid.uuid4().hex}"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(b"\0" + name.encode())
+    sock.settimeout(5)
+    try:
+        notifier = Notifier(f"@{name}")
+        assert notifier.notify(STOPPING=1)
+        assert sock.recv(4096) == b"STOPPING=1"
+        notifier.close()
+    finally:
+        sock.close()
+
+
+def test_without_systemd_notify_does_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Outside systemd (no NOTIFY_SOCKET) notifications are skipped, not errors."""
+    monkeypatch.delenv("NOTIFY_SOCKET", raising=False)
+    notifier = Notifier()
+    assert not notifier.enabled
+    assert notifier.notify(READY=1) is False
+
+
+def test_daemon_is_ready_only_once_subscribed_and_says_stopping(
+    broker: PrivateBroker, tmp_path: Path, notify_socket: tuple[str, socket.socket]
+) -> None:
+    """READY=1 comes after the subscriptions: a message sent right then is processed."""
+    address, sock = notify_socket
+    root = f"t/{uuid.uuid4().hex[:8]}"
+    config = write_config(
+        tmp_path / "edged.yaml",
+        {
+            "node_id": "notify",
+            "state_dir": str(tmp_path / "state"),
+            "broker": {"host": broker.host, "port": broker.port},
+            "modules": {"pass": {"file": wasm("passthrough")}},
+            "pipelines": [
+                {
+                    "name": "p",
+                    "subscribe": [{"topic": f"{root}/in", "qos": 1}],
+                    "filters": ["pass"],
+                    "outputs": [{"topic": f"{root}/out", "qos": 1}],
+                }
+            ],
+        },
+    )
+    client = Client(broker)
+    client.subscribe(f"{root}/out")
+    daemon = DaemonProcess(config, "edged/notify/status", broker, env={"NOTIFY_SOCKET": address})
+    try:
+        first = sock.recv(4096).decode()
+        assert first.startswith("READY=1\nSTATUS=1 pipelines, connected to")
+        client.publish(f"{root}/in", json.dumps({"n": 1}))
+        assert client.collect(1) == [(f"{root}/out", b'{"n": 1}')]
+        assert daemon.stop() == 0
+        assert sock.recv(4096) == b"STOPPING=1\nSTATUS=stopping"
+    finally:
+        daemon.stop()
+        client.close()
+
+
+def _pass_config(tmp_path: Path, broker: PrivateBroker, root: str, names: list[str]) -> Path:
+    return write_config(
+        tmp_path / "edged.yaml",
+        {
+            "node_id": "signals",
+            "state_dir": str(tmp_path / "state"),
+            "broker": {"host": broker.host, "port": broker.port},
+            "modules": {"pass": {"file": wasm("passthrough")}},
+            "pipelines": [
+                {
+                    "name": name,
+                    "subscribe": [{"topic": f"{root}/{name}/in", "qos": 1}],
+                    "filters": ["pass"],
+                    "outputs": [{"topic": f"{root}/{name}/out", "qos": 1}],
+                }
+                for name in names
+            ],
+        },
+    )
+
+
+def _datagrams(sock: socket.socket, seconds: float) -> list[bytes]:
+    got: list[bytes] = []
+    sock.settimeout(0.05)
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            got.append(sock.recv(4096))
+        except TimeoutError:
+            continue
+    return got
+
+
+def test_watchdog_pings_at_half_the_interval(
+    broker: PrivateBroker, tmp_path: Path, notify_socket: tuple[str, socket.socket]
+) -> None:
+    """With WATCHDOG_USEC set, the running loop sends WATCHDOG=1 about twice per interval."""
+    address, sock = notify_socket
+    config = _pass_config(tmp_path, broker, "t/wd", ["a"])
+    env = {"NOTIFY_SOCKET": address, "WATCHDOG_USEC": "400000"}
+    daemon = DaemonProcess(config, "edged/signals/status", broker, env=env)
+    try:
+        got = _datagrams(sock, 1.5)
+        assert any(d.startswith(b"READY=1") for d in got), got
+        pings = [d for d in got if d == b"WATCHDOG=1"]
+        assert 4 <= len(pings) <= 10, got
+    finally:
+        daemon.stop()
+
+
+def test_sighup_reloads_a_good_config_and_keeps_the_old_one_on_errors(
+    broker: PrivateBroker, tmp_path: Path, notify_socket: tuple[str, socket.socket]
+) -> None:
+    """SIGHUP applies a valid new config (RELOADING, then READY); a broken one changes nothing."""
+    address, sock = notify_socket
+    root = f"t/{uuid.uuid4().hex[:8]}"
+    config = _pass_config(tmp_path, broker, root, ["a"])
+    client = Client(broker)
+    client.subscribe(f"{root}/+/out")
+    daemon = DaemonProcess(config, "edged/signals/status", broker, env={"NOTIFY_SOCKET": address})
+    try:
+        assert sock.recv(4096).startswith(b"READY=1")
+        _pass_config(tmp_path, broker, root, ["a", "b"])
+        daemon.proc.send_signal(signal.SIGHUP)
+        assert sock.recv(4096).startswith(b"RELOADING=1")
+        assert sock.recv(4096).startswith(b"READY=1\nSTATUS=2 pipelines (reloaded)")
+        client.publish(f"{root}/a/in", "1")
+        client.publish(f"{root}/b/in", "2")
+        assert sorted(client.collect(2)) == [(f"{root}/a/out", b"1"), (f"{root}/b/out", b"2")]
+
+        config.write_text("node_id: [oops\n")
+        daemon.proc.send_signal(signal.SIGHUP)
+        assert sock.recv(4096).startswith(b"RELOADING=1")
+        assert sock.recv(4096).startswith(b"READY=1\nSTATUS=reload failed")
+        client.publish(f"{root}/b/in", "3")
+        assert client.collect(1) == [(f"{root}/b/out", b"3")]
+        failed = [e for e in daemon.events() if e.get("event") == "reload_failed"]
+        assert len(failed) == 1 and "invalid YAML" in str(failed[0]["reason"])
+    finally:
+        daemon.stop()
+        client.close()
+
+
+def test_sigterm_processes_what_was_published_before_it(
+    broker: PrivateBroker, tmp_path: Path
+) -> None:
+    """Messages published just before SIGTERM are all filtered and published, none lost."""
+    root = f"t/{uuid.uuid4().hex[:8]}"
+    config = _pass_config(tmp_path, broker, root, ["a"])
+    client = Client(broker)
+    client.subscribe(f"{root}/a/out")
+    daemon = DaemonProcess(config, "edged/signals/status", broker)
+    try:
+        daemon.wait_online()
+        for i in range(300):
+            client.paho.publish(f"{root}/a/in", str(i), qos=1)
+        client.publish(f"{root}/a/in", "last")  # waits for its PUBACK: the broker has them all
+        assert daemon.stop(signal.SIGTERM) == 0
+        got = client.collect(301, timeout=15)
+        assert [p for _, p in got] == [str(i).encode() for i in range(300)] + [b"last"]
+    finally:
+        daemon.stop()
+        client.close()
