@@ -28,23 +28,28 @@ _DEAD_LETTER_PLACEHOLDER = re.compile(r"\{(node_id|prefix)\}")
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class TLSConfig:
-    ca_file: Path | None
-    cert_file: Path | None
-    key_file: Path | None
+    ca_file: Path | None = None  # None: the system's trusted CAs
+    cert_file: Path | None = None  # client certificate and key, given together
+    key_file: Path | None = None
+
+
+#: the broker's port when `port` is not given: plain MQTT, or MQTT over TLS
+MQTT_PORT = 1883
+MQTTS_PORT = 8883
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class BrokerConfig:
-    host: str
-    port: int
-    client_id: str | None
-    keepalive: int
-    mqtt_version: MqttVersion
-    username: str | None
-    password: str | None = field(repr=False)
-    tls: TLSConfig | None
-    reconnect_min_delay: float
-    reconnect_max_delay: float
+    host: str = "localhost"
+    port: int = MQTT_PORT  # MQTTS_PORT when tls is given
+    client_id: str | None = None  # None: edged-<node_id>
+    keepalive: int = 30  # seconds
+    mqtt_version: MqttVersion = "5"
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    tls: TLSConfig | None = None
+    reconnect_min_delay: float = 1.0  # seconds; doubled after each failure ...
+    reconnect_max_delay: float = 60.0  # ... up to this
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -1,0 +1,65 @@
+"""What the daemon's core sees of MQTT: edged's own types, never a paho one.
+
+`Message` is one PUBLISH as it arrived; `TopicSubscription` is one topic filter the daemon
+subscribes to. The one file that talks to paho's internals (`edged.mqtt._paho`) builds the
+messages; the router, the intake and the daemon's loop only read them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class Message:
+    """One received PUBLISH.
+
+    `topic` is the raw UTF-8 bytes as received (the filters want bytes, and decoding every topic
+    would cost a call per message); `mid` is 0 at QoS 0; `subscription_ids` are the MQTT 5
+    subscription identifiers the broker matched (empty under 3.1.1).
+
+    A plain class with slots rather than a dataclass: one is built per message, and a
+    hand-written `__init__` is the cheapest way to make one.
+    """
+
+    __slots__ = ("dup", "mid", "payload", "qos", "retain", "subscription_ids", "topic")
+
+    def __init__(
+        self,
+        topic: bytes,
+        payload: bytes,
+        qos: int = 0,
+        mid: int = 0,
+        *,
+        retain: bool = False,
+        dup: bool = False,
+        subscription_ids: tuple[int, ...] = (),
+    ) -> None:
+        self.topic = topic
+        self.payload = payload
+        self.qos = qos
+        self.mid = mid
+        self.retain = retain
+        self.dup = dup
+        self.subscription_ids = subscription_ids
+
+    def __repr__(self) -> str:
+        return (
+            f"Message(topic={self.topic!r}, payload={len(self.payload)} bytes, qos={self.qos}, "
+            f"mid={self.mid}, subscription_ids={self.subscription_ids})"
+        )
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Message):
+            return NotImplemented
+        return all(getattr(self, name) == getattr(other, name) for name in Message.__slots__)
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, compared by value
+
+
+@dataclass(frozen=True, slots=True)
+class TopicSubscription:
+    """One distinct topic filter; `ident` is its MQTT 5 subscription identifier."""
+
+    topic: str
+    qos: int
+    ident: int
