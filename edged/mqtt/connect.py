@@ -18,10 +18,11 @@ from edged.config.model import BrokerConfig
 _C = TypeVar("_C", bound=paho.Client)
 
 
-def make_client(
-    broker: BrokerConfig, client_id: str, cls: type[_C] = paho.Client, **options: Any
-) -> _C:
-    """A paho client of class `cls` for `broker`, not yet connected; `options` go to `cls`."""
+def make_client(cls: type[_C], broker: BrokerConfig, client_id: str, **options: Any) -> _C:
+    """A client of class `cls` (paho's, or a subclass) for `broker`, not yet connected.
+
+    `options` go to the class as they are (`manual_ack`, `clean_session`, ...).
+    """
     v5 = broker.mqtt_version == "5"
     client = cls(
         CallbackAPIVersion.VERSION2,
