@@ -9,11 +9,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_sdks import ASC, missing_tools
 
 from edged.authoring.scaffold import LANGS, find_rustc
 from tests.helpers.daemon import write_config
 from tests.helpers.paths import ROOT, wasm
+from tests.helpers.toolchains import ASC, missing_tools
 
 THRESHOLD = wasm("threshold")
 AVERAGE = wasm("average")

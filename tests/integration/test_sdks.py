@@ -24,11 +24,11 @@ from edged.engine import WasmtimeEngine
 from edged.engine.base import ParamValue
 from edged.engine.wasmtime_engine import WasmtimeModule
 from edged.errors import FilterCallError, ModuleError
+from tests.helpers.toolchains import ASC, missing_tools
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 SDK = ROOT / "sdk"
 CONFORMANCE = SDK / "conformance"
-ASC = SDK / "assemblyscript" / "node_modules" / ".bin" / "asc"
 LANGS = ("c", "rust", "as", "wat")
 FILTERS = ("threshold", "average")
 #: where each language's committed example modules are
@@ -38,17 +38,6 @@ COMMITTED = {
     "as": SDK / "assemblyscript" / "examples",
     "wat": SDK / "wat" / "examples",
 }
-
-
-def missing_tools(lang: str) -> list[str]:
-    """What a fresh build of `lang` needs and this machine lacks."""
-    tools = {"c": ["clang", "wasm-ld"], "rust": [], "as": ["node"], "wat": ["wat2wasm"]}[lang]
-    missing = [tool for tool in ["make", *tools] if shutil.which(tool) is None]
-    if lang == "rust" and find_rustc() is None:
-        missing.append("rustc with the wasm32-unknown-unknown target")
-    if lang == "as" and not ASC.exists():
-        missing.append("sdk/assemblyscript/node_modules (npm ci)")
-    return missing
 
 
 def _make(directory: Path, *args: str) -> None:
