@@ -204,14 +204,17 @@ def main() -> None:
     publish_qos0 = client.publish_qos0 if isinstance(client, Client) and qos == 0 else None
     out_bytes = out.encode()
 
-    def received(c: paho.Client, _u: object, msg: paho.MQTTMessage) -> None:
-        for topic, payload in on_message(msg._topic, msg.payload):
+    def filtered(in_topic: bytes, in_payload: bytes) -> None:
+        for topic, payload in on_message(in_topic, in_payload):
             if publish_qos0 is not None:
                 publish_qos0(out_bytes + topic, payload)
             else:
-                c.publish(out + topic.decode(), payload, qos)
+                client.publish(out + topic.decode(), payload, qos)
 
-    client.on_message = received
+    if isinstance(client, Client):
+        client.on_received = lambda msg: filtered(msg.topic, msg.payload)
+    else:
+        client.on_message = lambda _c, _u, msg: filtered(msg._topic, msg.payload)
     client.on_connect = lambda c, *_: c.subscribe(args.prefix + "/in/#", qos)
     client.connect(args.host, args.port)
     next_tick = time.monotonic() + args.tick

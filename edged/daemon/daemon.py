@@ -14,7 +14,6 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import paho.mqtt.client as paho
 import structlog
 
 import edged
@@ -23,7 +22,8 @@ from edged.daemon.process import rss_bytes
 from edged.daemon.systemd import Notifier
 from edged.engine import WasmtimeEngine
 from edged.errors import EdgedError
-from edged.mqtt.link import BrokerLink, TopicSubscription
+from edged.mqtt.link import BrokerLink
+from edged.mqtt.message import Message, TopicSubscription
 from edged.pipeline import Pipeline
 from edged.pipeline.assembly import build_pipelines, make_engine, state_dir
 from edged.pipeline.intake import Intake
@@ -67,7 +67,7 @@ class Daemon:
         self._apply(config, *self._build(config, self.engine, first_ident=1))
         if self.deploy is not None:
             self.deploy.resume_probation()
-        self.intake: Intake[paho.MQTTMessage] = Intake(
+        self.intake: Intake[Message] = Intake(
             config.daemon.queue_size, config.daemon.overload
         )
         self.link = self._make_link(config)
@@ -170,7 +170,7 @@ class Daemon:
             old.daemon.queue_size,
             old.daemon.overload,
         ):
-            fresh: Intake[paho.MQTTMessage] = Intake(
+            fresh: Intake[Message] = Intake(
                 config.daemon.queue_size, config.daemon.overload
             )
             fresh.items.extend(self.intake.items)  # nothing already taken in is dropped
@@ -305,7 +305,7 @@ class Daemon:
 
     # -- reading ---------------------------------------------------------------------------
 
-    def _received(self, message: paho.MQTTMessage) -> None:
+    def _received(self, message: Message) -> None:
         _, evicted = self.intake.put(message)
         if evicted is not None and evicted.qos:
             # Dropped by the overload policy and counted: acknowledged, or it would come back.
@@ -324,17 +324,17 @@ class Daemon:
 
     # -- filtering -------------------------------------------------------------------------
 
-    def _deliver(self, message: paho.MQTTMessage) -> None:
+    def _deliver(self, message: Message) -> None:
         try:
             deploy = self.deploy
-            if deploy is not None and deploy.is_control(message._topic):
-                deploy.handle(message._topic, bytes(message.payload))
+            if deploy is not None and deploy.is_control(message.topic):
+                deploy.handle(message.topic, message.payload)
             else:
                 self.router.deliver(message)
         except Exception:
             # A bug of ours must cost one message, never the daemon; it is counted and logged.
             self.internal_errors += 1
-            log.exception("internal_error", topic=message.topic)
+            log.exception("internal_error", topic=message.topic.decode(errors="replace"))
         if message.qos:
             self.link.ack(message.mid, message.qos)
 

@@ -25,7 +25,7 @@ from edged.engine.abi import ABI_VERSION
 from edged.engine.wasmtime_engine import WasmtimeModule
 from edged.errors import DeployRefused, ModuleError
 from edged.keys import key_id, load_public_key
-from edged.mqtt.link import TopicSubscription
+from edged.mqtt.message import TopicSubscription
 from edged.pipeline import Pipeline, Step
 from edged.pipeline.assembly import Pushed, make_step
 from edged.sizes import format_bytes

@@ -1,4 +1,10 @@
-"""paho's client with a faster path for what the daemon receives most: PUBLISH packets.
+"""The one file that touches paho's private names: a faster paho client for the daemon.
+
+Everything else in edged sees paho only through `edged.mqtt.link` (the daemon's connection),
+`edged.mqtt.connect` and `edged.mqtt.session` (public paho API), and receives edged's own
+`Message` (`edged.mqtt.message`). paho's major version is pinned (pyproject.toml) and every
+private name used here is marked `# paho private:` with what it is for; the tests run the daemon
+through a real broker and compare this client's decoding and encoding with paho's own.
 
 Reading: paho reads each packet with three or more `recv` calls (the command byte, each byte of
 the length, then the body), and the daemon asked `select` before every packet. Here one `recv`
@@ -9,31 +15,28 @@ fills two dicts of some thirty entries each) and decodes each property with a se
 every message also gets an `MQTTMessageInfo` with its own `threading.Condition`, and is matched
 against the trie of per-topic callbacks. Profiled under a flood of 64-byte messages, that was about
 a third of the daemon's CPU. Here a PUBLISH at QoS 0 or 1 whose only properties are subscription
-identifiers (every delivery to edged's subscriptions) is decoded directly; anything else, QoS 2
-or any other property, takes paho's own path unchanged.
-
-This overrides a private paho method, like the other uses of paho internals in `edged.mqtt.link`;
-paho's major version is pinned and the tests run the daemon through a real broker.
+identifiers (every delivery to edged's subscriptions) is decoded straight into a `Message`;
+anything else, QoS 2 or any other property, takes paho's own path and is then converted.
 """
 
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import paho.mqtt.client as paho
 from paho.mqtt.client import MQTTMessage, MQTTMessageInfo
 from paho.mqtt.enums import MQTTErrorCode
 
+from edged.mqtt.message import Message
+
 _SUBSCRIPTION_IDENTIFIER = 0x0B
 _READ_SIZE = 65536
 _SUCCESS = paho.MQTT_ERR_SUCCESS
-_NEW_MESSAGE = MQTTMessage.__new__
-# Received messages never use their `info` (it tracks our own outgoing publishes); one shared
-# instance stands in for the one paho would build per message.
-_RECEIVED_INFO = MQTTMessageInfo(0)
-_INVALID = paho.mqtt_ms_invalid
 _PUBLISH = 0x30
+#: what the daemon gets for each received PUBLISH
+Receiver = Callable[[Message], None]
 
 
 class _SentInfo(MQTTMessageInfo):
@@ -58,25 +61,7 @@ def remaining_length(n: int) -> bytes:
             return bytes(out)
 
 
-class PublishProperties:
-    """The properties of a PUBLISH that carries nothing but subscription identifiers.
-
-    Reads like paho's `Properties` for that case: `SubscriptionIdentifier` is a list when any
-    were sent, and missing otherwise.
-    """
-
-    __slots__ = ("SubscriptionIdentifier",)
-
-    def __init__(self, idents: list[int] | None = None) -> None:
-        if idents:
-            self.SubscriptionIdentifier = idents
-
-    def __repr__(self) -> str:
-        idents = getattr(self, "SubscriptionIdentifier", None)
-        return f"[SubscriptionIdentifier : {idents}]" if idents else "[]"
-
-
-def _subscription_idents(packet: bytearray, pos: int, end: int) -> list[int] | None:
+def _subscription_idents(packet: bytearray, pos: int, end: int) -> tuple[int, ...] | None:
     """The identifiers in properties[pos:end], or None if anything else is there too."""
     idents: list[int] = []
     while pos < end:
@@ -94,16 +79,60 @@ def _subscription_idents(packet: bytearray, pos: int, end: int) -> list[int] | N
             if not byte & 0x80:
                 break
         idents.append(value)
-    return idents
+    return tuple(idents)
+
+
+def from_paho(message: MQTTMessage) -> Message:
+    """edged's Message for one that paho decoded itself (QoS 2, or other properties)."""
+    props = message.properties
+    idents = getattr(props, "SubscriptionIdentifier", None) if props is not None else None
+    return Message(
+        message._topic,  # paho private: the topic's raw bytes; `.topic` decodes them
+        bytes(message.payload),
+        message.qos,
+        message.mid,
+        bool(message.retain),
+        bool(message.dup),
+        tuple(idents) if idents else (),
+    )
 
 
 class Client(paho.Client):
+    """paho's client, reading in bulk and handing each PUBLISH to `on_received` as a Message.
+
+    Set `on_received` instead of paho's `on_message`.
+    """
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._v5 = self._protocol == paho.MQTTv5
+        self._v5 = self._protocol == paho.MQTTv5  # paho private: the protocol chosen
         self._topic_callbacks = False
         self._rbuf = b""
         self._rpos = 0
+        self.on_received: Receiver | None = None
+        self.on_message = self._converted
+
+    def _converted(self, _client: paho.Client, _userdata: object, message: MQTTMessage) -> None:
+        if self.on_received is not None:
+            self.on_received(from_paho(message))
+
+    # -- what the link asks of paho beyond its public API ---------------------------------
+
+    def unacked_publishes(self) -> int:
+        """Outgoing QoS 1/2 publishes the broker has not acknowledged yet."""
+        return len(self._out_messages)  # paho private: its table of those publishes
+
+    @contextlib.contextmanager
+    def deferred_writes(self) -> Iterator[None]:
+        """Publishes inside the block are queued and written together afterwards.
+
+        paho writes a publish at once unless it is made from inside one of its callbacks, which
+        it tells by this lock; holding it makes a batch of publishes cost one write call.
+        """
+        with self._in_callback_mutex:  # paho private: the lock its callbacks run under
+            yield
+        if self.socket() is not None:
+            self.loop_write()
 
     # -- buffered reading ------------------------------------------------------------------
 
@@ -112,6 +141,7 @@ class Client(paho.Client):
         return len(self._rbuf) - self._rpos
 
     def _sock_recv(self, bufsize: int) -> bytes:
+        # paho private: every read of paho's packet reader goes through this method
         pos = self._rpos
         buf = self._rbuf
         if pos >= len(buf):
@@ -130,14 +160,15 @@ class Client(paho.Client):
         paho's own `loop_read` reads as many packets as there are unacknowledged messages, which
         under a QoS 1 load is thousands: more than the intake may have room for.
         """
-        if self._sock is None:
+        if self._sock is None:  # paho private: the connection's socket
             return paho.MQTT_ERR_NO_CONN
-        rc = self._packet_read()
+        rc = self._packet_read()  # paho private: reads (part of) one packet
         if rc > 0:
-            return self._loop_rc_handle(rc)
+            return self._loop_rc_handle(rc)  # paho private: what its own loop_read does then
         return _SUCCESS
 
     def _sock_close(self) -> None:
+        # paho private: called whenever paho closes the connection
         self._rbuf = b""  # what was read belongs to the connection being closed
         self._rpos = 0
         super()._sock_close()
@@ -161,7 +192,7 @@ class Client(paho.Client):
         encoding the topic again. Like paho, it writes at once unless called from inside one
         of paho's callbacks (or a batch holding that lock), when the write waits for the loop.
         """
-        if self._sock is None:
+        if self._sock is None:  # paho private: the connection's socket
             return False
         if not topic or b"+" in topic or b"#" in topic:
             raise ValueError(f"cannot publish to {topic!r}")
@@ -176,7 +207,7 @@ class Client(paho.Client):
                 payload,
             )
         )
-        self._out_packet.append(
+        self._out_packet.append(  # paho private: its queue of packets to write, in order
             {
                 "command": _PUBLISH,
                 "mid": 0,
@@ -187,6 +218,8 @@ class Client(paho.Client):
                 "info": _SENT_INFO,
             }
         )
+        # paho private: the same test as its `_packet_queue`: write at once unless inside one of
+        # its callbacks (that lock held) or with its own network thread (`_thread`) running
         mutex = self._in_callback_mutex
         if self._thread is None and mutex.acquire(False):
             mutex.release()
@@ -201,6 +234,7 @@ class Client(paho.Client):
         super().message_callback_add(sub, callback)
 
     def _handle_publish(self) -> MQTTErrorCode:
+        # paho private: called by paho's packet reader for each PUBLISH in `_in_packet`
         header: int = self._in_packet["command"]
         message = None
         if not header & 0x04 and not self._topic_callbacks:  # QoS 0 or 1
@@ -210,20 +244,20 @@ class Client(paho.Client):
                 message = None  # truncated: paho's decoder reports it as malformed
         if message is None:
             return super()._handle_publish()
-        on_message = self.on_message
-        if on_message is not None:
+        on_received = self.on_received
+        if on_received is not None:
             with self._in_callback_mutex:
                 try:
-                    on_message(self, self._userdata, message)
+                    on_received(message)
                 except Exception as err:
                     self._easy_log(paho.MQTT_LOG_ERR, "Caught exception in on_message: %s", err)
                     if not self.suppress_exceptions:
                         raise
-        if message.qos and not self._manual_ack:
+        if message.qos and not self._manual_ack:  # paho private: as its own handler does
             return self._send_puback(message.mid)
         return _SUCCESS
 
-    def _decode(self, header: int, packet: bytearray) -> MQTTMessage | None:
+    def _decode(self, header: int, packet: bytearray) -> Message | None:
         """The message in a QoS 0/1 PUBLISH, or None when paho's own decoder must look at it."""
         pos = 2 + ((packet[0] << 8) | packet[1])
         if pos > len(packet):
@@ -234,7 +268,7 @@ class Client(paho.Client):
         if qos:
             mid = (packet[pos] << 8) | packet[pos + 1]
             pos += 2
-        properties: PublishProperties | None = None
+        idents: tuple[int, ...] = ()
         if self._v5:
             length, shift = 0, 0
             while True:
@@ -247,22 +281,20 @@ class Client(paho.Client):
             end = pos + length
             if end > len(packet):
                 return None
-            idents = _subscription_idents(packet, pos, end) if length else []
-            if idents is None:
-                return None
-            properties = PublishProperties(idents)
+            if length:
+                found = _subscription_idents(packet, pos, end)
+                if found is None:
+                    return None
+                idents = found
             pos = end
         elif not topic:
             return None
-        message: MQTTMessage = _NEW_MESSAGE(MQTTMessage)
-        message.timestamp = paho.time_func()
-        message.state = _INVALID
-        message.dup = bool(header & 0x08)
-        message.mid = mid
-        message._topic = topic
-        message.payload = bytes(packet[pos:])
-        message.qos = qos
-        message.retain = bool(header & 0x01)
-        message.info = _RECEIVED_INFO
-        message.properties = properties  # type: ignore[assignment]  # reads the same for edged
-        return message
+        return Message(
+            topic,
+            bytes(packet[pos:]),
+            qos,
+            mid,
+            bool(header & 0x01),
+            bool(header & 0x08),
+            idents,
+        )

@@ -1,4 +1,4 @@
-"""The daemon's one connection to the broker.
+"""The daemon's one connection to the broker, on paho's public API and `edged.mqtt._paho`.
 
 paho's network loop is driven by the daemon's own loop, not by `loop_forever` or `loop_start`:
 network, filters, ticks and publishes all run on one thread. A second thread for the network was
@@ -19,29 +19,20 @@ import socket
 import ssl
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
 
 import paho.mqtt.client as paho
 import structlog
-from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
-from edged.config import BrokerConfig
+from edged.config.model import BrokerConfig
 from edged.mqtt._paho import Client
+from edged.mqtt.connect import make_client
+from edged.mqtt.message import Message, TopicSubscription
 
 log = structlog.get_logger("edged.mqtt")
-
-
-@dataclass(frozen=True, slots=True)
-class TopicSubscription:
-    """One distinct topic filter; `ident` is its MQTT 5 subscription identifier."""
-
-    topic: str
-    qos: int
-    ident: int
 
 
 class BrokerLink:
@@ -55,7 +46,7 @@ class BrokerLink:
         status_topic: str,
         status: dict[str, object],
         subscriptions: Sequence[TopicSubscription],
-        on_message: Callable[[paho.MQTTMessage], None],
+        on_message: Callable[[Message], None],
         on_ready: Callable[[], None] | None = None,
         max_queued_publishes: int = 10_000,
     ) -> None:
@@ -74,10 +65,10 @@ class BrokerLink:
         self._delay = broker.reconnect_min_delay
         self._ever_connected = False
 
-        self.client = client = Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=client_id,
-            protocol=paho.MQTTv5 if self.v5 else paho.MQTTv311,
+        self.client = client = make_client(
+            Client,
+            broker,
+            client_id,
             clean_session=None if self.v5 else True,
             manual_ack=True,
         )
@@ -85,22 +76,12 @@ class BrokerLink:
         # memory; a publish past it is refused and counted by the caller as `publish_failed`.
         client.max_queued_messages_set(max_queued_publishes)
         self._max_queued = max_queued_publishes
-        if broker.username is not None:
-            client.username_pw_set(broker.username, broker.password)
-        if broker.tls is not None:
-            tls = broker.tls
-            client.tls_set(
-                ca_certs=str(tls.ca_file) if tls.ca_file else None,
-                certfile=str(tls.cert_file) if tls.cert_file else None,
-                keyfile=str(tls.key_file) if tls.key_file else None,
-                cert_reqs=ssl.CERT_REQUIRED,
-            )
         client.will_set(status_topic, self._status_payload("offline"), qos=1, retain=True)
         client.on_connect = self._connected
         client.on_disconnect = self._disconnected
         client.on_subscribe = self._subscribed
         client.on_unsubscribe = lambda _c, _u, mid, *_: self._unsubacks.add(mid)
-        client.on_message = lambda _c, _u, msg: on_message(msg)
+        client.on_received = on_message
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -135,7 +116,7 @@ class BrokerLink:
     @property
     def backlogged(self) -> bool:
         """paho's queue of unacknowledged QoS 1/2 publishes is full; reading acks will help."""
-        return len(self.client._out_messages) >= self._max_queued
+        return self.client.unacked_publishes() >= self._max_queued
 
     def drain(self, limit: int) -> int:
         """Read up to `limit` packets that have already arrived, without waiting for more."""
@@ -155,15 +136,10 @@ class BrokerLink:
 
     @contextlib.contextmanager
     def batched_writes(self) -> Iterator[None]:
-        """Publishes inside the block are queued and written together afterwards.
-
-        paho writes a publish at once unless it is made from inside one of its callbacks, which
-        it detects by this lock; holding it makes a batch of publishes cost one write call.
-        """
-        with self.client._in_callback_mutex:
+        """Publishes inside the block are queued and written together afterwards: a slice of
+        filtered messages costs one write call, not one per output."""
+        with self.client.deferred_writes():
             yield
-        if self.client.socket() is not None:
-            self.client.loop_write()
 
     def ack(self, mid: int, qos: int) -> None:
         self.client.ack(mid, qos)

@@ -29,7 +29,6 @@ class Message:
         payload: bytes,
         qos: int = 0,
         mid: int = 0,
-        *,
         retain: bool = False,
         dup: bool = False,
         subscription_ids: tuple[int, ...] = (),

@@ -11,10 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import paho.mqtt.client as paho
-
 from edged.config import Subscription
-from edged.mqtt.link import TopicSubscription
+from edged.mqtt.message import Message, TopicSubscription
 from edged.pipeline.pipeline import Pipeline
 from edged.topics import topic_matches
 
@@ -44,17 +42,14 @@ class Router:
         self._by_topic: dict[bytes, tuple[Pipeline, ...]] = {}
         self.unrouted = 0
 
-    def deliver(self, message: paho.MQTTMessage) -> None:
-        props = message.properties
-        idents = getattr(props, "SubscriptionIdentifier", None) if props is not None else None
-        # The raw bytes as received: `.topic` decodes them on every access, and the filters
-        # want bytes anyway.
-        topic: bytes = message._topic
+    def deliver(self, message: Message) -> None:
+        idents = message.subscription_ids
+        topic = message.topic
         pipelines = (self._for_idents(idents) if idents else None) or self._for_topic(topic)
         if not pipelines:
             self.unrouted += 1  # e.g. a retained message for a filter we just unsubscribed
             return
-        payload: bytes = message.payload  # type: ignore[assignment]  # paho hands bytes
+        payload = message.payload
         for pipeline in pipelines:
             pipeline.process(topic, payload)
 

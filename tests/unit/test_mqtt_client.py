@@ -1,5 +1,6 @@
-"""edged's paho client (edged/mqtt/_paho.py) decodes every PUBLISH exactly as paho itself does,
-and reads packets from one buffer without losing or delaying any."""
+"""edged's paho client (edged/mqtt/_paho.py) decodes every PUBLISH into edged's own Message
+exactly as paho itself decodes it, and reads packets from one buffer without losing or delaying
+any."""
 
 from __future__ import annotations
 
@@ -10,10 +11,9 @@ from typing import Any
 
 import paho.mqtt.client as paho
 import pytest
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 
-from edged.mqtt._paho import Client, PublishProperties
+from edged.mqtt._paho import Client, from_paho
+from edged.mqtt.message import Message
 
 
 def _varint(n: int) -> bytes:
@@ -49,29 +49,20 @@ def _idents(*values: int) -> bytes:
     return b"".join(b"\x0b" + _varint(v) for v in values)
 
 
-def _receive(client: paho.Client, header: int, body: bytearray) -> tuple[Any, list[Any]]:
-    got: list[paho.MQTTMessage] = []
-    client.on_message = lambda _c, _u, m: got.append(m)
+def _receive(client: paho.Client, header: int, body: bytearray) -> tuple[Any, list[Message]]:
+    """Hand one PUBLISH to `client`'s packet handler: paho's own (its messages converted to
+    edged's Message), or edged's fast one."""
+    got: list[Message] = []
+    if isinstance(client, Client):
+        client.on_received = got.append
+    else:
+        client.on_message = lambda _c, _u, m: got.append(from_paho(m))
     client._in_packet = {**client._in_packet, "command": header, "packet": bytearray(body)}
     try:
         rc: Any = client._handle_publish()
     except Exception as exc:  # paho's own decoder raises on malformed packets
         rc = type(exc)
     return rc, got
-
-
-def _fields(message: paho.MQTTMessage) -> dict[str, Any]:
-    props = message.properties
-    return {
-        "topic": message._topic,
-        "payload": message.payload,
-        "qos": message.qos,
-        "mid": message.mid,
-        "retain": message.retain,
-        "dup": message.dup,
-        "idents": getattr(props, "SubscriptionIdentifier", None) if props is not None else None,
-        "user": getattr(props, "UserProperty", None) if props is not None else None,
-    }
 
 
 def _pair(v5: bool) -> tuple[paho.Client, Client]:
@@ -104,26 +95,27 @@ CASES = {
 
 @pytest.mark.parametrize("case", CASES)
 def test_publish_decodes_like_paho(case: str) -> None:
+    """Topic bytes, payload, QoS, mid, retain, dup and subscription identifiers all equal."""
     v5, (header, body) = CASES[case]
     reference, fast = _pair(v5)
     want_rc, want = _receive(reference, header, body)
     got_rc, got = _receive(fast, header, body)
     assert got_rc == want_rc
-    assert [_fields(m) for m in got] == [_fields(m) for m in want]
+    assert got == want
     assert len(got) == 1
 
 
-def test_identifier_only_properties_skip_pahos_decoder() -> None:
-    """The fast path's own object, which the router reads like paho's Properties."""
+def test_subscription_identifiers_reach_the_message_on_both_paths() -> None:
+    """Identifiers alone take the fast path; with a user property too, paho's decoder; either
+    way the Message carries every identifier the broker matched, in order."""
     _, fast = _pair(True)
-    _, [with_ids] = _receive(fast, *_publish(b"t", b"p", props=_idents(7)))
+    _, [fast_path] = _receive(fast, *_publish(b"t", b"p", props=_idents(7, 300)))
     _, [without] = _receive(fast, *_publish(b"t", b"p", props=b""))
-    _, [other] = _receive(fast, *_publish(b"t", b"p", props=USER))
-    assert isinstance(with_ids.properties, PublishProperties)
-    assert with_ids.properties.SubscriptionIdentifier == [7]
-    assert not hasattr(without.properties, "SubscriptionIdentifier")
-    assert isinstance(other.properties, Properties)
-    assert other.properties.packetType == PacketTypes.PUBLISH
+    _, [slow_path] = _receive(fast, *_publish(b"t", b"p", props=USER + _idents(9)))
+    assert fast_path.subscription_ids == (7, 300)
+    assert without.subscription_ids == ()
+    assert slow_path.subscription_ids == (9,)
+    assert slow_path.topic == b"t" and slow_path.payload == b"p"
 
 
 @pytest.mark.parametrize(
@@ -167,8 +159,8 @@ def test_packets_are_read_from_one_buffer_in_order() -> None:
     """Many packets arrive in one recv; a packet split across two arrivals is put together."""
     _, fast = _pair(True)
     broker = _socket_pair(fast)
-    got: list[paho.MQTTMessage] = []
-    fast.on_message = lambda _c, _u, m: got.append(m)
+    got: list[Message] = []
+    fast.on_received = got.append
     packets = [_packet_bytes(*_publish(b"t/%d" % i, b"p" * i, props=_idents(1))) for i in range(50)]
     last = _packet_bytes(*_publish(b"t/last", b"x" * 5000, qos=1, mid=7, props=_idents(2)))
     try:
@@ -183,7 +175,7 @@ def test_packets_are_read_from_one_buffer_in_order() -> None:
     finally:
         broker.close()
         fast._sock_close()
-    assert [m._topic for m in got] == [b"t/%d" % i for i in range(50)] + [b"t/last"]
+    assert [m.topic for m in got] == [b"t/%d" % i for i in range(50)] + [b"t/last"]
     assert [m.payload for m in got[:50]] == [b"p" * i for i in range(50)]
     assert (got[-1].payload, got[-1].mid) == (b"x" * 5000, 7)
     assert fast.buffered() == 0
@@ -193,8 +185,8 @@ def test_loop_reads_what_is_buffered_without_waiting() -> None:
     """select cannot see bytes already read from the socket, so loop() must not wait on it."""
     _, fast = _pair(True)
     broker = _socket_pair(fast)
-    got: list[paho.MQTTMessage] = []
-    fast.on_message = lambda _c, _u, m: got.append(m)
+    got: list[Message] = []
+    fast.on_received = got.append
     try:
         broker.sendall(
             b"".join(_packet_bytes(*_publish(b"t", b"%d" % i, props=b"")) for i in range(3))
