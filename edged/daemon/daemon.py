@@ -1,13 +1,13 @@
-"""The daemon: build pipelines from the config, then run the one loop until told to stop.
+"""The daemon's lifecycle and its one loop: build from the config, run until told to stop.
 
 One thread does everything, in rounds: read what the broker has sent into the bounded intake
 queue (`edged.pipeline.intake`), run the filters on a time slice of it, then ticks, quarantine
-releases, summaries and metrics. Why one thread: see `edged.mqtt.link`.
+releases, summaries and metrics (`edged.daemon.timers`). Why one thread: see `edged.mqtt.link`.
+A reload (`edged.daemon.reload`) rebuilds the pipelines and keeps what did not change.
 """
 
 from __future__ import annotations
 
-import json
 import signal
 import threading
 import time
@@ -18,8 +18,10 @@ import structlog
 
 import edged
 from edged.config import Config, load_config
-from edged.daemon.process import rss_bytes
+from edged.daemon import reports
+from edged.daemon.reload import plan_reload
 from edged.daemon.systemd import Notifier
+from edged.daemon.timers import Timers, next_due, run_due, ticks_of
 from edged.engine import WasmtimeEngine
 from edged.errors import EdgedError
 from edged.mqtt.link import BrokerLink
@@ -41,16 +43,6 @@ _READ_BATCH = 1000
 _SLICE = 0.02
 
 
-class _Tick:
-    __slots__ = ("due", "index", "interval", "pipeline")
-
-    def __init__(self, due: float, interval: float, pipeline: Pipeline, index: int) -> None:
-        self.due = due
-        self.interval = interval
-        self.pipeline = pipeline
-        self.index = index
-
-
 class Daemon:
     """Everything `edged run` does, ready to `run()` until `stop()` or SIGTERM."""
 
@@ -67,9 +59,7 @@ class Daemon:
         self._apply(config, *self._build(config, self.engine, first_ident=1))
         if self.deploy is not None:
             self.deploy.resume_probation()
-        self.intake: Intake[Message] = Intake(
-            config.daemon.queue_size, config.daemon.overload
-        )
+        self.intake: Intake[Message] = Intake(config.daemon.queue_size, config.daemon.overload)
         self.link = self._make_link(config)
 
     def _build(
@@ -108,13 +98,7 @@ class Daemon:
         self.config = config
         self.pipelines = pipelines
         self.router = router
-        now = time.monotonic()
-        self._ticks = [
-            _Tick(now + step.tick_interval, step.tick_interval, pipeline, index)
-            for pipeline in pipelines
-            for index, step in enumerate(pipeline.steps)
-            if step.tick_interval is not None
-        ]
+        self._ticks = ticks_of(pipelines, time.monotonic())
 
     def _subscriptions(self) -> list[TopicSubscription]:
         subs = list(self.router.subscriptions)
@@ -150,40 +134,32 @@ class Daemon:
         if self.config_path is None:
             log.warning("reload_ignored", reason="the daemon was not started from a config file")
             return
-        self.notifier.notify(RELOADING=1, STATUS="reloading the config")
-        old = self.config
+        self.notifier.reloading()
         try:
             config = load_config(self.config_path)
-            engine = self.engine
-            if (config.engine, config.state_dir) != (old.engine, old.state_dir):
-                engine = make_engine(config)
+            plan = plan_reload(self.config, config)
+            engine = make_engine(config) if plan.new_engine else self.engine
             built = self._build(config, engine, first_ident=self.router.next_ident)
         except EdgedError as exc:
             log.error("reload_failed", reason=str(exc), keeping="the previous config")
-            self.notifier.notify(READY=1, STATUS="reload failed; running the previous config")
+            self.notifier.ready("reload failed; running the previous config")
             return
         self.engine = engine
         self._apply(config, *built)
         if self.deploy is not None:
             self.deploy.resume_probation()
-        if (config.daemon.queue_size, config.daemon.overload) != (
-            old.daemon.queue_size,
-            old.daemon.overload,
-        ):
-            fresh: Intake[Message] = Intake(
-                config.daemon.queue_size, config.daemon.overload
-            )
+        if plan.new_intake:
+            fresh: Intake[Message] = Intake(config.daemon.queue_size, config.daemon.overload)
             fresh.items.extend(self.intake.items)  # nothing already taken in is dropped
             self.intake = fresh
-        identity = (config.broker, config.client_id, config.status_topic)
-        if identity != (old.broker, old.client_id, old.status_topic):
+        if plan.new_link:
             self.link.close()
             self.link = self._make_link(config)
         else:
             self.link.replace_subscriptions(self._subscriptions())
             self.link.publish_status(pipelines=[p.name for p in self.pipelines], quarantined=[])
         log.info("reloaded", pipelines=[p.name for p in self.pipelines])
-        self.notifier.notify(READY=1, STATUS=f"{len(self.pipelines)} pipelines (reloaded)")
+        self.notifier.ready(f"{len(self.pipelines)} pipelines (reloaded)")
 
     def stop(self) -> None:
         self._stop.set()
@@ -201,19 +177,19 @@ class Daemon:
             compiled_cache_hits=self.engine.cache_hits,
             broker=f"{self.config.broker.host}:{self.config.broker.port}",
         )
-        timers = _Timers(self.config, self.notifier.watchdog_interval())
-        timers.next_tick = min((t.due for t in self._ticks), default=float("inf"))
+        timers = Timers(self.config, self.notifier.watchdog_interval())
+        timers.next_tick = next_due(self._ticks)
         try:
             while not self._stop.is_set():
                 intake = self.intake
                 now = time.monotonic()
                 if now >= timers.next_watchdog:
                     # Only a loop that comes round says it is alive; a stuck one gets restarted.
-                    self.notifier.notify(WATCHDOG=1)
+                    self.notifier.watchdog()
                     timers.next_watchdog = now + timers.watchdog_every
                 if self._reload_requested:
                     self._reload()
-                    timers.next_tick = min((t.due for t in self._ticks), default=float("inf"))
+                    timers.next_tick = next_due(self._ticks)
                     continue
                 deploy = self.deploy
                 if intake.items and not self._awaiting_acks():
@@ -236,7 +212,7 @@ class Daemon:
                 if deploy is not None:
                     deploy.poll(now)
                 if now >= timers.next_tick:
-                    timers.next_tick = self._run_ticks(now)
+                    timers.next_tick = run_due(self._ticks, now)
                 if now >= timers.next_housekeeping:
                     timers.next_housekeeping = now + 1.0
                     for pipeline in self.pipelines:
@@ -248,7 +224,7 @@ class Daemon:
                     timers.next_metrics = now + timers.metrics_every
                     self._publish_metrics()
         finally:
-            self.notifier.notify(STOPPING=1, STATUS="stopping")
+            self.notifier.stopping()
             self._take_in_the_rest()
             # Take nothing new, finish what was taken, then say offline and flush.
             intake = self.intake
@@ -315,9 +291,8 @@ class Daemon:
         log.info("ready", subscriptions=[s.topic for s in self.router.subscriptions])
         # Sent again after each reconnect; systemd takes the first READY and the fresh STATUS.
         broker = self.config.broker
-        self.notifier.notify(
-            READY=1,
-            STATUS=f"{len(self.pipelines)} pipelines, connected to {broker.host}:{broker.port}",
+        self.notifier.ready(
+            f"{len(self.pipelines)} pipelines, connected to {broker.host}:{broker.port}"
         )
         if self.deploy is not None:
             self.deploy.publish_status()
@@ -342,10 +317,9 @@ class Daemon:
         return self.link.publish(topic, payload, qos, retain)
 
     def _dead_letter(self, record: dict[str, object]) -> None:
-        body = json.dumps({"node_id": self.config.node_id, **record}, separators=(",", ":"))
         self.link.publish(
             self.config.dead_letter_topic,
-            body.encode(),
+            reports.dead_letter_body(self.config.node_id, record),
             self.config.violations.dead_letter_qos,
             False,
         )
@@ -353,62 +327,15 @@ class Daemon:
     def _quarantine_changed(self) -> None:
         self.link.publish_status(quarantined=[q for p in self.pipelines for q in p.quarantined])
 
-    def _run_ticks(self, now: float) -> float:
-        now_ms = int(time.time() * 1000)
-        for tick in self._ticks:
-            if now >= tick.due:
-                tick.pipeline.tick(tick.index, now_ms)
-                # Keep the cadence, but never try to catch up on ticks missed while busy.
-                tick.due += tick.interval
-                if tick.due <= now:
-                    tick.due = now + tick.interval
-        return min(t.due for t in self._ticks)
-
     def metrics(self) -> dict[str, object]:
-        return {
-            "node_id": self.config.node_id,
-            "ts": int(time.time() * 1000),
-            "rss_bytes": rss_bytes(),
-            "queue": self.intake.snapshot(),
-            "internal_errors": self.internal_errors,
-            "unrouted": self.router.unrouted,
-            "pipelines": {p.name: p.snapshot() for p in self.pipelines},
-        }
-
-    def _publish_metrics(self) -> None:
-        body = json.dumps(self.metrics(), separators=(",", ":")).encode()
-        self.link.publish(self.config.metrics_topic, body, 0, True)
-
-    def _summary(self) -> None:
-        log.info(
-            "summary",
-            pipelines={p.name: p.counters.snapshot() for p in self.pipelines},
-            queue=self.intake.snapshot(),
-            unrouted=self.router.unrouted,
-            internal_errors=self.internal_errors,
-            connected=self.link.connected,
-            rss_mib=round(rss_bytes() / 2**20, 1),
+        return reports.metrics_record(
+            self.config.node_id, self.intake, self.router, self.pipelines, self.internal_errors
         )
 
+    def _publish_metrics(self) -> None:
+        self.link.publish(self.config.metrics_topic, reports.to_json(self.metrics()), 0, True)
 
-class _Timers:
-    """When the loop next has something to do besides messages."""
-
-    def __init__(self, config: Config, watchdog_every: float | None) -> None:
-        now = time.monotonic()
-        self.watchdog_every = watchdog_every or float("inf")
-        self.next_watchdog = now if watchdog_every else float("inf")
-        self.next_tick = float("inf")
-        self.next_housekeeping = now + 1.0
-        self.next_summary = now + config.log.summary_interval
-        self.metrics_every = config.metrics.interval
-        self.next_metrics = now + self.metrics_every if self.metrics_every else float("inf")
-
-    def next_due(self) -> float:
-        return min(
-            self.next_tick,
-            self.next_housekeeping,
-            self.next_summary,
-            self.next_metrics,
-            self.next_watchdog,
+    def _summary(self) -> None:
+        reports.log_summary(
+            self.intake, self.router, self.pipelines, self.internal_errors, self.link.connected
         )

@@ -1,4 +1,4 @@
-"""sd_notify: tell systemd we are ready, what we are doing, and that we are stopping.
+"""sd_notify: tell systemd we are ready, reloading, stopping, still alive, and what we are doing.
 
 The protocol is one datagram to the Unix socket named by $NOTIFY_SOCKET (a path, or an abstract
 socket when it starts with '@'), so no library is needed. Outside systemd the variable is unset
@@ -36,6 +36,23 @@ class Notifier:
         except OSError:
             return False  # systemd gone or socket full: nothing useful to do about it here
         return True
+
+    # -- what the daemon says, by intent -----------------------------------------------------
+
+    def ready(self, status: str) -> bool:
+        """Started (or reloaded, or reconnected): systemd takes the first READY, and `status`."""
+        return self.notify(READY=1, STATUS=status)
+
+    def reloading(self) -> bool:
+        """A reload began; `ready()` ends it, whether the new config was taken or not."""
+        return self.notify(RELOADING=1, STATUS="reloading the config")
+
+    def stopping(self) -> bool:
+        return self.notify(STOPPING=1, STATUS="stopping")
+
+    def watchdog(self) -> bool:
+        """The loop came round: only a loop that does so says it is alive."""
+        return self.notify(WATCHDOG=1)
 
     def watchdog_interval(self) -> float | None:
         """Seconds between WATCHDOG=1 pings (half of systemd's WatchdogSec), or None if off."""
