@@ -5,6 +5,7 @@ What the fixtures are built from lives in `tests.helpers`, which test modules im
 
 from __future__ import annotations
 
+import socket
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -58,3 +59,14 @@ def start_daemon(broker: PrivateBroker, tmp_path: Path) -> Iterator[object]:
     yield start
     for daemon in started:
         daemon.stop()
+
+
+@pytest.fixture
+def notify_socket(tmp_path: Path) -> Iterator[tuple[str, socket.socket]]:
+    """A Unix datagram socket standing in for systemd's: its path, and the socket to read."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    path = tmp_path / "notify"
+    sock.bind(str(path))
+    sock.settimeout(20)
+    yield str(path), sock
+    sock.close()

@@ -7,58 +7,12 @@ import signal
 import socket
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
-from edged.daemon.systemd import Notifier
 from edged.mqtt.mosquitto import PrivateBroker
 from tests.helpers.daemon import DaemonProcess, write_config
 from tests.helpers.mqtt import Client
 from tests.helpers.paths import wasm
-
-
-@pytest.fixture
-def notify_socket(tmp_path: Path) -> Iterator[tuple[str, socket.socket]]:
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    path = tmp_path / "notify"
-    sock.bind(str(path))
-    sock.settimeout(20)
-    yield str(path), sock
-    sock.close()
-
-
-def test_notify_reaches_a_path_socket(notify_socket: tuple[str, socket.socket]) -> None:
-    """With NOTIFY_SOCKET a file path, the fields arrive as one KEY=value datagram."""
-    address, sock = notify_socket
-    notifier = Notifier(address)
-    assert notifier.notify(READY=1, STATUS="serving")
-    assert sock.recv(4096) == b"READY=1\nSTATUS=serving"
-    notifier.close()
-
-
-def test_notify_reaches_an_abstract_socket() -> None:
-    """An address starting with '@' is the abstract namespace, as systemd writes it."""
-    name = f"edged-test-{uuid.uuid4().hex}"
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    sock.bind(b"\0" + name.encode())
-    sock.settimeout(5)
-    try:
-        notifier = Notifier(f"@{name}")
-        assert notifier.notify(STOPPING=1)
-        assert sock.recv(4096) == b"STOPPING=1"
-        notifier.close()
-    finally:
-        sock.close()
-
-
-def test_without_systemd_notify_does_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Outside systemd (no NOTIFY_SOCKET) notifications are skipped, not errors."""
-    monkeypatch.delenv("NOTIFY_SOCKET", raising=False)
-    notifier = Notifier()
-    assert not notifier.enabled
-    assert notifier.notify(READY=1) is False
 
 
 def test_daemon_is_ready_only_once_subscribed_and_says_stopping(
