@@ -1,4 +1,4 @@
-"""`edged run` as a real subprocess, and the config files it runs on."""
+"""`edged run` as a real subprocess or on a thread of the test process, and its config files."""
 
 from __future__ import annotations
 
@@ -8,11 +8,13 @@ import queue
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import yaml
 
+from edged.config import Config
 from edged.mqtt.mosquitto import PrivateBroker
 from tests.helpers.mqtt import Client
 
@@ -86,3 +88,49 @@ class DaemonProcess:
                 self.proc.wait()
         self._sink.close()
         return self.proc.returncode
+
+
+class DaemonThread:
+    """The daemon in this process, on a thread of its own: for tests that want to look at its
+    parts (counters, intake, link) while it runs against a real broker.
+
+    Signals stay with the test process (the daemon installs handlers only on the main thread);
+    `stop()` asks the loop to finish as SIGTERM would, and waits for it.
+    """
+
+    def __init__(self, config: Config) -> None:
+        from edged.daemon import Daemon
+
+        self.daemon = Daemon(config)
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="edged-daemon", daemon=True)
+
+    def _run(self) -> None:
+        try:
+            self.daemon.run()
+        except BaseException as exc:  # handed to the test in stop()
+            self.error = exc
+
+    def start(self, timeout: float = 20.0) -> DaemonThread:
+        self._thread.start()
+        deadline = time.monotonic() + timeout
+        while not self.daemon.link.ready:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                self.stop()
+                raise AssertionError(f"the daemon did not become ready: {self.error!r}")
+            time.sleep(0.01)
+        return self
+
+    def stop(self, timeout: float = 15.0) -> None:
+        self.daemon.stop()
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            raise AssertionError(f"the daemon's loop did not stop within {timeout} s")
+        if self.error is not None:
+            raise self.error
+
+    def __enter__(self) -> DaemonThread:
+        return self.start()
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
