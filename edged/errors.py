@@ -7,6 +7,7 @@
     ├── BrokerError             the MQTT broker could not be reached or refused us
     ├── SetupError              modules or pipelines could not be built from a valid config
     ├── ServiceError            the systemd unit could not be installed or removed
+    ├── StateError              the state directory, or a file in it, cannot be used
     └── DeployRefused           a node will not carry out a deploy, rollback or remove; the
                                 reason goes into its ack
 
@@ -71,6 +72,11 @@ class SetupError(EdgedError):
 
 class ServiceError(EdgedError):
     """The service cannot be installed or removed as asked; the message says why and what to do."""
+
+
+class StateError(EdgedError):
+    """The state directory, or a file edged keeps there (the outbox, the module store), cannot
+    be used: not writable, a full disk, or a file that cannot be read back."""
 
 
 class DeployRefused(EdgedError):
