@@ -1,0 +1,54 @@
+"""Inputs are acknowledged once their outputs are safe, and always in the order they came."""
+
+from __future__ import annotations
+
+from edged.mqtt.acks import AckWindow
+
+
+def window() -> tuple[AckWindow, list[tuple[int, int]]]:
+    sent: list[tuple[int, int]] = []
+    return AckWindow(lambda mid, qos: sent.append((mid, qos))), sent
+
+
+def test_an_input_without_outputs_is_acknowledged_at_once() -> None:
+    """A filter that dropped the message: nothing to wait for, nothing held."""
+    acks, sent = window()
+    acks.finished(1, 1)
+    acks.finished(2, 2)
+    assert sent == [(1, 1), (2, 2)] and len(acks) == 0
+
+
+def test_an_input_waits_for_every_output() -> None:
+    """Two outputs: the input's ack goes only after the second one's."""
+    acks, sent = window()
+    acks.finished(7, 1, [100, 101])
+    assert acks.output_done(101) and sent == []
+    assert acks.output_done(100)
+    assert sent == [(7, 1)] and acks.outputs == 0
+
+
+def test_acks_keep_arrival_order_even_when_outputs_finish_out_of_order() -> None:
+    """Input 2's output is acknowledged first, but input 1 came first: both wait for input 1,
+    and a later input with no outputs waits behind them too."""
+    acks, sent = window()
+    acks.finished(1, 1, [10])
+    acks.finished(2, 1, [20])
+    acks.finished(3, 1)
+    assert acks.output_done(20)
+    assert sent == [] and len(acks) == 3
+    assert acks.output_done(10)
+    assert sent == [(1, 1), (2, 1), (3, 1)] and len(acks) == 0
+
+
+def test_unknown_outputs_are_not_an_inputs_and_forget_drops_the_rest() -> None:
+    """An output no input waits for (a tick's) is told apart; after a lost connection the held
+    inputs are forgotten, not acknowledged on the new connection."""
+    acks, sent = window()
+    acks.finished(1, 1, [10])
+    assert acks.backed(10) and not acks.backed(11)
+    assert not acks.output_done(11)
+    assert acks.forget() == 1
+    assert not acks.output_done(10)
+    assert sent == [] and len(acks) == 0
+    acks.finished(2, 1)
+    assert sent == [(2, 1)]
