@@ -10,8 +10,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
+from edged.config.model import ParamValue
 from edged.engine import Filter, Outcome, WasmtimeEngine
-from edged.errors import EdgedError, FilterCallError
+from edged.errors import FilterCallError
 
 
 @dataclass(slots=True)
@@ -23,7 +24,8 @@ class RunTotals:
     bad_lines: int = 0
 
 
-def load_filter(path: Path, params: Mapping[str, str], errors: TextIO) -> Filter:
+def load_filter(path: Path, params: Mapping[str, ParamValue], errors: TextIO) -> Filter:
+    """The module at `path`, instantiated with `params`; its log lines go to `errors`."""
     engine = WasmtimeEngine()
     module = engine.load_file(path.name, path)
 
@@ -33,17 +35,8 @@ def load_filter(path: Path, params: Mapping[str, str], errors: TextIO) -> Filter
     return module.instantiate(params, guest_log)
 
 
-def parse_params(pairs: Iterable[str]) -> dict[str, str]:
-    params: dict[str, str] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise EdgedError(f"--param {pair!r}: expected KEY=VALUE")
-        params[key] = value
-    return params
-
-
-def _payload_bytes(record: Mapping[str, object]) -> bytes:
+def payload_bytes(record: Mapping[str, object]) -> bytes:
+    """The payload of a JSON-lines record: `payload_b64`, else `payload` as text or JSON value."""
     if "payload_b64" in record:
         return base64.b64decode(str(record["payload_b64"]), validate=True)
     payload = record.get("payload", "")
@@ -53,13 +46,17 @@ def _payload_bytes(record: Mapping[str, object]) -> bytes:
     return json.dumps(payload, separators=(",", ":")).encode()
 
 
-def _render(topic: bytes, payload: bytes) -> str:
-    record: dict[str, str] = {"topic": topic.decode(errors="replace")}
+def payload_fields(payload: bytes) -> dict[str, str]:
+    """A payload as JSON can carry it: `payload` when it is UTF-8 text, else `payload_b64`."""
     try:
-        record["payload"] = payload.decode()
+        return {"payload": payload.decode()}
     except UnicodeDecodeError:
-        record["payload_b64"] = base64.b64encode(payload).decode()
-    return json.dumps(record, ensure_ascii=False)
+        return {"payload_b64": base64.b64encode(payload).decode()}
+
+
+def render_record(topic: str, payload: bytes) -> str:
+    """One message as the JSON line `edged filter run` prints and `filter test` compares."""
+    return json.dumps({"topic": topic, **payload_fields(payload)}, ensure_ascii=False)
 
 
 def run_lines(
@@ -71,7 +68,7 @@ def run_lines(
     def show(outcome: Outcome) -> None:
         for topic, payload in outcome:
             totals.messages_out += 1
-            print(_render(topic, payload), file=out)
+            print(render_record(topic.decode(errors="replace"), payload), file=out)
 
     def tick(now_ms: int, where: str) -> None:
         if not filt.has_tick:
@@ -100,7 +97,7 @@ def run_lines(
             topic = record["topic"]
             if not isinstance(topic, str) or not topic:
                 raise ValueError("'topic' must be a non-empty string")
-            payload = _payload_bytes(record)
+            payload = payload_bytes(record)
         except (ValueError, KeyError, TypeError) as exc:
             totals.bad_lines += 1
             text = f"missing {exc}" if isinstance(exc, KeyError) else str(exc)
