@@ -15,9 +15,11 @@ from typing import Any, TextIO
 
 import wasmtime
 
-from edged.config import DEFAULT_BUDGETS, Budgets, ParamValue, format_size, load_config
+from edged.config import load_config
+from edged.config.model import DEFAULT_BUDGETS, Budgets, ParamValue
 from edged.engine import WasmtimeEngine, abi
 from edged.errors import EdgedError, ModuleError
+from edged.sizes import format_size
 
 _PAGE = 65536
 #: fuel for the scratch calls to edged_abi_version and edged_buffers (start function included)

@@ -174,6 +174,22 @@ def test_test_is_order_sensitive_and_counts_records(tmp_path: Path, readings: Pa
         assert "FAIL" in result.stderr
 
 
+def test_params_reach_the_filter_as_the_text_typed(tmp_path: Path, readings: Path) -> None:
+    """`-p limit=3e1` gives the filter the text `3e1` (threshold echoes it), not 30 or 30.0."""
+    expect = write_lines(
+        tmp_path / "out.jsonl",
+        {"topic": "alert", "payload": alert("plant/boiler", "31.5").replace("30}", "3e1}")},
+        {"topic": "alert", "payload": alert("room/1", "3.1e1").replace("30}", "3e1}")},
+    )
+    result = edged(
+        "filter", "test", THRESHOLD, "-i", str(readings), "-e", str(expect), "-p", "limit=3e1"
+    )
+    assert result.returncode == 0, result.stderr
+    ran = edged("filter", "run", THRESHOLD, "-i", str(readings), "-p", "limit=030")
+    assert ran.returncode == 2  # threshold's parser takes no leading zero, and is not given 30
+    assert "param 'limit' is required and must be a number" in ran.stderr
+
+
 def test_test_tells_true_from_1_in_value_payloads(tmp_path: Path) -> None:
     """A JSON-value payload compares types strictly enough that true is not 1."""
     source = write_lines(tmp_path / "in.jsonl", {"topic": "a", "payload": '{"value":1}'})

@@ -1,0 +1,137 @@
+"""`edged filter run|new|test|inspect`: the filter author's tools, no broker needed.
+
+The tools pass each `--param` value to the filter as the text given: `filter run -p limit=3e1`
+hands the filter `3e1`, so what an author types is what their init parses. (`module push`
+types its values instead, see edged.cli.params.)
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+from typing import TextIO
+
+from edged.authoring.scaffold import LANGS
+from edged.errors import EdgedError
+
+#: a run with failed calls or bad input lines (a usage error is 2, raised as EdgedError)
+EXIT_FAILURE = 1
+
+
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """`edged filter` and its actions run, new, test and inspect."""
+    filt = commands.add_parser("filter", help="tools for filter authors")
+    actions = filt.add_subparsers(dest="filter_command", required=True, metavar="ACTION")
+
+    run = actions.add_parser("run", help="run one filter over JSON lines and print what it emits")
+    run.add_argument("module", type=Path, help="the filter's .wasm file")
+    run.add_argument("--param", "-p", action="append", default=[], metavar="KEY=VALUE")
+    run.add_argument("--input", "-i", type=Path, help="JSON lines file (default: stdin)")
+    run.add_argument(
+        "--tick-at-end", action="store_true", help="call edged_on_tick once at the end"
+    )
+    run.set_defaults(handler=_run)
+
+    new = actions.add_parser("new", help="start a filter project from an SDK template")
+    new.add_argument("name", help="the filter's name: a letter, then letters, digits, _ or -")
+    new.add_argument("--lang", "-l", required=True, choices=LANGS, help="the SDK to use")
+    new.add_argument("--dir", type=Path, help="the project folder (default: ./NAME)")
+    new.set_defaults(handler=_new)
+
+    test = actions.add_parser(
+        "test", help="run a filter over JSON lines and compare with the expected output"
+    )
+    test.add_argument("module", type=Path, help="the filter's .wasm file")
+    test.add_argument("--input", "-i", type=Path, required=True, help="JSON lines to feed it")
+    test.add_argument("--expect", "-e", type=Path, required=True, help="JSON lines it must emit")
+    test.add_argument("--param", "-p", action="append", default=[], metavar="KEY=VALUE")
+    test.add_argument(
+        "--tick-at-end", action="store_true", help="call edged_on_tick once at the end"
+    )
+    test.set_defaults(handler=_test)
+
+    inspect = actions.add_parser(
+        "inspect", help="show a module's ABI, exports, memory, and whether a node would take it"
+    )
+    inspect.add_argument("module", type=Path, help="the filter's .wasm file")
+    inspect.add_argument("--config", "-c", type=Path, help="a node config: its budgets and params")
+    inspect.add_argument("--module", "-m", dest="module_name", help="the module in --config")
+    inspect.add_argument("--param", "-p", action="append", default=[], metavar="KEY=VALUE")
+    inspect.add_argument("--json", action="store_true", help="print the report as JSON")
+    inspect.set_defaults(handler=_inspect)
+
+
+def text_params(pairs: Iterable[str]) -> dict[str, str]:
+    """`KEY=VALUE` pairs with each value kept as the text given; a later KEY replaces one."""
+    params: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise EdgedError(f"--param {pair!r}: expected KEY=VALUE")
+        params[key] = value
+    return params
+
+
+def _run(args: argparse.Namespace) -> int:
+    from edged.authoring.runner import load_filter, run_lines
+
+    filt = load_filter(args.module, text_params(args.param), sys.stderr)
+    source: TextIO
+    if args.input is not None:
+        try:
+            source = open(args.input, encoding="utf-8")  # noqa: SIM115 (closed below)
+        except OSError as exc:
+            raise EdgedError(f"cannot read {args.input}: {exc.strerror}") from None
+    else:
+        source = sys.stdin
+    with source:
+        totals = run_lines(filt, source, sys.stdout, sys.stderr, tick_at_end=args.tick_at_end)
+    print(
+        f"{totals.messages_in} in, {totals.messages_out} out, {totals.failures} failed, "
+        f"{totals.bad_lines} bad lines",
+        file=sys.stderr,
+    )
+    return EXIT_FAILURE if totals.failures or totals.bad_lines else 0
+
+
+def _new(args: argparse.Namespace) -> int:
+    from edged.authoring.scaffold import describe_scaffold, scaffold
+
+    root = args.dir if args.dir is not None else Path(args.name)
+    made = scaffold(args.name, args.lang, root)
+    describe_scaffold(made, args.lang, sys.stdout)
+    return 0
+
+
+def _test(args: argparse.Namespace) -> int:
+    from edged.authoring.golden import golden_test, print_outcome
+
+    outcome = golden_test(
+        args.module,
+        args.input,
+        args.expect,
+        text_params(args.param),
+        tick_at_end=args.tick_at_end,
+    )
+    return print_outcome(outcome, sys.stdout, sys.stderr)
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    from edged.authoring import inspect as module_info
+    from edged.config.model import DEFAULT_BUDGETS, ParamValue
+
+    if args.module_name and not args.config:
+        raise EdgedError("--module needs --config")
+    budgets, source, params = DEFAULT_BUDGETS, "defaults", dict[str, ParamValue]()
+    if args.config:
+        budgets, source, params = module_info.budgets_from_config(
+            args.config, args.module_name, args.module
+        )
+    params.update(text_params(args.param))
+    report = module_info.inspect_module(
+        args.module, budgets=budgets, budgets_from=source, params=params
+    )
+    (module_info.render_json if args.json else module_info.render)(report, sys.stdout)
+    return 0 if report.passes else EXIT_FAILURE
