@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -19,13 +20,19 @@ from edged.errors import EdgedError
 _CONF = """\
 listener {port} 127.0.0.1
 allow_anonymous true
-persistence false
-max_queued_messages 0
+max_queued_messages {max_queued}
 max_inflight_messages 0
 set_tcp_nodelay true
 log_dest stderr
 log_type error
 log_type warning
+"""
+# With persistence the broker keeps sessions, subscriptions and queued messages across its own
+# restart; it writes them when it stops (and every autosave_interval seconds).
+_PERSISTENCE = """\
+persistence true
+persistence_location {directory}/
+autosave_interval 1
 """
 
 
@@ -43,11 +50,19 @@ def find_mosquitto() -> str | None:
 
 
 class PrivateBroker:
-    """`with PrivateBroker() as broker:` gives a running mosquitto on `broker.port`."""
+    """`with PrivateBroker() as broker:` gives a running mosquitto on `broker.port`.
 
-    def __init__(self, port: int | None = None) -> None:
+    With `persistence`, `halt()` stops it and `start()` brings it back on the same port with
+    what it saved; `max_queued_messages` is what it queues per offline client (0: no limit).
+    """
+
+    def __init__(
+        self, port: int | None = None, *, persistence: bool = False, max_queued_messages: int = 0
+    ) -> None:
         self.host = "127.0.0.1"
         self.port = port or free_port()
+        self.persistence = persistence
+        self.max_queued_messages = max_queued_messages
         self._proc: subprocess.Popen[bytes] | None = None
         self._dir: tempfile.TemporaryDirectory[str] | None = None
 
@@ -58,9 +73,13 @@ class PrivateBroker:
                 "mosquitto is not installed; on Debian or Raspberry Pi OS: "
                 "sudo apt-get install mosquitto"
             )
-        self._dir = tempfile.TemporaryDirectory(prefix="edged-broker-")
+        if self._dir is None:
+            self._dir = tempfile.TemporaryDirectory(prefix="edged-broker-")
         conf = Path(self._dir.name) / "mosquitto.conf"
-        conf.write_text(_CONF.format(port=self.port))
+        text = _CONF.format(port=self.port, max_queued=self.max_queued_messages)
+        if self.persistence:
+            text += _PERSISTENCE.format(directory=self._dir.name)
+        conf.write_text(text)
         # Its log goes to a file, not a pipe: nobody reads a pipe during a long run, and a full
         # pipe would stall the broker.
         self._log = Path(self._dir.name) / "mosquitto.log"
@@ -87,15 +106,24 @@ class PrivateBroker:
         """The running mosquitto's process id (the benchmarks read its CPU time)."""
         return self._proc.pid if self._proc is not None else None
 
-    def stop(self) -> None:
+    @property
+    def log(self) -> str:
+        """What mosquitto wrote (errors and warnings)."""
+        return self._log.read_text(errors="replace") if self._dir is not None else ""
+
+    def halt(self, sig: int = signal.SIGTERM) -> None:
+        """Stop the broker but keep its files, for `start()` to bring it back as it left."""
         if self._proc is not None and self._proc.poll() is None:
-            self._proc.terminate()
+            self._proc.send_signal(sig)
             try:
                 self._proc.wait(5)
             except subprocess.TimeoutExpired:
                 self._proc.kill()
                 self._proc.wait()
         self._proc = None
+
+    def stop(self) -> None:
+        self.halt()
         if self._dir is not None:
             self._dir.cleanup()
             self._dir = None
