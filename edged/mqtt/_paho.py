@@ -22,7 +22,9 @@ anything else, QoS 2 or any other property, takes paho's own path and is then co
 from __future__ import annotations
 
 import contextlib
+from collections import deque
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import paho.mqtt.client as paho
@@ -37,6 +39,20 @@ _SUCCESS = paho.MQTT_ERR_SUCCESS
 _PUBLISH = 0x30
 #: what the daemon gets for each received PUBLISH
 Receiver = Callable[[Message], None]
+#: told of each outgoing QoS 1/2 publish the broker acknowledged: `(mid, refused)`, where
+#: `refused` is an MQTT 5 reason code of failure (the broker took the packet but not the message)
+Acked = Callable[[int, bool], None]
+
+
+@dataclass(frozen=True, slots=True)
+class Unacked:
+    """An outgoing QoS 1/2 publish the broker had not acknowledged when the connection went."""
+
+    mid: int
+    topic: str
+    payload: bytes
+    qos: int
+    retain: bool
 
 
 class _SentInfo(MQTTMessageInfo):
@@ -110,6 +126,7 @@ class Client(paho.Client):
         self._rbuf = b""
         self._rpos = 0
         self.on_received: Receiver | None = None
+        self.on_acked: Acked | None = None
         self.on_message = self._converted
 
     def _converted(self, _client: paho.Client, _userdata: object, message: MQTTMessage) -> None:
@@ -121,6 +138,36 @@ class Client(paho.Client):
     def unacked_publishes(self) -> int:
         """Outgoing QoS 1/2 publishes the broker has not acknowledged yet."""
         return len(self._out_messages)  # paho private: its table of those publishes
+
+    def take_unacked(self) -> list[Unacked]:
+        """Take every outgoing QoS 1/2 publish not yet acknowledged out of paho, in the order
+        they were published, so that paho does not send them again after a reconnect: the
+        caller decides what becomes of each (the outbox, or nothing when the input it came from
+        will be delivered again)."""
+        with self._out_message_mutex:  # paho private: guards the table below
+            taken = list(self._out_messages.values())  # paho private: unacknowledged publishes
+            self._out_messages.clear()
+            self._inflight_messages = 0  # paho private: its count of those in flight
+        # paho private: its write queue may still hold some of them
+        self._out_packet = deque(
+            packet
+            for packet in self._out_packet
+            if not ((packet["command"] & 0xF0) == _PUBLISH and packet["qos"])
+        )
+        return [
+            Unacked(m.mid, m.topic, bytes(m.payload), m.qos, bool(m.retain))
+            for m in taken
+            if m.qos
+        ]
+
+    def _do_on_publish(self, mid: int, reason_code: Any, properties: Any) -> MQTTErrorCode:
+        # paho private: called for each PUBACK (QoS 1) or PUBCOMP (QoS 2) of our publishes; paho's
+        # public on_publish also fires for every QoS 0 write, a cost per message this avoids
+        rc: MQTTErrorCode = super()._do_on_publish(mid, reason_code, properties)
+        on_acked = self.on_acked
+        if on_acked is not None:
+            on_acked(mid, bool(getattr(reason_code, "is_failure", False)))
+        return rc
 
     @contextlib.contextmanager
     def deferred_writes(self) -> Iterator[None]:
