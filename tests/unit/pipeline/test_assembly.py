@@ -50,10 +50,12 @@ def config(**sections: Any) -> Config:
 
 @pytest.fixture(scope="module")
 def engine(tmp_path_factory: pytest.TempPathFactory) -> WasmtimeEngine:
+    """One engine for this file, with its compiled modules kept on disk."""
     return WasmtimeEngine(cache_dir=tmp_path_factory.mktemp("compiled"))
 
 
 def build(cfg: Config, engine: WasmtimeEngine, **kwargs: Any) -> tuple[list[Pipeline], Outbox]:
+    """The pipelines of `cfg`, all publishing into one outbox."""
     outbox = Outbox()
     return build_pipelines(cfg, engine, outbox, **kwargs), outbox
 
@@ -79,6 +81,7 @@ def alert_limit(pipeline: Pipeline, outbox: Outbox) -> tuple[str, object]:
 
 
 def pipeline_using(module: str, **extra: Any) -> dict[str, Any]:
+    """A pipeline's config section with one filter of `module` (`extra`: that filter's keys)."""
     return {
         "name": f"uses-{module}",
         "subscribe": ["sensors/#"],

@@ -190,6 +190,25 @@ def test_debug_logs_every_message() -> None:
     assert events(logs, "message") == []
 
 
+def test_snapshot_has_the_counters_and_each_filters_figures() -> None:
+    """The snapshot (metrics, `edged stats`) has the pipeline's counters and, per filter in
+    chain order, its calls, fuel, latency percentiles, violations and quarantine state."""
+    rig = Rig([("fwd", inline("fwd", FORWARD)), ("judge", inline("judge", JUDGE))])
+    rig.send(b"ok", b"drop", b"trap")
+    snap = rig.pipeline.snapshot()
+    filters = snap.pop("filters")
+    assert snap == {"in": 3, "out": 1, "filtered": 1, "dropped": {"trap": 1}}
+    assert isinstance(filters, list)
+    assert [(f["module"], f["calls"], f["violations"]) for f in filters] == [
+        ("fwd", 3, {}),
+        ("judge", 3, {"trap": 1}),
+    ]
+    for figures in filters:
+        assert figures["fuel_used"] > 0
+        assert 0 < figures["latency_us"]["p50"] <= figures["latency_us"]["p99"]
+        assert (figures["quarantined"], figures["quarantines"]) == (False, 0)
+
+
 def test_a_pipeline_needs_a_filter() -> None:
     """A pipeline without filters is refused when it is built."""
     with pytest.raises(ValueError, match="at least one filter"):
