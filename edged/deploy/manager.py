@@ -8,7 +8,6 @@ stall message processing while it compiles (docs/deploy.md).
 from __future__ import annotations
 
 import hashlib
-import json
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -18,7 +17,24 @@ from typing import Any
 import structlog
 
 from edged.config import Config
+from edged.deploy import protocol
 from edged.deploy.manifest import Manifest, parse, verify
+from edged.deploy.protocol import (
+    ACK,
+    ACTIVATED,
+    ALREADY_ACTIVE,
+    DEPLOY,
+    MODULES,
+    REFUSED,
+    REMOVE,
+    REMOVED,
+    ROLLBACK,
+    ROLLED_BACK,
+    Ack,
+    ModulesStatus,
+    ModuleState,
+    Request,
+)
 from edged.deploy.store import Active, ModuleStore, Version
 from edged.engine import WasmtimeEngine
 from edged.engine.abi import ABI_VERSION
@@ -72,15 +88,10 @@ class DeployManager:
         d = config.deploy
         self._trusted = {key_id(k): k for k in map(load_public_key, d.trusted_keys)}
         prefix, node = config.topic_prefix, config.node_id
-        scopes = [f"{prefix}/{node}"] + [f"{prefix}/groups/{g}" for g in d.groups]
-        self.control_topics = {
-            f"{scope}/{action}": action
-            for scope in scopes
-            for action in ("deploy", "rollback", "remove")
-        }
+        self.control_topics = protocol.request_topics(prefix, node, d.groups)
         self._control_bytes = {t.encode(): a for t, a in self.control_topics.items()}
-        self.ack_topic = f"{prefix}/{node}/ack"
-        self.modules_topic = f"{prefix}/{node}/modules"
+        self.ack_topic = protocol.node_topic(prefix, node, ACK)
+        self.modules_topic = protocol.node_topic(prefix, node, MODULES)
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="edged-compile")
         self._compiling: _Compiling | None = None
         self._waiting: list[tuple[str, bytes]] = []
@@ -141,35 +152,26 @@ class DeployManager:
         self._dispatch(action, payload)
 
     def _dispatch(self, action: str, payload: bytes) -> None:
-        if action == "deploy":
+        if action == DEPLOY:
             self._start_deploy(payload)
             return
-        try:
-            request = json.loads(payload)
-            name = request["module"]
-            request_id = request.get("request_id")
-            if not isinstance(name, str):
-                raise TypeError
-        except (ValueError, KeyError, TypeError, AttributeError):
+        request = Request.parse(payload)
+        if request is None:
             self._ack(
-                action,
-                None,
-                None,
-                "refused",
-                "malformed",
-                'expected {"module": NAME, "request_id": ID}',
+                action, None, None, REFUSED, "malformed", f"expected {protocol.REQUEST_SHAPE}"
             )
             return
+        name, request_id = request.module, request.request_id
         if name not in self.config.modules:
             self._ack(
                 action,
                 request_id,
                 name,
-                "refused",
+                REFUSED,
                 "unknown_target",
                 f"no module '{name}' on this node",
             )
-        elif action == "rollback":
+        elif action == ROLLBACK:
             self._rollback(name, "requested", request_id)
         else:
             self._remove(name, request_id)
@@ -195,10 +197,10 @@ class DeployManager:
                 and current.version == manifest.version
             ):
                 self._ack(
-                    "deploy",
+                    DEPLOY,
                     manifest.request_id,
                     manifest.module,
-                    "already_active",
+                    ALREADY_ACTIVE,
                     None,
                     None,
                     version=manifest.version,
@@ -219,10 +221,10 @@ class DeployManager:
         except DeployRefused as exc:
             m = manifest
             self._ack(
-                "deploy",
+                DEPLOY,
                 m.request_id if m else exc.request_id,
                 m.module if m else None,
-                "refused",
+                REFUSED,
                 exc.reason,
                 exc.detail,
                 version=m.version if m else None,
@@ -259,7 +261,7 @@ class DeployManager:
         except ModuleError as exc:
             reason = "wrong_abi" if "filter ABI" in exc.reason else "invalid_module"
             self._ack(
-                "deploy", m.request_id, m.module, "refused", reason, exc.reason, version=m.version
+                DEPLOY, m.request_id, m.module, REFUSED, reason, exc.reason, version=m.version
             )
             return
         previous = self._current(m.module)
@@ -278,10 +280,10 @@ class DeployManager:
             compile_s=round(time.monotonic() - job.started, 3),
         )
         self._ack(
-            "deploy",
+            DEPLOY,
             m.request_id,
             m.module,
-            "activated",
+            ACTIVATED,
             None,
             None,
             version=m.version,
@@ -366,21 +368,21 @@ class DeployManager:
                 self._swap(name, self.engine.load(name, wasm), target.params)
                 self.store.set_active(name, Active(current=target))
         except DeployRefused as exc:
-            self._ack("rollback", request_id, name, "refused", exc.reason, exc.detail)
+            self._ack(ROLLBACK, request_id, name, REFUSED, exc.reason, exc.detail)
             return
         except ModuleError as exc:
             log.error("rollback_failed", module=name, reason=exc.reason)
-            self._ack("rollback", request_id, name, "refused", "invalid_module", exc.reason)
+            self._ack(ROLLBACK, request_id, name, REFUSED, "invalid_module", exc.reason)
             return
         version = target.version if target else 0
         log.warning(
             "module_rolled_back", module=name, reason=why, to_version=version, failed_version=failed
         )
         self._ack(
-            "rollback",
+            ROLLBACK,
             request_id,
             name,
-            "rolled_back",
+            ROLLED_BACK,
             why,
             None,
             version=version,
@@ -391,10 +393,10 @@ class DeployManager:
     def _remove(self, name: str, request_id: str | None) -> None:
         if name not in self.store.active():
             self._ack(
-                "remove",
+                REMOVE,
                 request_id,
                 name,
-                "refused",
+                REFUSED,
                 "not_pushed",
                 f"'{name}' already runs the config's file",
             )
@@ -402,11 +404,11 @@ class DeployManager:
         try:
             self._swap(name, self.engine.load_file(name, self.config.modules[name].file), None)
         except ModuleError as exc:
-            self._ack("remove", request_id, name, "refused", "invalid_module", exc.reason)
+            self._ack(REMOVE, request_id, name, REFUSED, "invalid_module", exc.reason)
             return
         self._probation.pop(name, None)
         self.store.set_active(name, None)
-        self._ack("remove", request_id, name, "removed", None, None, version=0)
+        self._ack(REMOVE, request_id, name, REMOVED, None, None, version=0)
 
     # -- status and acks -------------------------------------------------------------------
 
@@ -419,27 +421,26 @@ class DeployManager:
 
     def publish_status(self) -> None:
         active = self.store.active()
-        modules: dict[str, Any] = {}
+        modules: dict[str, ModuleState] = {}
         for name, mod in self.config.modules.items():
             entry = active.get(name)
             if entry is None:
-                modules[name] = {"version": 0, "source": "config", "digest": _file_digest(mod.file)}
+                modules[name] = ModuleState.from_config(_file_digest(mod.file))
             else:
                 prev = entry.previous
-                modules[name] = {
-                    "version": entry.current.version,
-                    "digest": entry.current.digest,
-                    "source": "pushed",
-                    "previous": {"version": prev.version, "digest": prev.digest} if prev else None,
-                    "probation": name in self._probation,
-                }
-        body = {
-            "node_id": self.config.node_id,
-            "groups": list(self.config.deploy.groups),
-            "modules": modules,
-            "ts": int(time.time() * 1000),
-        }
-        self._publish(self.modules_topic, json.dumps(body, separators=(",", ":")).encode(), 1, True)
+                modules[name] = ModuleState.pushed(
+                    entry.current.version,
+                    entry.current.digest,
+                    (prev.version, prev.digest) if prev else None,
+                    name in self._probation,
+                )
+        status = ModulesStatus(
+            node_id=self.config.node_id,
+            groups=tuple(self.config.deploy.groups),
+            modules=modules,
+            ts=int(time.time() * 1000),
+        )
+        self._publish(self.modules_topic, status.encode(), 1, True)
 
     def _ack(
         self,
@@ -449,23 +450,28 @@ class DeployManager:
         result: str,
         reason: str | None,
         detail: str | None,
-        **extra: object,
+        *,
+        version: int | None = None,
+        digest: str | None = None,
+        failed_version: int | None = None,
     ) -> None:
-        body = {
-            "node_id": self.config.node_id,
-            "request_id": request_id,
-            "action": action,
-            "module": module,
-            "result": result,
-            "reason": reason,
-            "detail": detail,
-            **extra,
-            "ts": int(time.time() * 1000),
-        }
-        level = "info" if result in ("activated", "already_active", "removed") else "warning"
-        getattr(log, level)("deploy_ack", **{k: v for k, v in body.items() if k != "ts"})
-        self._publish(self.ack_topic, json.dumps(body, separators=(",", ":")).encode(), 1, False)
-        if result in ("activated", "rolled_back", "removed"):
+        ack = Ack(
+            node_id=self.config.node_id,
+            request_id=request_id,
+            action=action,
+            module=module,
+            result=result,
+            reason=reason,
+            detail=detail,
+            version=version,
+            digest=digest,
+            failed_version=failed_version,
+            ts=int(time.time() * 1000),
+        )
+        level = "info" if result in (ACTIVATED, ALREADY_ACTIVE, REMOVED) else "warning"
+        getattr(log, level)("deploy_ack", **{k: v for k, v in ack.fields().items() if k != "ts"})
+        self._publish(self.ack_topic, ack.encode(), 1, False)
+        if result in (ACTIVATED, ROLLED_BACK, REMOVED):
             self.publish_status()
 
 
