@@ -1,5 +1,24 @@
-"""The `edged` command. Every failure a user can cause ends in one clear message and exit 2;
-anything else the daemon hits at run time ends in exit 1."""
+"""The `edged` command: one parser, a module per command group, one table of exit codes.
+
+Each command module has `register(commands)`, which adds its parser(s) and sets
+`handler`, the function `main` calls with the parsed arguments. The modules import only what
+building their parsers needs; what a command needs to run (the config loader, paho, PyYAML,
+cryptography, wasmtime) is imported by its handler, so no command pays for another's imports.
+
+Exit status, as `edged --help` shows it:
+
+    0    done
+    1    the command ran and failed: a deploy refused or not answered, a filter run with failed
+         calls; or a bug in edged, which prints one "internal error" line
+    2    a usage error: the command line, the config (ConfigError), its modules (SetupError), a
+         file or a key is wrong (any other EdgedError); fix it and run again
+    69   the MQTT broker cannot be reached or refused us (BrokerError); EX_UNAVAILABLE of
+         sysexits.h, apart from 2 because running again later may well work
+    130  interrupted (Ctrl-C)
+
+`edged run` itself never exits 69: the daemon keeps reconnecting to its broker. systemd's unit
+stops restarting it on 2 only (RestartPreventExitStatus=2).
+"""
 
 from __future__ import annotations
 
@@ -7,185 +26,87 @@ import argparse
 import os
 import sys
 import traceback
-from collections.abc import Sequence
-from pathlib import Path
-from typing import TextIO
+from collections.abc import Callable, Mapping, Sequence
+from typing import Final
 
 import edged
-from edged.errors import ConfigError, EdgedError
+from edged.cli import check, demo, keygen, logs, module, run, service, stats
+from edged.cli import filter as filter_tools
+from edged.errors import BrokerError, ConfigError, EdgedError, SetupError
 
-EXIT_FAILURE = 1
-EXIT_USAGE = 2
+Handler = Callable[[argparse.Namespace], int]
+
+EXIT_OK: Final = 0
+EXIT_FAILURE: Final = 1
+EXIT_USAGE: Final = 2
+EXIT_UNAVAILABLE: Final = 69
+EXIT_INTERRUPTED: Final = 130  # 128 + SIGINT, as a shell reports it
+
+#: The exit status for an exception that reaches `main`, by class; the most specific class in
+#: the table wins, and any other Exception is a bug (EXIT_FAILURE, "internal error").
+EXIT_CODES: Final[Mapping[type[BaseException], int]] = {
+    KeyboardInterrupt: EXIT_INTERRUPTED,
+    BrokerError: EXIT_UNAVAILABLE,
+    ConfigError: EXIT_USAGE,
+    SetupError: EXIT_USAGE,
+    EdgedError: EXIT_USAGE,
+}
+
+#: The command groups, in the order `edged --help` lists them.
+COMMANDS: Final = (run, check, stats, logs, demo, filter_tools, service, keygen, module)
+
+EPILOG: Final = """\
+exit status:
+  0    done
+  1    the command ran and failed (a deploy refused or not answered, a filter run with
+       failed calls), or an internal error
+  2    usage: the command line, the config, a module, a file or a key is wrong
+  69   the MQTT broker cannot be reached or refused the connection: try again later
+  130  interrupted
+"""
 
 
-def _parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="edged", description="MQTT in, sandboxed WebAssembly filters, MQTT out."
+        prog="edged",
+        description="MQTT in, sandboxed WebAssembly filters, MQTT out.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"edged {edged.__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    run = commands.add_parser("run", help="run the daemon")
-    run.add_argument("--config", "-c", required=True, type=Path, help="the YAML config file")
-
-    check = commands.add_parser("check", help="validate a config and load its modules")
-    check.add_argument("--config", "-c", required=True, type=Path)
-
-    stats = commands.add_parser("stats", help="show a node's metrics, read from the broker")
-    stats.add_argument("--config", "-c", required=True, type=Path, help="for the broker settings")
-    stats.add_argument("--node", help="the node to show (default: the config's node_id)")
-    stats.add_argument("--json", action="store_true", help="print the metrics JSON as it is")
-    stats.add_argument("--timeout", type=float, default=5.0, metavar="SECONDS")
-
-    from edged.cli.logs import add_arguments as add_logs_arguments
-
-    add_logs_arguments(commands.add_parser("logs", help="show the daemon's logs, filtered"))
-
-    demo = commands.add_parser("demo", help="run the demo on a private broker")
-    demo.add_argument("--rounds", type=int, default=12, help="readings per sensor")
-
-    filt = commands.add_parser("filter", help="tools for filter authors")
-    filter_commands = filt.add_subparsers(dest="filter_command", required=True, metavar="ACTION")
-    frun = filter_commands.add_parser(
-        "run", help="run one filter over JSON lines and print what it emits"
-    )
-    frun.add_argument("module", type=Path, help="the filter's .wasm file")
-    frun.add_argument("--param", "-p", action="append", default=[], metavar="KEY=VALUE")
-    frun.add_argument("--input", "-i", type=Path, help="JSON lines file (default: stdin)")
-    frun.add_argument(
-        "--tick-at-end", action="store_true", help="call edged_on_tick once at the end"
-    )
-
-    from edged.authoring.scaffold import add_parsers as add_authoring_parsers
-
-    add_authoring_parsers(filter_commands)
-
-    from edged.cli.service import add_parsers as add_service_parsers
-
-    add_service_parsers(commands)
-
-    from edged.cli.module import add_parsers as add_deploy_parsers
-
-    add_deploy_parsers(commands)
+    for command in COMMANDS:
+        command.register(commands)
     return parser
 
 
+def exit_code(exc: BaseException) -> int | None:
+    """The status `exc` exits with, from EXIT_CODES; None for an exception that is a bug."""
+    for cls in type(exc).__mro__:
+        if cls in EXIT_CODES:
+            return EXIT_CODES[cls]
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    args = build_parser().parse_args(argv)
+    handler: Handler = args.handler
     try:
-        if args.command == "run":
-            return _run(args.config)
-        if args.command == "check":
-            return _check(args.config)
-        if args.command == "stats":
-            return _stats(args)
-        if args.command == "logs":
-            from edged.cli.logs import run_logs
-
-            return run_logs(args)
-        if args.command == "demo":
-            from edged.cli.demo import run_demo
-
-            return run_demo(rounds=args.rounds)
-        if args.command in ("install-service", "uninstall-service"):
-            from edged.cli.service import run_command
-
-            return run_command(args)
-        if args.command in ("keygen", "module"):
-            from edged.cli.module import run_command as run_deploy_command
-
-            return run_deploy_command(args)
-        if args.filter_command != "run":
-            from edged.authoring.scaffold import run_command as run_authoring_command
-
-            return run_authoring_command(args, sys.stdout, sys.stderr)
-        return _filter_run(args)
-    except KeyboardInterrupt:
-        return 130
-    except ConfigError as exc:
-        print(f"edged: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except EdgedError as exc:
-        print(f"edged: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except Exception as exc:  # a bug of ours: one line for the user, the traceback on request
-        if os.environ.get("EDGED_DEBUG"):
-            traceback.print_exc()
-        print(
-            f"edged: internal error: {type(exc).__name__}: {exc} "
-            "(set EDGED_DEBUG=1 for the traceback, and please report it)",
-            file=sys.stderr,
-        )
-        return EXIT_FAILURE
-
-
-def _run(path: Path) -> int:
-    from edged.config import load_config
-    from edged.daemon import logs as log
-    from edged.daemon.daemon import Daemon
-
-    config = load_config(path)
-    log.configure(
-        config.log.level,
-        config.log.format,
-        file=config.log.file,
-        max_bytes=config.log.max_bytes,
-        backups=config.log.backups,
-    )
-    Daemon(config, config_path=path).run()
-    return 0
-
-
-def _check(path: Path) -> int:
-    from edged.config import load_config
-    from edged.pipeline.assembly import build_pipelines, make_engine
-
-    config = load_config(path)
-    pipelines = build_pipelines(config, make_engine(config), lambda *_: True)
-    steps = sum(len(p.steps) for p in pipelines)
-    print(
-        f"{path}: OK: {len(config.modules)} modules, {len(pipelines)} pipelines, "
-        f"{steps} filter instances"
-    )
-    return 0
-
-
-def _stats(args: argparse.Namespace) -> int:
-    import json
-
-    from edged.cli.stats import fetch_metrics, render
-    from edged.config import load_config
-
-    config = load_config(args.config)
-    metrics = fetch_metrics(config, args.node or config.node_id, args.timeout)
-    if args.json:
-        print(json.dumps(metrics))
-    else:
-        render(metrics, sys.stdout)
-    return 0
-
-
-def _filter_run(args: argparse.Namespace) -> int:
-    from edged.authoring.runner import load_filter, parse_params, run_lines
-
-    params = parse_params(args.param)
-    filt = load_filter(args.module, params, sys.stderr)
-    source: TextIO
-    if args.input is not None:
-        try:
-            source = open(args.input, encoding="utf-8")  # noqa: SIM115 (closed below)
-        except OSError as exc:
-            raise EdgedError(f"cannot read {args.input}: {exc.strerror}") from None
-    else:
-        source = sys.stdin
-    with source:
-        totals = run_lines(filt, source, sys.stdout, sys.stderr, tick_at_end=args.tick_at_end)
-    print(
-        f"{totals.messages_in} in, {totals.messages_out} out, {totals.failures} failed, "
-        f"{totals.bad_lines} bad lines",
-        file=sys.stderr,
-    )
-    return EXIT_FAILURE if totals.failures or totals.bad_lines else 0
+        return handler(args)
+    except (KeyboardInterrupt, Exception) as exc:
+        code = exit_code(exc)
+        if code is None:  # a bug of ours: one line for the user, the traceback on request
+            if os.environ.get("EDGED_DEBUG"):
+                traceback.print_exc()
+            print(
+                f"edged: internal error: {type(exc).__name__}: {exc} "
+                "(set EDGED_DEBUG=1 for the traceback, and please report it)",
+                file=sys.stderr,
+            )
+            return EXIT_FAILURE
+        if isinstance(exc, EdgedError):
+            print(f"edged: {exc}", file=sys.stderr)
+        return code
 
 
 if __name__ == "__main__":

@@ -1,32 +1,37 @@
 """`edged demo`: a private broker, the real daemon as a subprocess, simulated sensors, results.
 
 Everything is real: mosquitto on a free loopback port, `edged run` in its own process, the
-example Wasm filters from `examples/filters/`. Only the sensors are made up.
+example Wasm filters from `examples/filters/`. Only the sensors are made up; they and the
+collector that prints what comes out are one short-lived session (edged/mqtt/session.py).
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import os
 import signal
 import subprocess
 import sys
-import tempfile
-import threading
 import time
 from collections import Counter
 from pathlib import Path
-from typing import TextIO
-
-import paho.mqtt.client as paho
-import yaml
-from paho.mqtt.enums import CallbackAPIVersion
+from typing import TYPE_CHECKING, TextIO
 
 from edged.errors import EdgedError
-from edged.mqtt.mosquitto import PrivateBroker
+
+if TYPE_CHECKING:
+    from edged.mqtt.session import Received, Session
 
 ROOMS = ("kitchen", "cellar", "attic")
+STATUS_TOPIC = "edged/demo/status"
+
+
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    demo = commands.add_parser("demo", help="run the demo on a private broker")
+    demo.add_argument("--rounds", type=int, default=12, help="readings per sensor")
+    demo.set_defaults(handler=lambda args: run_demo(rounds=args.rounds))
 
 
 def demo_config_path() -> Path:
@@ -44,6 +49,8 @@ def demo_config_path() -> Path:
 
 
 def _write_config(source: Path, port: int, workdir: Path) -> Path:
+    import yaml
+
     data = yaml.safe_load(source.read_text())
     data["broker"].update(host="127.0.0.1", port=port)
     data["state_dir"] = str(workdir / "state")
@@ -64,32 +71,54 @@ def _reading(room: str, step: int) -> float:
 
 
 class _Collector:
-    def __init__(self, status_topic: str, out: TextIO) -> None:
-        self.status_topic = status_topic
-        self.out = out
-        self.online = threading.Event()
-        self.received: Counter[str] = Counter()
-        self.lock = threading.Lock()
+    """What the daemon sends: whether it is online, and its outputs, printed and counted."""
 
-    def on_message(self, _c: paho.Client, _u: object, msg: paho.MQTTMessage) -> None:
-        if msg.topic == self.status_topic:
+    def __init__(self, session: Session, out: TextIO) -> None:
+        self.session = session
+        self.out = out
+        self.online = False
+        self.received: Counter[str] = Counter()
+
+    def take(self, seconds: float) -> None:
+        """Show what arrives in the next `seconds`."""
+        deadline = time.monotonic() + seconds
+        while (message := self.session.next(deadline - time.monotonic())) is not None:
+            self._show(message)
+
+    def _show(self, msg: Received) -> None:
+        if msg.topic == STATUS_TOPIC:
             try:
-                state = json.loads(msg.payload).get("state")
+                status = json.loads(msg.payload)
             except ValueError:
                 return
-            if state == "online":
-                self.online.set()
+            if isinstance(status, dict) and status.get("state") == "online":
+                self.online = True
             return
         kind = msg.topic.split("/")[1] if msg.topic.count("/") >= 2 else msg.topic
         kind = {"alerts": "alerts", "fahrenheit": "fahrenheit", "raw": "humidity"}.get(
             kind, "averages"
         )
-        with self.lock:
-            self.received[kind] += 1
-            print(f"  {msg.topic:<42} {msg.payload.decode(errors='replace')}", file=self.out)
+        self.received[kind] += 1
+        print(f"  {msg.topic:<42} {msg.payload.decode(errors='replace')}", file=self.out)
+
+
+def _stop(daemon: subprocess.Popen[bytes]) -> int:
+    """Stop the daemon as systemd would, and its exit code."""
+    daemon.send_signal(signal.SIGTERM)
+    try:
+        return daemon.wait(10)
+    except subprocess.TimeoutExpired:
+        daemon.kill()
+        return daemon.wait()
 
 
 def run_demo(*, rounds: int = 12, out: TextIO = sys.stdout) -> int:
+    import tempfile
+
+    from edged.config.model import BrokerConfig
+    from edged.mqtt.mosquitto import PrivateBroker
+    from edged.mqtt.session import Session
+
     started = time.monotonic()
     source = demo_config_path()
     with PrivateBroker() as broker, tempfile.TemporaryDirectory(prefix="edged-demo-") as tmp:
@@ -104,42 +133,42 @@ def run_demo(*, rounds: int = 12, out: TextIO = sys.stdout) -> int:
                 stderr=subprocess.STDOUT,
                 env={**os.environ, "PYTHONUNBUFFERED": "1"},
             )
-        collector = _Collector("edged/demo/status", out)
-        client = paho.Client(CallbackAPIVersion.VERSION2, client_id="edged-demo-sensors")
-        client.on_message = collector.on_message
-        client.connect(broker.host, broker.port)
-        client.subscribe([("edged/demo/status", 1), ("out/#", 1)])
-        client.loop_start()
+        code: int | None = None
         try:
-            deadline = time.monotonic() + 20
-            while not collector.online.wait(0.1):
-                if daemon.poll() is not None or time.monotonic() > deadline:
-                    raise EdgedError(
-                        "the daemon did not come online:\n" + logfile.read_text(errors="replace")
-                    )
-            print("edged is online; publishing readings:", file=out)
-            published = 0
-            for step in range(rounds):
-                for room in ROOMS:
-                    now_ms = int(time.time() * 1000)
-                    reading = {"temp": _reading(room, step), "ts": now_ms}
-                    client.publish(f"sensors/{room}/temperature", json.dumps(reading), qos=1)
-                    humidity = {"rh": round(55 + 10 * math.cos(step / 4.0), 1), "ts": now_ms}
-                    client.publish(f"sensors/{room}/humidity", json.dumps(humidity), qos=0)
-                    published += 2
-                time.sleep(0.1)
-            time.sleep(1.6)  # one more one-second window, so the last averages come out
+            with Session(BrokerConfig(host=broker.host, port=broker.port), "demo") as session:
+                collector = _Collector(session, out)
+                session.subscribe(STATUS_TOPIC, 1)
+                session.subscribe("out/#", 1)
+                deadline = time.monotonic() + 20
+                while not collector.online:
+                    if daemon.poll() is not None or time.monotonic() > deadline:
+                        raise EdgedError(
+                            "the daemon did not come online:\n"
+                            + logfile.read_text(errors="replace")
+                        )
+                    collector.take(0.1)
+                print("edged is online; publishing readings:", file=out)
+                published = 0
+                for step in range(rounds):
+                    for room in ROOMS:
+                        now_ms = int(time.time() * 1000)
+                        reading = {"temp": _reading(room, step), "ts": now_ms}
+                        session.publish(
+                            f"sensors/{room}/temperature", json.dumps(reading).encode(), qos=1
+                        )
+                        humidity = {"rh": round(55 + 10 * math.cos(step / 4.0), 1), "ts": now_ms}
+                        session.publish(
+                            f"sensors/{room}/humidity", json.dumps(humidity).encode(), qos=0
+                        )
+                        published += 2
+                    collector.take(0.1)
+                collector.take(1.6)  # one more one-second window, so the last averages come out
+                code = _stop(daemon)
+                collector.take(0.1)  # what it sent while stopping
         finally:
-            daemon.send_signal(signal.SIGTERM)
-            try:
-                code = daemon.wait(10)
-            except subprocess.TimeoutExpired:
-                daemon.kill()
-                code = daemon.wait()
-            client.loop_stop()
-            client.disconnect()
-        with collector.lock:
-            got = dict(collector.received)
+            if code is None:
+                code = _stop(daemon)
+        got = dict(collector.received)
         total = sum(got.values())
         parts = ", ".join(
             f"{got.get(k, 0)} {k}" for k in ("alerts", "fahrenheit", "averages", "humidity")

@@ -286,6 +286,12 @@ def _history(value: str) -> int | None:
     return lines
 
 
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    logs = commands.add_parser("logs", help="show the daemon's logs, filtered")
+    add_arguments(logs)
+    logs.set_defaults(handler=run_logs)
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of `edged logs`."""
     parser.formatter_class = argparse.RawDescriptionHelpFormatter

@@ -416,8 +416,8 @@ def _next_steps(steps: _Steps, script: Path) -> None:
     )
 
 
-def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Register `install-service` and `uninstall-service` on the `edged` command."""
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """`install-service` and `uninstall-service`."""
     inst = commands.add_parser(
         "install-service",
         help="install the systemd unit, the edged user and a default config (as root)",
@@ -428,12 +428,14 @@ def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
         metavar="DIR",
         help="the tree with systemd/ and examples/filters (default: edged's own checkout)",
     )
+    inst.set_defaults(handler=_install)
     uninst = commands.add_parser(
         "uninstall-service", help="stop and remove the systemd unit (as root)"
     )
     uninst.add_argument(
         "--purge", action="store_true", help="remove /etc/edged and /var/lib/edged too"
     )
+    uninst.set_defaults(handler=_uninstall)
     for sub in (inst, uninst):
         sub.add_argument(
             "--root",
@@ -445,8 +447,9 @@ def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
         sub.add_argument("--dry-run", action="store_true", help="print what would be done")
 
 
-def run_command(args: argparse.Namespace) -> int:
-    root = Path(os.path.abspath(args.root))
-    if args.command == "install-service":
-        return install(root, source=args.source, dry_run=args.dry_run)
-    return uninstall(root, purge=args.purge, dry_run=args.dry_run)
+def _install(args: argparse.Namespace) -> int:
+    return install(Path(os.path.abspath(args.root)), source=args.source, dry_run=args.dry_run)
+
+
+def _uninstall(args: argparse.Namespace) -> int:
+    return uninstall(Path(os.path.abspath(args.root)), purge=args.purge, dry_run=args.dry_run)

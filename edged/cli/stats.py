@@ -2,60 +2,63 @@
 
 from __future__ import annotations
 
+import argparse
 import json
-import queue
-import uuid
-from typing import Any, TextIO
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO
 
-import paho.mqtt.client as paho
-from paho.mqtt.enums import CallbackAPIVersion
-
-from edged.config import Config
-from edged.errors import BrokerError
+from edged.errors import EdgedError
 from edged.sizes import format_bytes
+
+if TYPE_CHECKING:
+    from edged.config import Config
+
+
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    stats = commands.add_parser("stats", help="show a node's metrics, read from the broker")
+    stats.add_argument("--config", "-c", required=True, type=Path, help="for the broker settings")
+    stats.add_argument("--node", help="the node to show (default: the config's node_id)")
+    stats.add_argument("--json", action="store_true", help="print the metrics JSON as it is")
+    stats.add_argument("--timeout", type=float, default=5.0, metavar="SECONDS")
+    stats.set_defaults(handler=run_stats)
+
+
+def run_stats(args: argparse.Namespace) -> int:
+    from edged.config import load_config
+
+    config = load_config(args.config)
+    metrics = fetch_metrics(config, args.node or config.node_id, args.timeout)
+    if args.json:
+        print(json.dumps(metrics))
+    else:
+        render(metrics, sys.stdout)
+    return 0
 
 
 def fetch_metrics(config: Config, node_id: str, timeout: float) -> dict[str, Any]:
-    """The latest metrics the node published (they are retained), or BrokerError."""
+    """The latest metrics the node published (they are retained).
+
+    BrokerError if the broker cannot be reached; EdgedError if it holds no metrics of the node,
+    which is a wrong --node or config more often than a node that is down.
+    """
+    from edged.mqtt.session import Session
+
     topic = f"{config.topic_prefix}/{node_id}/metrics"
-    b = config.broker
-    arrived: queue.Queue[bytes] = queue.Queue()
-    client = paho.Client(
-        CallbackAPIVersion.VERSION2,
-        client_id=f"edged-stats-{uuid.uuid4().hex[:8]}",
-        protocol=paho.MQTTv5 if b.mqtt_version == "5" else paho.MQTTv311,
-    )
-    if b.username is not None:
-        client.username_pw_set(b.username, b.password)
-    if b.tls is not None:
-        client.tls_set(
-            ca_certs=str(b.tls.ca_file) if b.tls.ca_file else None,
-            certfile=str(b.tls.cert_file) if b.tls.cert_file else None,
-            keyfile=str(b.tls.key_file) if b.tls.key_file else None,
-        )
-    client.on_message = lambda _c, _u, msg: arrived.put(bytes(msg.payload))
-    client.on_connect = lambda c, *_: c.subscribe(topic, 0)
-    try:
-        client.connect(b.host, b.port, keepalive=b.keepalive)
-    except OSError as exc:
-        raise BrokerError(f"cannot connect to {b.host}:{b.port}: {exc}") from None
-    client.loop_start()
-    try:
-        payload = arrived.get(timeout=timeout)
-    except queue.Empty:
-        raise BrokerError(
+    with Session(config.broker, "stats", min(timeout, 10.0) + 5.0) as session:
+        session.subscribe(topic, 0)
+        message = session.next(timeout)
+    if message is None:
+        raise EdgedError(
             f"no metrics on {topic} within {timeout:g} s: is node '{node_id}' running, "
             "with metrics.interval > 0?"
-        ) from None
-    finally:
-        client.loop_stop()
-        client.disconnect()
+        )
     try:
-        data = json.loads(payload)
+        data = json.loads(message.payload)
     except ValueError:
-        raise BrokerError(f"{topic} does not hold edged metrics") from None
+        raise EdgedError(f"{topic} does not hold edged metrics") from None
     if not isinstance(data, dict):
-        raise BrokerError(f"{topic} does not hold edged metrics")
+        raise EdgedError(f"{topic} does not hold edged metrics")
     return data
 
 

@@ -238,3 +238,36 @@ def test_stats_shows_a_running_nodes_metrics(
     missing = edged("stats", "--config", str(config), "--node", "nobody", "--timeout", "0.5")
     assert missing.returncode == 2
     assert "no metrics on edged/nobody/metrics" in missing.stderr
+
+
+def test_stats_without_a_broker_exits_69(tmp_path: Path) -> None:
+    """A broker that cannot be reached is one line and exit 69, not the usage errors' 2."""
+    config = write_config(
+        tmp_path / "nobroker.yaml",
+        {
+            "node_id": "gw",
+            "broker": {"host": "127.0.0.1", "port": 1},
+            "modules": {"t": {"file": wasm("threshold")}},
+            "pipelines": [
+                {"name": "p", "subscribe": ["a"], "filters": ["t"], "outputs": [{"topic": "b"}]}
+            ],
+        },
+    )
+    result = edged("stats", "--config", str(config), "--timeout", "0.5")
+    assert result.returncode == 69
+    assert result.stderr.startswith("edged: cannot connect to 127.0.0.1:1")
+    assert "Traceback" not in result.stderr
+
+
+def test_help_lists_the_exit_statuses() -> None:
+    """`edged --help` ends with what each exit status means, 69 for an unreachable broker."""
+    result = edged("--help")
+    assert result.returncode == 0
+    epilog = result.stdout.split("exit status:", 1)[1]
+    assert [line.split()[0] for line in epilog.splitlines() if line[:3].strip().isdigit()] == [
+        "0",
+        "1",
+        "2",
+        "69",
+        "130",
+    ]

@@ -466,7 +466,6 @@ def test_group_push_that_fails_probation_exits_1(
         ([str(THRESHOLD), "--key", "KEY", "-p", "limit"], "expected KEY=VALUE"),
         ([str(THRESHOLD), "--key", "KEY", "--expect", "2"], "--expect is for --group"),
         ([str(THRESHOLD), "--key", "KEY", "--broker", "host:port"], "expected HOST:PORT"),
-        ([str(THRESHOLD), "--key", "KEY", "--broker", "127.0.0.1:1"], "cannot connect"),
     ],
 )
 def test_push_usage_errors_exit_2(
@@ -491,6 +490,30 @@ def test_push_usage_errors_exit_2(
     assert code == 2
     assert lines == []
     assert says in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["push", "THRESHOLD", "--key", "KEY", "--name", "t", "--version", "1", "--node", "gw"],
+        ["rollback", "--name", "t", "--group", "hall"],
+        ["remove", "--name", "t", "--node", "gw"],
+        ["status", "--node", "gw"],
+    ],
+)
+def test_an_unreachable_broker_exits_69(
+    capsys: pytest.CaptureFixture[str],
+    signing_key: tuple[Path, Ed25519PrivateKey],
+    args: list[str],
+) -> None:
+    """No broker at --broker is one message and exit 69 (EX_UNAVAILABLE), apart from the usage
+    errors' 2, so a script can tell "try again later" from "fix the command"."""
+    swap = {"KEY": str(signing_key[0]), "THRESHOLD": str(THRESHOLD)}
+    args = [swap.get(a, a) for a in args]
+    code, lines, err = run(capsys, "module", *args, "--broker", "127.0.0.1:1", "--timeout", "1")
+    assert code == 69
+    assert lines == []
+    assert "edged: cannot connect to 127.0.0.1:1" in err and "Traceback" not in err
 
 
 def test_push_takes_broker_and_prefix_from_a_config(
