@@ -26,6 +26,7 @@ from edged.config.model import (
     MetricsConfig,
     ModuleConfig,
     MqttVersion,
+    OutboxConfig,
     OutputRule,
     Params,
     ParamValue,
@@ -120,6 +121,10 @@ def _broker(r: _Reader) -> BrokerConfig:
     max_delay = r.number("reconnect_max_delay", 60.0)
     if max_delay < min_delay:
         r.fail("reconnect_max_delay", f"must not be below reconnect_min_delay ({min_delay})")
+    d = BrokerConfig()
+    # MQTT 5 carries the Session Expiry Interval in four bytes
+    expiry = r.whole("session_expiry", 0, 2**32 - 1)
+    inflight = r.integer("inflight", d.inflight, 1, 65535)
     return r.done(
         BrokerConfig(
             host=host,
@@ -132,6 +137,8 @@ def _broker(r: _Reader) -> BrokerConfig:
             tls=tls,
             reconnect_min_delay=min_delay,
             reconnect_max_delay=max_delay,
+            session_expiry=d.session_expiry if expiry is None else expiry,
+            inflight=inflight,
         )
     )
 
@@ -274,6 +281,19 @@ def _trusted_key(item: _Reader) -> str | None:
     return content.strip()
 
 
+def _outbox(r: _Reader) -> OutboxConfig:
+    d = OutboxConfig()
+    max_bytes = r.size("max_bytes", 64 * KiB)
+    max_age = r.real("max_age", 0, above=True)
+    return r.done(
+        OutboxConfig(
+            max_bytes=d.max_bytes if max_bytes is None else max_bytes,
+            max_age=d.max_age if max_age is None else max_age,
+            when_full=r.literal("when_full", OVERLOADS, d.when_full),
+        )
+    )
+
+
 def _metrics(r: _Reader) -> MetricsConfig:
     interval = r.real("interval", 0)
     return r.done(MetricsConfig() if interval is None else MetricsConfig(interval=interval))
@@ -389,6 +409,7 @@ def parse_config(data: object, *, source: str = "<config>", base_dir: Path | Non
             violations=_violations(r.child("violations")),
             metrics=_metrics(r.child("metrics")),
             deploy=_deploy(r.child("deploy")),
+            outbox=_outbox(r.child("outbox")),
         )
     )
     if errors:

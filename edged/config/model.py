@@ -50,6 +50,12 @@ class BrokerConfig:
     tls: TLSConfig | None = None
     reconnect_min_delay: float = 1.0  # seconds; doubled after each failure ...
     reconnect_max_delay: float = 60.0  # ... up to this
+    # Seconds the broker keeps edged's session (subscriptions, queued messages, unacknowledged
+    # inputs) while edged is away; 0: a clean session on every connect (nothing kept).
+    session_expiry: int = 86400
+    # QoS 1/2 messages in flight each way: edged's unacknowledged publishes, and (MQTT 5
+    # Receive Maximum) the inputs the broker may send before edged acknowledges one.
+    inflight: int = 100
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -87,6 +93,15 @@ class ViolationsConfig:
     quarantine_after: int = 5  # this many violations ...
     window: float = 10.0  # ... within this many seconds quarantine the filter
     cooldown: float = 60.0  # seconds until a quarantined filter is tried again
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class OutboxConfig:
+    """Outgoing publishes kept on disk while they cannot be delivered (docs/delivery.md)."""
+
+    max_bytes: int = 64 * MiB
+    max_age: float | None = 7 * 86400.0  # seconds; older entries are deleted unsent
+    when_full: Overload = "drop_oldest"  # drop_oldest | drop_newest | block
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -175,6 +190,7 @@ class Config:
     violations: ViolationsConfig = field(default_factory=ViolationsConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     deploy: DeployConfig = field(default_factory=DeployConfig)
+    outbox: OutboxConfig = field(default_factory=OutboxConfig)
     source: Path | None = None
 
     @property

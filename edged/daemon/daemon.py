@@ -24,8 +24,11 @@ from edged.daemon.systemd import Notifier
 from edged.daemon.timers import Timers, next_due, run_due, ticks_of
 from edged.engine import WasmtimeEngine
 from edged.errors import EdgedError
+from edged.mqtt._paho import Unacked
+from edged.mqtt.acks import AckWindow
 from edged.mqtt.link import BrokerLink
 from edged.mqtt.message import Message, TopicSubscription
+from edged.mqtt.outbox import Outbox
 from edged.pipeline import Pipeline
 from edged.pipeline.assembly import build_pipelines, make_engine, state_dir
 from edged.pipeline.intake import Intake
@@ -60,7 +63,11 @@ class Daemon:
         if self.deploy is not None:
             self.deploy.resume_probation()
         self.intake: Intake[Message] = Intake(config.daemon.queue_size, config.daemon.overload)
+        # the QoS 1/2 outputs of the input being filtered, still waiting for the broker
+        self._outputs: list[int] = []
+        self.left_to_broker = 0  # inputs dropped from the intake with the connection: redelivered
         self.link = self._make_link(config)
+        self.window = AckWindow(self.link.ack)
 
     def _build(
         self, config: Config, engine: WasmtimeEngine, *, first_ident: int
@@ -107,6 +114,12 @@ class Daemon:
         return subs
 
     def _make_link(self, config: Config) -> BrokerLink:
+        outbox = Outbox(
+            state_dir(config) / "outbox.sqlite3",
+            max_bytes=config.outbox.max_bytes,
+            max_age=config.outbox.max_age,
+            when_full=config.outbox.when_full,
+        )
         return BrokerLink(
             config.broker,
             client_id=config.client_id,
@@ -120,6 +133,9 @@ class Daemon:
             subscriptions=self._subscriptions(),
             on_message=self._received,
             on_ready=self._ready,
+            on_acked=self._output_acked,
+            on_lost=self._connection_lost,
+            outbox=outbox,
             # Unacknowledged QoS 1/2 outputs; never below 1000, so a small intake queue does not
             # also throttle publishing to one round trip per few messages.
             max_queued_publishes=max(config.daemon.queue_size, 1000),
@@ -154,7 +170,9 @@ class Daemon:
             self.intake = fresh
         if plan.new_link:
             self.link.close()
+            self._close_outbox()
             self.link = self._make_link(config)
+            self.window = AckWindow(self.link.ack)
         else:
             self.link.replace_subscriptions(self._subscriptions())
             self.link.publish_status(pipelines=[p.name for p in self.pipelines], quarantined=[])
@@ -208,6 +226,12 @@ class Daemon:
                     self.link.drain(room)
                 if intake.items and not self._awaiting_acks():
                     self._process_slice()
+                link = self.link
+                link.flush_outbox()
+                if link.replay_pending:
+                    link.replay()
+                    if not link.replay_pending:
+                        link.set_health("online")
                 now = time.monotonic()
                 if deploy is not None:
                     deploy.poll(now)
@@ -217,6 +241,8 @@ class Daemon:
                     timers.next_housekeeping = now + 1.0
                     for pipeline in self.pipelines:
                         pipeline.release_due(now)
+                    if link.outbox is not None:
+                        link.outbox.expire()
                 if now >= timers.next_summary:
                     timers.next_summary = now + self.config.log.summary_interval
                     self._summary()
@@ -225,19 +251,45 @@ class Daemon:
                     self._publish_metrics()
         finally:
             self.notifier.stopping()
-            self._take_in_the_rest()
-            # Take nothing new, finish what was taken, then say offline and flush.
+            if not self.link.persistent:
+                # A clean session ends with the connection: take in what the broker had queued.
+                self._take_in_the_rest()
+            # Take nothing new, finish what was taken, wait for the outputs' acknowledgements
+            # (which release the inputs' own), then say offline and disconnect. With a persistent
+            # session the broker keeps queueing for the next start, and sends again what is
+            # still unacknowledged.
             intake = self.intake
             intake.close()
             while intake.items:
                 self._process_slice()
+            self._await_outputs()
             if timers.metrics_every:
                 self._publish_metrics()
             self.link.close()
+            self._close_outbox()
             if self.deploy is not None:
                 self.deploy.close()
             self._summary()
             log.info("stopped")
+
+    def _await_outputs(self, timeout: float = 5.0) -> None:
+        """Read acknowledgements until every output an input waits for has one."""
+        deadline = time.monotonic() + timeout
+        while self.window and self.link.connected:
+            if time.monotonic() >= deadline:
+                log.warning(
+                    "shutdown_acks_timeout",
+                    seconds=timeout,
+                    inputs_left_to_the_broker=len(self.window),
+                )
+                break
+            self.link.step(0.02)  # what arrives now finds the intake closed: the broker keeps it
+
+    def _close_outbox(self) -> None:
+        outbox = self.link.outbox
+        if outbox is not None:
+            self.link.flush_outbox()
+            outbox.close()
 
     def _take_in_the_rest(self, timeout: float = 2.0) -> None:
         """Unsubscribe, and keep reading and filtering until the broker confirms it.
@@ -284,11 +336,49 @@ class Daemon:
     def _received(self, message: Message) -> None:
         _, evicted = self.intake.put(message)
         if evicted is not None and evicted.qos:
-            # Dropped by the overload policy and counted: acknowledged, or it would come back.
-            self.link.ack(evicted.mid, evicted.qos)
+            # Dropped by the overload policy and counted: acknowledged (in its turn), or it
+            # would come back.
+            self.window.finished(evicted.mid, evicted.qos)
+
+    def _output_acked(self, mid: int) -> None:
+        self.window.output_done(mid)
+
+    def _connection_lost(self, unacked: list[Unacked]) -> None:
+        """The connection went with these outputs unacknowledged.
+
+        With a persistent session the broker sends every unacknowledged input again after the
+        reconnect, and the filters make its outputs again: so an output an input stands behind
+        is let go, and so is every QoS 1/2 input still in the intake (it would only be a
+        duplicate). What no redelivery makes again goes to the outbox. With a clean session
+        nothing is sent again: every unacknowledged output goes to the outbox.
+        """
+        link = self.link
+        window = self.window
+        redelivered = link.persistent
+        keep = [u for u in unacked if not (redelivered and window.backed(u.mid))]
+        for u in keep:
+            link.keep_for_outbox(u.topic, u.payload, u.qos, u.retain)
+        waiting = window.forget()
+        dropped = 0
+        if redelivered:
+            items = self.intake.items
+            kept_items = [m for m in items if not m.qos]
+            dropped = len(items) - len(kept_items)
+            items.clear()
+            items.extend(kept_items)
+            self.left_to_broker += dropped
+        log.info(
+            "connection_lost_outputs",
+            to_outbox=len(keep),
+            made_again_on_redelivery=len(unacked) - len(keep),
+            inputs_awaiting_redelivery=waiting + dropped,
+        )
 
     def _ready(self) -> None:
         log.info("ready", subscriptions=[s.topic for s in self.router.subscriptions])
+        outbox = self.link.outbox
+        if outbox is not None and outbox.entries:
+            self.link.set_health("degraded", f"replaying {outbox.entries} outbox entries")
         # Sent again after each reconnect; systemd takes the first READY and the fresh STATUS.
         broker = self.config.broker
         self.notifier.ready(
@@ -300,6 +390,8 @@ class Daemon:
     # -- filtering -------------------------------------------------------------------------
 
     def _deliver(self, message: Message) -> None:
+        outputs: list[int] = []
+        self._outputs = outputs
         try:
             deploy = self.deploy
             if deploy is not None and deploy.is_control(message.topic):
@@ -311,13 +403,16 @@ class Daemon:
             self.internal_errors += 1
             log.exception("internal_error", topic=message.topic.decode(errors="replace"))
         if message.qos:
-            self.link.ack(message.mid, message.qos)
+            self.window.finished(message.mid, message.qos, outputs)
 
     def _publish(self, topic: str, payload: bytes, qos: int, retain: bool) -> bool:
-        return self.link.publish(topic, payload, qos, retain)
+        mid = self.link.publish(topic, payload, qos, retain)
+        if mid:
+            self._outputs.append(mid)  # the input being filtered waits for it
+        return mid is not None
 
     def _dead_letter(self, record: dict[str, object]) -> None:
-        self.link.publish(
+        self._publish(
             self.config.dead_letter_topic,
             reports.dead_letter_body(self.config.node_id, record),
             self.config.violations.dead_letter_qos,
@@ -328,9 +423,15 @@ class Daemon:
         self.link.publish_status(quarantined=[q for p in self.pipelines for q in p.quarantined])
 
     def metrics(self) -> dict[str, object]:
-        return reports.metrics_record(
+        record = reports.metrics_record(
             self.config.node_id, self.intake, self.router, self.pipelines, self.internal_errors
         )
+        record["link"] = {
+            **self.link.snapshot(),
+            "unacked_inputs": len(self.window),
+            "inputs_left_to_broker": self.left_to_broker,
+        }
+        return record
 
     def _publish_metrics(self) -> None:
         self.link.publish(self.config.metrics_topic, reports.to_json(self.metrics()), 0, True)

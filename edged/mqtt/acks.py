@@ -14,7 +14,7 @@ again. That is what makes delivery at least once without writing anything in nor
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Sequence
 
 #: sends one acknowledgement: `(mid, qos)`
 Acker = Callable[[int, int], None]
@@ -53,14 +53,14 @@ class AckWindow:
         """Outputs in flight that an input waits for."""
         return len(self._by_output)
 
-    def finished(self, mid: int, qos: int, output_mids: Iterable[int] = ()) -> None:
+    def finished(self, mid: int, qos: int, output_mids: Sequence[int] = ()) -> None:
         """The input `mid` went through the filters; `output_mids` are its QoS 1/2 outputs
         still waiting for the broker's acknowledgement."""
-        outputs = tuple(output_mids)
-        if not outputs and not self._held:
+        if not output_mids and not self._held:
             self._ack(mid, qos)
             self.acked += 1
             return
+        outputs = tuple(output_mids)
         held = _Held(mid, qos, len(outputs))
         for out in outputs:
             self._by_output[out] = held

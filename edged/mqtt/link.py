@@ -5,8 +5,15 @@ network, filters, ticks and publishes all run on one thread. A second thread for
 tried and measured: every ctypes call into wasmtime releases the GIL, and the busy network thread
 then held it for up to a switch interval, which cut throughput to ~800 msgs/s. So the daemon reads
 whatever the broker has sent (`drain`) into its bounded intake queue, processes a time slice of
-it, and goes back to reading; QoS 1/2 messages are acknowledged only once processed
-(`manual_ack`), so a crash mid-message gets them redelivered rather than lost.
+it, and goes back to reading; QoS 1/2 messages are acknowledged only once their outputs are
+safe (`manual_ack`, `edged.mqtt.acks`), so a crash mid-message gets them redelivered rather than
+lost.
+
+The session is persistent unless `broker.session_expiry` is 0: the broker keeps edged's
+subscriptions and queues what arrives while edged is away (restarting, or the connection down),
+and sends again every input edged had not acknowledged. Outputs that no such redelivery would
+make again (ticks' outputs, QoS 0 inputs' outputs, everything with a clean session) go to the
+outbox (`edged.mqtt.outbox`) when the connection drops, and are replayed after it is back.
 """
 
 from __future__ import annotations
@@ -28,9 +35,10 @@ from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from edged.config.model import BrokerConfig
-from edged.mqtt._paho import Client
+from edged.mqtt._paho import Client, Unacked
 from edged.mqtt.connect import make_client
 from edged.mqtt.message import Message, TopicSubscription
+from edged.mqtt.outbox import Outbox
 
 log = structlog.get_logger("edged.mqtt")
 
@@ -48,9 +56,25 @@ class BrokerLink:
         subscriptions: Sequence[TopicSubscription],
         on_message: Callable[[Message], None],
         on_ready: Callable[[], None] | None = None,
+        on_acked: Callable[[int], None] | None = None,
+        on_lost: Callable[[list[Unacked]], None] | None = None,
+        outbox: Outbox | None = None,
         max_queued_publishes: int = 10_000,
     ) -> None:
         self._broker = broker
+        self.persistent = broker.session_expiry > 0
+        self.outbox = outbox
+        self._on_acked = on_acked
+        self._on_lost = on_lost
+        #: outgoing mid of a replayed outbox entry -> its sequence number
+        self._replaying: dict[int, int] = {}
+        self._replay_cursor = 0
+        self._replayed: list[int] = []  # acknowledged, to delete from the outbox
+        self._spill: list[tuple[str, bytes, int, bool]] = []  # for the outbox, this round
+        self._health = "online"
+        self.refused_by_broker = 0  # MQTT 5 PUBACKs with a failure reason code
+        self.session_lost = 0  # reconnects where the broker had forgotten the session
+        self.reconnects = 0
         self._status_topic = status_topic
         self._status = status
         self._subscriptions = tuple(subscriptions)
@@ -69,9 +93,12 @@ class BrokerLink:
             Client,
             broker,
             client_id,
-            clean_session=None if self.v5 else True,
+            # MQTT 3.1.1 keeps the session with clean_session false; MQTT 5 decides per connect
+            # (clean_start) and by the Session Expiry Interval, see _try_connect.
+            clean_session=None if self.v5 else not self.persistent,
             manual_ack=True,
         )
+        client.max_inflight_messages_set(broker.inflight)
         # paho's outgoing queue is bounded too, so a long broker outage cannot eat the gateway's
         # memory; a publish past it is refused and counted by the caller as `publish_failed`.
         client.max_queued_messages_set(max_queued_publishes)
@@ -82,6 +109,7 @@ class BrokerLink:
         client.on_subscribe = self._subscribed
         client.on_unsubscribe = lambda _c, _u, mid, *_: self._unsubacks.add(mid)
         client.on_received = on_message
+        client.on_acked = self._acked
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -145,7 +173,10 @@ class BrokerLink:
         self.client.ack(mid, qos)
 
     def close(self, timeout: float = 2.0) -> None:
-        """Say offline (the will only covers crashes), flush what is queued, and disconnect."""
+        """Say offline (the will only covers crashes), flush what is queued, and disconnect.
+
+        Disconnecting normally keeps a persistent session: the broker queues for the next start.
+        """
         if self.connected:
             info = self.client.publish(
                 self._status_topic, self._status_payload("offline"), qos=1, retain=True
@@ -153,16 +184,90 @@ class BrokerLink:
             deadline = time.monotonic() + timeout
             while not info.is_published() and self.connected and time.monotonic() < deadline:
                 self.client.loop(0.05)
+            if self.connected:
+                self._take_unacked()  # what the broker has not acknowledged by now
+                self.flush_outbox()
             self.connected = False  # what follows is our own goodbye, not a lost broker
             self.client.disconnect()
             self.client.loop(0.05)
         self.connected = False
 
-    def publish(self, topic: str, payload: bytes, qos: int, retain: bool) -> bool:
-        """Queue one publish; False when paho refuses it (not connected at QoS 0, queue full)."""
+    def publish(self, topic: str, payload: bytes, qos: int, retain: bool) -> int | None:
+        """Send one publish. Returns its message id while the broker's acknowledgement is
+        awaited (QoS 1/2), 0 when nothing is to be awaited (QoS 0 written, or kept for the
+        outbox while the broker is away), None when it was refused (QoS 0 and not connected,
+        or paho's queue full)."""
         if qos == 0:
-            return self.client.publish_qos0(topic.encode(), payload, retain)
-        return self.client.publish(topic, payload, qos, retain).rc == paho.MQTT_ERR_SUCCESS
+            return 0 if self.client.publish_qos0(topic.encode(), payload, retain) else None
+        if not self.connected and self.outbox is not None:
+            self._spill.append((topic, payload, qos, retain))
+            return 0
+        info = self.client.publish(topic, payload, qos, retain)
+        return info.mid if info.rc == paho.MQTT_ERR_SUCCESS else None
+
+    # -- the outbox ------------------------------------------------------------------------
+
+    def keep_for_outbox(self, topic: str, payload: bytes, qos: int, retain: bool) -> None:
+        """Store this publish in the outbox with the next `flush_outbox()`."""
+        self._spill.append((topic, payload, qos, retain))
+
+    def flush_outbox(self) -> int:
+        """Write what was kept for the outbox since the last call (in one transaction), and
+        delete what the broker acknowledged after a replay; entries stored."""
+        outbox = self.outbox
+        if outbox is None:
+            return 0
+        stored = 0
+        if self._spill:
+            spill, self._spill = self._spill, []
+            stored = outbox.put(spill)
+        if self._replayed:
+            done, self._replayed = self._replayed, []
+            outbox.delete(done)
+        return stored
+
+    def replay(self, batch: int = 200) -> int:
+        """Send up to `batch` more outbox entries, oldest first, while connected and the
+        outgoing window has room (so live outputs keep flowing); how many were sent."""
+        outbox = self.outbox
+        if outbox is None or not outbox.entries or not self.ready:
+            return 0
+        room = self._max_queued // 2 - self.client.unacked_publishes()
+        if room <= 0:
+            return 0
+        sent = 0
+        for entry in outbox.oldest(min(batch, room), after=self._replay_cursor):
+            info = self.client.publish(entry.topic, entry.payload, entry.qos, entry.retain)
+            if info.rc != paho.MQTT_ERR_SUCCESS:
+                break
+            self._replaying[info.mid] = entry.seq
+            self._replay_cursor = entry.seq
+            sent += 1
+        return sent
+
+    @property
+    def replay_pending(self) -> bool:
+        return self.outbox is not None and self.outbox.entries > 0
+
+    def _acked(self, mid: int, refused: bool) -> None:
+        if refused:
+            self.refused_by_broker += 1
+        seq = self._replaying.pop(mid, None)
+        if seq is not None:
+            self._replayed.append(seq)
+        elif self._on_acked is not None:
+            self._on_acked(mid)
+
+    def _take_unacked(self) -> None:
+        """The connection went: hand every unacknowledged output to the daemon (which keeps in
+        the outbox what no redelivery would make again) and forget the replays under way: their
+        entries are still in the outbox and go again after the reconnect."""
+        unacked = self.client.take_unacked()
+        self._replaying.clear()
+        self._replay_cursor = 0
+        mine = [u for u in unacked if u.topic != self._status_topic]  # said anew on connect
+        if self._on_lost is not None:
+            self._on_lost(mine)
 
     def replace_subscriptions(self, subscriptions: Sequence[TopicSubscription]) -> None:
         """Switch to a new set of subscriptions without a gap.
@@ -199,21 +304,49 @@ class BrokerLink:
         self._status.update(fields)
         if self.connected:
             self.client.publish(
-                self._status_topic, self._status_payload("online"), qos=1, retain=True
+                self._status_topic, self._status_payload(self._health), qos=1, retain=True
             )
+
+    def set_health(self, state: str, reason: str | None = None) -> None:
+        """`online`, or `degraded` with the reason (said in the retained status)."""
+        if (state, reason) == (self._health, self._status.get("reason")):
+            return
+        self._health = state
+        if reason is None:
+            self._status.pop("reason", None)
+        else:
+            self._status["reason"] = reason
+        self.publish_status()
 
     # -- paho callbacks and reconnection -------------------------------------------------
 
     def _try_connect(self) -> None:
         b = self._broker
+        properties = None
+        if self.v5:
+            properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+            if self.persistent:
+                properties.SessionExpiryInterval = b.session_expiry
+            # How many QoS 1/2 messages the broker may send before edged acknowledges one:
+            # acknowledgements wait for outputs, so a small window would idle the broker.
+            properties.ReceiveMaximum = b.inflight
         try:
-            self.client.connect(b.host, b.port, keepalive=b.keepalive)
+            self.client.connect(
+                b.host,
+                b.port,
+                keepalive=b.keepalive,
+                clean_start=not self.persistent if self.v5 else paho.MQTT_CLEAN_START_FIRST_ONLY,
+                properties=properties,
+            )
         except (OSError, ssl.SSLError, socket.gaierror) as exc:
             self._lost(f"cannot connect to {b.host}:{b.port}: {exc}")
 
     def _lost(self, why: str) -> None:
+        was_connected = self.connected
         self.connected = False
         self.ready = False
+        if was_connected:
+            self._take_unacked()
         jitter = random.uniform(0.8, 1.2)
         wait = min(self._delay, self._broker.reconnect_max_delay) * jitter
         self._retry_at = time.monotonic() + wait
@@ -224,7 +357,7 @@ class BrokerLink:
         self,
         client: paho.Client,
         _userdata: object,
-        _flags: object,
+        flags: paho.ConnectFlags,
         reason: ReasonCode,
         _props: object,
     ) -> None:
@@ -236,12 +369,25 @@ class BrokerLink:
         self.connected = True
         self.connects += 1
         self._delay = self._broker.reconnect_min_delay
+        session = bool(flags.session_present)
         log.info(
             "broker_connected",
             host=self._broker.host,
             port=self._broker.port,
             reconnect=self._ever_connected,
+            session_present=session,
         )
+        if self._ever_connected:
+            self.reconnects += 1
+            if self.persistent and not session:
+                # The broker restarted without persistence, or the session expired: what it
+                # had queued for edged, and the inputs edged had not acknowledged, are gone.
+                self.session_lost += 1
+                log.warning(
+                    "broker_session_lost",
+                    host=self._broker.host,
+                    hint="mosquitto keeps sessions across its restart only with persistence true",
+                )
         self._ever_connected = True
         self._subscribe_all()
 
@@ -254,8 +400,18 @@ class BrokerLink:
                 props = Properties(PacketTypes.SUBSCRIBE)  # type: ignore[no-untyped-call]
                 props.SubscriptionIdentifier = sub.ident
                 # noLocal: our own outputs never come back to us, so a pipeline whose output
-                # matches its own subscription cannot feed itself forever.
-                opts = SubscribeOptions(qos=sub.qos, noLocal=True)
+                # matches its own subscription cannot feed itself forever. With a persistent
+                # session, retained messages come only with a new subscription, not again
+                # with every reconnect and restart.
+                opts = SubscribeOptions(
+                    qos=sub.qos,
+                    noLocal=True,
+                    retainHandling=(
+                        SubscribeOptions.RETAIN_SEND_IF_NEW_SUB
+                        if self.persistent
+                        else SubscribeOptions.RETAIN_SEND_ON_SUBSCRIBE
+                    ),
+                )
                 _, mid = self.client.subscribe(sub.topic, options=opts, properties=props)
             else:
                 _, mid = self.client.subscribe(sub.topic, qos=sub.qos)
@@ -274,7 +430,9 @@ class BrokerLink:
 
     def _become_ready(self) -> None:
         self.ready = True
-        self.client.publish(self._status_topic, self._status_payload("online"), qos=1, retain=True)
+        self.client.publish(
+            self._status_topic, self._status_payload(self._health), qos=1, retain=True
+        )
         if self._on_ready is not None:
             self._on_ready()
 
@@ -286,3 +444,14 @@ class BrokerLink:
 
     def _status_payload(self, state: str) -> bytes:
         return json.dumps({"state": state, **self._status}, separators=(",", ":")).encode()
+
+    def snapshot(self) -> dict[str, object]:
+        """The link's figures, for the metrics topic and `edged stats`."""
+        return {
+            "connected": self.connected,
+            "reconnects": self.reconnects,
+            "session_lost": self.session_lost,
+            "unacked_outputs": self.client.unacked_publishes(),
+            "refused_by_broker": self.refused_by_broker,
+            "outbox": None if self.outbox is None else self.outbox.snapshot(),
+        }

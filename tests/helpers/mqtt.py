@@ -7,6 +7,8 @@ import time
 import uuid
 
 import paho.mqtt.client as paho
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from edged.mqtt.mosquitto import PrivateBroker
 
@@ -14,17 +16,30 @@ from edged.mqtt.mosquitto import PrivateBroker
 class Client:
     """A test-side MQTT client that records what arrives, in order."""
 
-    def __init__(self, broker: PrivateBroker, *, v5: bool = True) -> None:
+    def __init__(self, broker: PrivateBroker, *, v5: bool = True, persistent: bool = False) -> None:
+        """With `persistent`, the broker keeps this client's session across a lost connection
+        and its own restart, so nothing published meanwhile is missed (paho reconnects)."""
         self.messages: queue.Queue[tuple[str, bytes, bool]] = queue.Queue()
         self._subacks: queue.Queue[int] = queue.Queue()
         self.paho = paho.Client(
             paho.CallbackAPIVersion.VERSION2,
             client_id=f"test-{uuid.uuid4().hex[:8]}",
             protocol=paho.MQTTv5 if v5 else paho.MQTTv311,
+            clean_session=None if v5 else not persistent,
         )
         self.paho.on_message = lambda _c, _u, m: self.messages.put((m.topic, m.payload, m.retain))
         self.paho.on_subscribe = lambda _c, _u, mid, *_: self._subacks.put(mid)
-        self.paho.connect(broker.host, broker.port)
+        self.paho.reconnect_delay_set(0.1, 1)
+        properties = None
+        if v5 and persistent:
+            properties = Properties(PacketTypes.CONNECT)
+            properties.SessionExpiryInterval = 3600
+        self.paho.connect(
+            broker.host,
+            broker.port,
+            clean_start=not persistent if v5 else paho.MQTT_CLEAN_START_FIRST_ONLY,
+            properties=properties,
+        )
         self.paho.loop_start()
 
     def subscribe(self, pattern: str, qos: int = 1) -> None:
