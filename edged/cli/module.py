@@ -23,15 +23,15 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from edged.deploy import protocol
-from edged.deploy.protocol import Ack, ModulesStatus, Request, Target
 from edged.errors import EdgedError
 from edged.topics import topic_name_error
 
-# paho, cryptography and the config loader are imported where they are used: the parsers are
-# built on every `edged` command, and importing them here would add ~0.1 s to each.
+# paho, cryptography, the config loader and even the protocol's dataclasses are imported where
+# they are used: the parsers are built on every `edged` command, `edged run` included, and
+# importing them here would add ~0.1 s to each (the protocol module alone ~10 ms).
 if TYPE_CHECKING:
     from edged.config import BrokerConfig
+    from edged.deploy.protocol import Ack, ModulesStatus, Target
     from edged.mqtt.session import Session
 
 EXIT_OK = 0
@@ -71,9 +71,9 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     push.set_defaults(handler=_push)
 
     rollback = actions.add_parser("rollback", help="back to the previous version of a module")
-    rollback.set_defaults(handler=_control, action=protocol.ROLLBACK)
+    rollback.set_defaults(handler=_control, action="rollback")
     remove = actions.add_parser("remove", help="drop the pushed version, back to the config's")
-    remove.set_defaults(handler=_control, action=protocol.REMOVE)
+    remove.set_defaults(handler=_control, action="remove")
     for sub in (rollback, remove):
         sub.add_argument("--name", required=True, help="the module's name")
 
@@ -131,6 +131,8 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _target(args: argparse.Namespace, prefix: str) -> Target:
+    from edged.deploy.protocol import Target
+
     for option, value in (("--node", args.node), ("--group", args.group)):
         if value is not None and (not value or any(c in value for c in "/+#\0")):
             raise EdgedError(f"{option} {value!r}: must be non-empty, without / + # or NUL")
@@ -189,6 +191,8 @@ def _session(broker: BrokerConfig, purpose: str, timeout: float) -> Session:
 
 def ack_line(ack: Ack) -> str:
     """`gw-1: activated threshold v7 (sha256 1a2b3c4d…)` or `gw-2: refused: reason — detail`."""
+    from edged.deploy import protocol
+
     if ack.result == protocol.REFUSED:
         line = f"{ack.node_id}: refused: {ack.reason or '?'}"
     else:
@@ -244,6 +248,8 @@ def await_acks(
     A node's later ack replaces its first: with `pushed` (module, version), that includes the
     rollback a node makes by itself when the pushed version fails its probation.
     """
+    from edged.deploy.protocol import ROLLED_BACK, Ack
+
     wanted = 1 if target.node is not None else expect
     answers: dict[str, Ack] = {}
     progress = _Progress(err)
@@ -263,7 +269,7 @@ def await_acks(
         if ack.request_id != request_id and not (
             pushed is not None
             and ack.node_id in answers
-            and ack.result == protocol.ROLLED_BACK
+            and ack.result == ROLLED_BACK
             and (ack.module, ack.failed_version) == pushed
         ):
             continue  # another request's answer
@@ -311,7 +317,7 @@ def push(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         raise EdgedError(f"{args.file} is not a WebAssembly module")
     from edged.cli.keygen import load_private_key
     from edged.cli.params import parse_params
-    from edged.deploy import manifest
+    from edged.deploy import manifest, protocol
     from edged.keys import key_id
 
     key = None if args.unsigned else load_private_key(args.key)
@@ -349,6 +355,8 @@ def push(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 def control(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     """`module rollback` and `module remove`: a `Request` to the node(s), then their acks."""
+    from edged.deploy import protocol
+
     broker, prefix = broker_and_prefix(args)
     target = _target(args, prefix)
     request_id = uuid.uuid4().hex
@@ -356,7 +364,7 @@ def control(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     topic = target.request_topic(action)
     with _session(broker, action, args.timeout) as session:
         session.subscribe(target.reply_filter(protocol.ACK))
-        session.publish(topic, Request(args.name, request_id).encode(), qos=1)
+        session.publish(topic, protocol.Request(args.name, request_id).encode(), qos=1)
         print(f"sent {action} of {args.name} to {topic}", file=err, flush=True)
         return await_acks(
             session,
@@ -378,7 +386,9 @@ def fetch_status(
 ) -> dict[str, tuple[dict[str, Any], ModulesStatus]]:
     """The nodes' retained `modules` status, by node, as sent and as read: for a group, only its
     members'."""
-    session.subscribe(target.reply_filter(protocol.MODULES))
+    from edged.deploy.protocol import MODULES, ModulesStatus
+
+    session.subscribe(target.reply_filter(MODULES))
     found: dict[str, tuple[dict[str, Any], ModulesStatus]] = {}
     deadline = time.monotonic() + timeout
     quiet_until: float | None = None  # retained messages come in one burst after the SUBACK
@@ -427,6 +437,8 @@ def render_status(found: Mapping[str, ModulesStatus], out: TextIO) -> None:
 
 
 def status(args: argparse.Namespace, out: TextIO) -> int:
+    from edged.deploy.protocol import MODULES
+
     broker, prefix = broker_and_prefix(args)
     target = _target(args, prefix)
     with _session(broker, "status", args.timeout) as session:
@@ -434,7 +446,7 @@ def status(args: argparse.Namespace, out: TextIO) -> int:
     if not found:
         # The broker answered; no node did. A wrong node, group or prefix, like a wrong option.
         raise EdgedError(
-            f"no modules status on {target.reply_filter(protocol.MODULES)} within "
+            f"no modules status on {target.reply_filter(MODULES)} within "
             f"{args.timeout:g} s"
             + (f" from a member of group {target.group}" if target.group is not None else "")
             + ": is the node running, with a broker and prefix that match?"

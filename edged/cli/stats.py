@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from edged.errors import EdgedError
-from edged.sizes import format_bytes
 
 if TYPE_CHECKING:
     from edged.config import Config
@@ -63,6 +62,8 @@ def fetch_metrics(config: Config, node_id: str, timeout: float) -> dict[str, Any
 
 
 def render(metrics: dict[str, Any], out: TextIO) -> None:
+    from edged.sizes import format_bytes
+
     q = metrics.get("queue", {})
     print(
         f"node {metrics.get('node_id')}  rss {format_bytes(int(metrics.get('rss_bytes', 0)))}  "
