@@ -1,6 +1,6 @@
 """Filter engines: verify, compile and run WebAssembly filter modules (the ABI is in `abi`)."""
 
-from edged.engine.base import CallStats, Filter, FilterEngine, FilterModule, Message, Outcome
+from edged.engine.base import CallStats, Filter, FilterEngine, FilterModule, Outcome, Record
 from edged.engine.wasmtime_engine import EngineSettings, WasmtimeEngine
 
 __all__ = [
@@ -9,7 +9,7 @@ __all__ = [
     "Filter",
     "FilterEngine",
     "FilterModule",
-    "Message",
     "Outcome",
+    "Record",
     "WasmtimeEngine",
 ]

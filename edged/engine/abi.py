@@ -8,6 +8,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Mapping
 
+from edged.config import ParamValue
 from edged.errors import FilterCallError
 
 ABI_VERSION = 1
@@ -70,7 +71,7 @@ def descriptor_error(desc: tuple[int, int, int, int], memory_size: int) -> str |
     return None
 
 
-def encode_params(params: Mapping[str, str | int | float | bool]) -> bytes:
+def encode_params(params: Mapping[str, ParamValue]) -> bytes:
     """Parameters as ``key NUL value NUL`` pairs; values as text (see the ABI doc)."""
     out = bytearray()
     for key, value in params.items():

@@ -9,13 +9,15 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol
 
-#: One message as the pipeline carries it: topic and payload, both raw bytes.
-Message = tuple[bytes, bytes]
-#: What a call returns: the messages that go on (empty for drop, the input itself for forward).
-Outcome = Sequence[Message]
+from edged.config import ParamValue
+
+#: One message as a filter sees it: `(topic, payload)`, both raw bytes. (edged's MQTT message,
+#: with QoS and retain, is `edged.mqtt.message.Message`.)
+Record = tuple[bytes, bytes]
+#: What a call returns: the records that go on (empty for drop, the input itself for forward).
+Outcome = Sequence[Record]
 #: Where a filter's own log lines go: `(level, text)`.
 LogSink = Callable[[str, str], None]
-ParamValue = str | int | float | bool
 
 
 class CallStats:

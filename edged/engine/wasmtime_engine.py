@@ -1,7 +1,7 @@
 """The wasmtime engine: verify a module against the ABI, compile it (or take it from the cache).
 
 Setup goes through wasmtime's public API; only the per-message call (in `wasmtime_filter`) takes
-the raw path.
+the raw path, whose reach into wasmtime-py's internals is all in `_raw`.
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ from pathlib import Path
 
 import wasmtime
 
-from edged.config import DEFAULT_BUDGETS, Budgets
+from edged.config import DEFAULT_BUDGETS, Budgets, ParamValue
 from edged.engine import abi
-from edged.engine.base import LogSink, ParamValue
+from edged.engine.base import LogSink
 from edged.engine.cache import CompiledCache
 from edged.engine.wasmtime_filter import WasmtimeFilter
 from edged.errors import ModuleError
@@ -198,7 +198,7 @@ class WasmtimeEngine:
         try:
             module = wasmtime.Module(self.wasmtime, wasm)
         except wasmtime.WasmtimeError as exc:
-            raise ModuleError(name, f"invalid WebAssembly: {_first_line(exc)}") from None
+            raise ModuleError(name, f"invalid WebAssembly: {_headline(exc)}") from None
         if self.cache:
             self.cache.put(key, bytes(module.serialize()))
         return module
@@ -238,5 +238,9 @@ class WasmtimeEngine:
                 )
 
 
-def _first_line(exc: Exception) -> str:
-    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+def _headline(exc: Exception) -> str:
+    """The first line: wasmtime's summary of what failed ("failed to parse WebAssembly module"),
+    without the causes listed under it. (A failed call wants the opposite, the innermost cause:
+    `wasmtime_filter._innermost_cause`.)"""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -1,10 +1,17 @@
 """One running filter instance, and the per-message call path.
 
-`wasmtime.Func.__call__` costs ~25 µs (it looks up the type and boxes every value); the raw
-`wasmtime_func_call_unchecked` with a reused argument array costs ~1.4 µs. So setup uses the
-public API and every call after it goes through prebuilt ctypes objects. This leans on
-`wasmtime._bindings`, which is why the wasmtime major version is pinned and
-`tests/test_engine.py` exercises this path directly.
+Setup uses wasmtime's public API; every call after it goes through `_raw`'s prebuilt ctypes
+function objects and a reused argument array. With examples/filters/threshold.wasm on wasmtime
+50 (x86_64, two shared cores, best of 40 runs of 20,000 calls):
+
+- `wasmtime.Func.__call__`, which looks up the function's type and boxes every value: ~31 µs;
+- `_raw.call_unchecked` alone, arguments already in place: ~1.6 µs;
+- that call plus copying topic and payload into linear memory, no budgets: ~3.4 µs;
+- `on_message` whole (the copy, fuel refilled and read back, the deadline, timing and counting
+  the call, the result): ~7 µs per message.
+
+`benchmarks/budget_cost.py` measures the last two (its raw rows use wasmtime-py's own ctypes
+wrappers, as ceiling 2 does, which cost about the same).
 """
 
 from __future__ import annotations
@@ -17,51 +24,28 @@ from time import perf_counter_ns
 from typing import Any, NoReturn, Protocol
 
 import wasmtime
-from wasmtime import _bindings as raw
-from wasmtime import _ffi
-from wasmtime import _func as _wasmtime_func
 
 from edged.config import Budgets
 from edged.engine import abi
-from edged.engine.base import CallStats, LogSink, Message, Outcome
+from edged.engine._raw import (
+    TrapPtr,
+    args_array,
+    call_unchecked,
+    context,
+    error_at,
+    func_ref,
+    get_fuel,
+    memory_data,
+    memory_ref,
+    set_epoch_deadline,
+    set_fuel,
+    take_host_exception,
+    trap_from,
+)
+from edged.engine.base import CallStats, LogSink, Outcome, Record
 from edged.errors import FilterCallError, ModuleError
 
 _LOG_TEXT_LIMIT = 1024
-
-
-def _fast(name: str, restype: Any, *argtypes: Any, release_gil: bool = False) -> Any:
-    """The C function `name` with a plain integer result, so no pointer object is built per call.
-
-    Short calls keep the GIL (PYFUNCTYPE); only the call into Wasm releases it, so the epoch
-    ticker can run while a filter does.
-    """
-    proto = ctypes.CFUNCTYPE if release_gil else ctypes.PYFUNCTYPE
-    address = ctypes.cast(getattr(_ffi.dll, name), ctypes.c_void_p).value
-    assert address is not None, name
-    return proto(restype, *argtypes)(address)
-
-
-_Ctx = ctypes.POINTER(raw.wasmtime_context_t)
-_call_unchecked = _fast(
-    "wasmtime_func_call_unchecked",
-    ctypes.c_void_p,
-    _Ctx,
-    ctypes.POINTER(raw.wasmtime_func_t),
-    ctypes.POINTER(raw.wasmtime_val_raw_t),
-    ctypes.c_size_t,
-    ctypes.POINTER(ctypes.POINTER(raw.wasm_trap_t)),
-    release_gil=True,
-)
-_memory_data = _fast(
-    "wasmtime_memory_data", ctypes.c_size_t, _Ctx, ctypes.POINTER(raw.wasmtime_memory_t)
-)
-_set_fuel = _fast("wasmtime_context_set_fuel", ctypes.c_void_p, _Ctx, ctypes.c_uint64)
-_get_fuel = _fast(
-    "wasmtime_context_get_fuel", ctypes.c_void_p, _Ctx, ctypes.POINTER(ctypes.c_uint64)
-)
-_set_deadline = _fast("wasmtime_context_set_epoch_deadline", None, _Ctx, ctypes.c_uint64)
-_ErrorPtr = ctypes.POINTER(raw.wasmtime_error_t)
-_TrapPtr = ctypes.POINTER(raw.wasm_trap_t)
 _DROPPED: Outcome = ()
 _PAGE = 65536
 _PEEK = 512
@@ -101,8 +85,25 @@ class WasmtimeFilter:
     ) -> None:
         self.name = name
         self._log = log
+        self.stats = CallStats()  # counts setup's own calls; replaced below
+        self._take_budgets(budgets, epoch_tick_ms, ticker)
+        self._store = self._new_store(engine)
+        instance = self._instantiate(self._linker(engine, imports_log), module)
+        self._bind_exports(instance)
+        try:
+            self._check_abi_version()
+            self._take_buffers()
+            if has_init:
+                self._init(params)
+        except FilterCallError as exc:
+            raise ModuleError(name, f"trapped during setup: {exc.detail}") from None
+        self.stats = CallStats()  # the figures are about messages and ticks, not setup
+
+    # -- setup, in the order __init__ runs it ----------------------------------------------
+
+    def _take_budgets(self, budgets: Budgets, epoch_tick_ms: float, ticker: EpochCount) -> None:
+        """Keep what every call checks against: fuel, the deadline in ticks, the emit limits."""
         self.budgets = budgets
-        self.stats = CallStats()
         self._fuel = budgets.fuel
         self._fuel_left = ctypes.c_uint64()
         self._fuel_left_ref = ctypes.byref(self._fuel_left)
@@ -115,18 +116,27 @@ class WasmtimeFilter:
         self._armed_at = -1
         self._max_emits = budgets.max_emits
         self._max_emit_bytes = budgets.max_emit_bytes
-        # One Store per instance: instances pile up inside a Store, and a Store must never be
-        # shared between threads; a fresh one per instance settles both.
-        self._store = store = wasmtime.Store(engine)
+
+    def _new_store(self, engine: wasmtime.Engine) -> wasmtime.Store:
+        """The instance's own Store, limited to one instance and the memory and table budgets.
+
+        One Store per instance: instances pile up inside a Store, and a Store must never be
+        shared between threads; a fresh one per instance settles both.
+        """
+        store = wasmtime.Store(engine)
         store.set_limits(
-            memory_size=budgets.memory,
-            table_elements=budgets.table_elements,
+            memory_size=self.budgets.memory,
+            table_elements=self.budgets.table_elements,
             instances=1,
             tables=1,
             memories=1,
         )
         store.set_fuel(self._fuel)
         store.set_epoch_deadline(self._deadline_ticks)
+        return store
+
+    def _linker(self, engine: wasmtime.Engine, imports_log: bool) -> wasmtime.Linker:
+        """A linker offering `edged.log` (into this filter's log sink) if the module imports it."""
         linker = wasmtime.Linker(engine)
         if imports_log:
             i32 = wasmtime.ValType.i32()
@@ -137,20 +147,29 @@ class WasmtimeFilter:
                 self._guest_log,
                 access_caller=True,
             )
+        return linker
+
+    def _instantiate(self, linker: wasmtime.Linker, module: wasmtime.Module) -> wasmtime.Instance:
+        """The instance, or ModuleError when wasmtime refuses it (a limit, a start trap)."""
         try:
-            instance = linker.instantiate(store, module)
+            return linker.instantiate(self._store, module)
         except (wasmtime.WasmtimeError, wasmtime.Trap) as exc:
-            raise ModuleError(name, f"cannot be instantiated: {_first_line(exc)}") from None
-        exports = instance.exports(store)
+            raise ModuleError(
+                self.name, f"cannot be instantiated: {_innermost_cause(exc)}"
+            ) from None
+
+    def _bind_exports(self, instance: wasmtime.Instance) -> None:
+        """The handles the raw path calls with: context, memory, argument array, trap slot, and
+        each ABI function the module exports."""
+        exports = instance.exports(self._store)
         memory = exports["memory"]
         assert isinstance(memory, wasmtime.Memory)
         self._memory = memory
-
-        self._ctx = store._context()
-        self._mem_ref = ctypes.byref(memory._memory)
-        self._vals = (raw.wasmtime_val_raw * 2)()
+        self._ctx = context(self._store)
+        self._mem_ref = memory_ref(memory)
+        self._vals = args_array(2)
         self._arg0, self._arg1 = self._vals[0], self._vals[1]
-        self._trap = _TrapPtr()
+        self._trap = TrapPtr()
         self._trap_ref = ctypes.byref(self._trap)
         self._funcs: dict[str, Any] = {}
         for export in (
@@ -162,40 +181,43 @@ class WasmtimeFilter:
         ):
             func = exports.get(export)
             if isinstance(func, wasmtime.Func):
-                self._funcs[export] = ctypes.byref(func._func)
+                self._funcs[export] = func_ref(func)
         self._msg_ref = self._funcs[abi.EXPORT_MESSAGE]
         self.has_tick = abi.EXPORT_TICK in self._funcs
 
-        try:
-            version = self._call_setup(abi.EXPORT_VERSION)
-            if version != abi.ABI_VERSION:
-                raise ModuleError(
-                    name,
-                    f"built for filter ABI {version}; this edged speaks {abi.ABI_VERSION}",
-                )
-            desc_at = self._call_setup(abi.EXPORT_BUFFERS) & 0xFFFFFFFF
-            size = memory.data_len(store)
-            if desc_at + 16 > size:
-                raise ModuleError(name, f"edged_buffers returned {desc_at}, outside memory")
-            desc = abi.unpack_descriptor(bytes(memory.read(store, desc_at, desc_at + 16)))
-            if (problem := abi.descriptor_error(desc, size)) is not None:
-                raise ModuleError(name, problem)
-            self._in_ptr, self._in_cap, self._out_ptr, self._out_cap = desc
-            # What a filter emits is usually small: one copy of this much gets `used` and the
-            # records together.
-            self._peek = min(self._out_cap, _PEEK)
-            if has_init:
-                if len(params) > self._in_cap:
-                    raise ModuleError(
-                        name, f"parameters ({len(params)} bytes) exceed its input area"
-                    )
-                self._write(self._in_ptr, params)
-                code = self._call_setup(abi.EXPORT_INIT, len(params))
-                if code != 0:
-                    raise ModuleError(name, f"init returned {code} (parameters refused)")
-        except FilterCallError as exc:
-            raise ModuleError(name, f"trapped during setup: {exc.detail}") from None
-        self.stats = CallStats()  # the figures are about messages and ticks, not setup
+    def _check_abi_version(self) -> None:
+        """ModuleError unless the module was built for the ABI version this edged speaks."""
+        version = self._call_setup(abi.EXPORT_VERSION)
+        if version != abi.ABI_VERSION:
+            raise ModuleError(
+                self.name,
+                f"built for filter ABI {version}; this edged speaks {abi.ABI_VERSION}",
+            )
+
+    def _take_buffers(self) -> None:
+        """Read and check the buffer descriptor `edged_buffers` points at: where messages go in
+        and emitted records come out."""
+        desc_at = self._call_setup(abi.EXPORT_BUFFERS) & 0xFFFFFFFF
+        size = self._memory.data_len(self._store)
+        if desc_at + 16 > size:
+            raise ModuleError(self.name, f"edged_buffers returned {desc_at}, outside memory")
+        desc = abi.unpack_descriptor(bytes(self._memory.read(self._store, desc_at, desc_at + 16)))
+        if (problem := abi.descriptor_error(desc, size)) is not None:
+            raise ModuleError(self.name, problem)
+        self._in_ptr, self._in_cap, self._out_ptr, self._out_cap = desc
+        # What a filter emits is usually small: one copy of this much gets `used` and the
+        # records together.
+        self._peek = min(self._out_cap, _PEEK)
+
+    def _init(self, params: bytes) -> None:
+        """Hand the encoded parameters to `edged_init`; ModuleError when they do not fit or it
+        refuses them."""
+        if len(params) > self._in_cap:
+            raise ModuleError(self.name, f"parameters ({len(params)} bytes) exceed its input area")
+        self._write(self._in_ptr, params)
+        code = self._call_setup(abi.EXPORT_INIT, len(params))
+        if code != 0:
+            raise ModuleError(self.name, f"init returned {code} (parameters refused)")
 
     # -- the per-message path -------------------------------------------------------------
 
@@ -208,25 +230,25 @@ class WasmtimeFilter:
                 f"{tlen + plen} bytes do not fit the filter's {self._in_cap}-byte input area",
             )
         ctx = self._ctx
-        at = _memory_data(ctx, self._mem_ref) + self._in_ptr
+        at = memory_data(ctx, self._mem_ref) + self._in_ptr
         _memmove(at, topic, tlen)
         _memmove(at + tlen, payload, plen)
         self._arg0.i32 = tlen
         self._arg1.i32 = plen
         # `_invoke`, written out: this is the one call made for every message.
         fuel = self._fuel
-        _set_fuel(ctx, fuel)
+        set_fuel(ctx, fuel)
         ticks = self._ticker.ticks
         if ticks != self._armed_at:
-            _set_deadline(ctx, self._deadline_ticks)
+            set_epoch_deadline(ctx, self._deadline_ticks)
             self._armed_at = ticks
         started = perf_counter_ns()
-        err = _call_unchecked(ctx, self._msg_ref, self._vals, 2, self._trap_ref)
+        err = call_unchecked(ctx, self._msg_ref, self._vals, 2, self._trap_ref)
         elapsed_us = (perf_counter_ns() - started) >> 10
         stats = self.stats
         stats.calls += 1
         stats.buckets[min(elapsed_us.bit_length(), 39)] += 1
-        _get_fuel(ctx, self._fuel_left_ref)
+        get_fuel(ctx, self._fuel_left_ref)
         stats.fuel_used += fuel - self._fuel_left.value
         if err or self._trap:
             self._fail(err)
@@ -251,8 +273,8 @@ class WasmtimeFilter:
 
     # -- the rest -------------------------------------------------------------------------
 
-    def _emitted(self) -> list[Message]:
-        base = _memory_data(self._ctx, self._mem_ref) + self._out_ptr
+    def _emitted(self) -> list[Record]:
+        base = memory_data(self._ctx, self._mem_ref) + self._out_ptr
         head = _string_at(base, self._peek)
         used = int.from_bytes(head[:4], "little")
         if used > self._out_cap - 4:
@@ -275,35 +297,33 @@ class WasmtimeFilter:
             raise FilterCallError("emit_too_large", f"emitted {size} bytes; the budget is {limit}")
         return records
 
-    def _invoke(self, func_ref: Any, nargs: int) -> None:
+    def _invoke(self, func: Any, nargs: int) -> None:
         """One guest call inside the budgets: fuel refilled, deadline re-armed, cost recorded."""
         ctx = self._ctx
-        _set_fuel(ctx, self._fuel)
+        set_fuel(ctx, self._fuel)
         ticks = self._ticker.ticks
         if ticks != self._armed_at:
-            _set_deadline(ctx, self._deadline_ticks)
+            set_epoch_deadline(ctx, self._deadline_ticks)
             self._armed_at = ticks
         started = perf_counter_ns()
-        err = _call_unchecked(ctx, func_ref, self._vals, nargs, self._trap_ref)
+        err = call_unchecked(ctx, func, self._vals, nargs, self._trap_ref)
         elapsed_us = (perf_counter_ns() - started) >> 10
         stats = self.stats
         stats.calls += 1
         stats.buckets[min(elapsed_us.bit_length(), 39)] += 1
-        _get_fuel(ctx, self._fuel_left_ref)
+        get_fuel(ctx, self._fuel_left_ref)
         stats.fuel_used += self._fuel - self._fuel_left.value
         if err or self._trap:
             self._fail(err)
 
     def _fail(self, err: Any) -> NoReturn:
         """Turn the raw call's error or trap into a FilterCallError, freeing what wasmtime gave."""
-        # A Python host function that raised leaves its exception in wasmtime-py's module
-        # global; left there, it would surface from some later, unrelated wasmtime call.
-        host_exc, _wasmtime_func.LAST_EXCEPTION = _wasmtime_func.LAST_EXCEPTION, None
+        host_exc = take_host_exception()
         exc: wasmtime.WasmtimeError | wasmtime.Trap
         if self._trap:
-            exc = wasmtime.Trap._from_ptr(self._trap)
+            exc = trap_from(self._trap)
             # The Trap now owns that pointer object; the next call needs a fresh one.
-            self._trap = _TrapPtr()
+            self._trap = TrapPtr()
             self._trap_ref = ctypes.byref(self._trap)
             code = exc.trap_code
             reason = _TRAP_REASONS.get(code, "trap") if code else "trap"
@@ -314,11 +334,11 @@ class WasmtimeFilter:
                 # memory.grow failed at the cap and the filter gave up: that is the budget's doing.
                 reason = "memory"
         else:
-            exc = wasmtime.WasmtimeError._from_ptr(ctypes.cast(err, _ErrorPtr))
+            exc = error_at(err)
             reason = "trap"
         if host_exc is not None:
             raise FilterCallError("trap", f"host function failed: {host_exc!r}")
-        raise FilterCallError(reason, _first_line(exc))
+        raise FilterCallError(reason, _innermost_cause(exc))
 
     def _call_setup(self, export: str, arg: int | None = None) -> int:
         if arg is not None:
@@ -327,7 +347,7 @@ class WasmtimeFilter:
         return int(self._arg0.i32)
 
     def _write(self, at: int, data: bytes) -> None:
-        base = _memory_data(self._ctx, self._mem_ref)
+        base = memory_data(self._ctx, self._mem_ref)
         ctypes.memmove(base + at, data, len(data))
 
     def _guest_log(self, caller: wasmtime.Caller, level: int, ptr: int, length: int) -> None:
@@ -345,8 +365,9 @@ class WasmtimeFilter:
             self._log(abi.LOG_LEVELS[level] if 0 <= level < len(abi.LOG_LEVELS) else "info", text)
 
 
-def _first_line(exc: BaseException) -> str:
-    """The line that says what went wrong: wasmtime puts the cause last, after the backtrace."""
+def _innermost_cause(exc: BaseException) -> str:
+    """The last line: wasmtime puts the innermost cause last, after the backtrace and any
+    outer context ("error while executing at wasm backtrace: ... Caused by: wasm trap: ...")."""
     text = (getattr(exc, "message", None) or str(exc)).strip()
     if not text:
         return type(exc).__name__

@@ -9,7 +9,7 @@ from typing import Literal
 
 import structlog
 
-from edged.engine import Filter, Message, Outcome
+from edged.engine import Filter, Outcome, Record
 from edged.errors import FilterCallError, ModuleError
 from edged.pipeline.counters import BurstWarning, PipelineCounters
 from edged.pipeline.outputs import OutputRules
@@ -121,7 +121,7 @@ class Pipeline:
 
     def _run_from(self, start: int, messages: Outcome) -> Outcome:
         for step in self.steps[start:]:
-            produced: list[Message] = []
+            produced: list[Record] = []
             for topic, payload in messages:
                 produced.extend(self._call(step, topic, payload))
             messages = produced
@@ -129,7 +129,7 @@ class Pipeline:
                 break
         return messages
 
-    def _emit(self, message: Message) -> None:
+    def _emit(self, message: Record) -> None:
         topic, payload = message
         dest = self._outputs.destination(topic)
         if dest is None:

@@ -20,8 +20,8 @@ import pytest
 
 from edged.authoring.runner import load_filter, run_lines
 from edged.authoring.scaffold import find_rustc
+from edged.config import ParamValue
 from edged.engine import WasmtimeEngine
-from edged.engine.base import ParamValue
 from edged.engine.wasmtime_engine import WasmtimeModule
 from edged.errors import FilterCallError, ModuleError
 from tests.helpers.toolchains import ASC, missing_tools

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from edged.engine import Filter, Message, WasmtimeEngine
-from edged.engine.base import ParamValue
+from edged.config import ParamValue
+from edged.engine import Filter, Record, WasmtimeEngine
 from edged.engine.wasmtime_engine import WasmtimeModule
 from edged.errors import FilterCallError, ModuleError
 
@@ -45,10 +45,10 @@ class Running:
     filt: Filter
     logs: Logs
 
-    def msg(self, topic: bytes, payload: bytes) -> list[Message]:
+    def msg(self, topic: bytes, payload: bytes) -> list[Record]:
         return list(self.filt.on_message(topic, payload))
 
-    def tick(self, now_ms: int) -> list[Message]:
+    def tick(self, now_ms: int) -> list[Record]:
         return list(self.filt.on_tick(now_ms))
 
 
@@ -111,7 +111,7 @@ def test_exports_match_the_documented_shape(filters: Filters, name: str) -> None
     assert module.has_init == (name != "passthrough")
 
 
-def outcome_for_42(name: str, topic: bytes, payload: bytes) -> list[Message]:
+def outcome_for_42(name: str, topic: bytes, payload: bytes) -> list[Record]:
     """What each filter (with BASE_PARAMS) does with a `"value": 42` reading."""
     if name in ("passthrough", "deadband"):
         return [(topic, payload)]
