@@ -7,6 +7,7 @@ page, the descriptor at address 0 with the layout of the ABI doc's passthrough e
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import stat
 import struct
@@ -20,6 +21,7 @@ import wasmtime
 from edged.config import DEFAULT_BUDGETS, Budgets
 from edged.engine import EngineSettings, WasmtimeEngine
 from edged.errors import FilterCallError, ModuleError
+from tests.helpers.paths import ROOT
 
 IN_PTR, IN_CAP, OUT_PTR, OUT_CAP = 64, 61376, 61440, 4096
 DESCRIPTOR = (IN_PTR, IN_CAP, OUT_PTR, OUT_CAP)
@@ -749,6 +751,50 @@ def test_raising_log_callback_does_not_leak_into_later_loads(engine: WasmtimeEng
     with pytest.raises(ModuleError) as info:
         start(engine, wasm("(func $trap unreachable) (start $trap)"))
     assert info.value.reason.startswith("cannot be instantiated: ")
+
+
+class _SinkAborts(BaseException):
+    """What a log sink may raise that is not an Exception (as KeyboardInterrupt is not)."""
+
+
+def test_log_sink_that_aborts_fails_that_message_only(engine: WasmtimeEngine) -> None:
+    """A log sink raising past `except Exception` fails the message that logged, as a trap
+    naming it; later messages, and a later trap's own reason, are unaffected."""
+
+    def aborting(level: str, text: str) -> None:
+        raise _SinkAborts("stop")
+
+    module_wasm = wasm(
+        on_message="(if (i32.eq (local.get $tlen) (i32.const 1))"
+        "  (then (call $log (i32.const 1) (i32.const 0) (i32.const 4))))"
+        "(if (i32.eq (local.get $tlen) (i32.const 2)) (then unreachable))"
+        "(i32.const 1)",
+        imports='(import "edged" "log" (func $log (param i32 i32 i32)))',
+    )
+    running = start(engine, module_wasm, log=aborting)
+    error = call_error(running.on_message, b"x", b"")
+    assert (error.reason, error.detail) == ("trap", "host function failed: _SinkAborts('stop')")
+    assert running.on_message(b"ok!", b"p") == ((b"ok!", b"p"),)
+    later = call_error(running.on_message, b"xx", b"")
+    assert later.reason == "trap"
+    assert "unreachable" in later.detail
+
+
+def test_only_the_raw_module_imports_wasmtime_internals() -> None:
+    """A wasmtime release that moves its private modules breaks one file of edged,
+    edged/engine/_raw.py: no other module imports them."""
+    importers = set()
+    for path in (ROOT / "edged").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names = [f"{node.module}.{alias.name}" for alias in node.names]
+            else:
+                continue
+            if any(name.startswith("wasmtime._") for name in names):
+                importers.add(path.relative_to(ROOT).as_posix())
+    assert importers == {"edged/engine/_raw.py"}
 
 
 # -- the compiled cache -----------------------------------------------------------------------
