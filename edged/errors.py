@@ -23,7 +23,14 @@ class EdgedError(Exception):
 
 
 class ConfigError(EdgedError):
-    """The config file cannot be used; `errors` lists every problem as ``key.path: reason``."""
+    """The config file cannot be used; `errors` lists every problem as ``key.path: reason``.
+
+    The message shows the first SHOWN of them and how many more there are.
+    """
+
+    # A screen or two: 110,000 unknown keys printed 18 MB. Past this the reader also leaves out
+    # the "did you mean" hints, which nobody would see.
+    SHOWN = 50
 
     def __init__(self, errors: list[str], source: str) -> None:
         self.errors = list(errors)
@@ -33,7 +40,9 @@ class ConfigError(EdgedError):
     def __str__(self) -> str:
         count = len(self.errors)
         head = f"{self.source}: {count} error{'s' if count != 1 else ''}"
-        return head + "".join(f"\n  - {error}" for error in self.errors)
+        shown = "".join(f"\n  - {error}" for error in self.errors[: self.SHOWN])
+        more = f"\n  ... and {count - self.SHOWN} more" if count > self.SHOWN else ""
+        return head + shown + more
 
 
 class ModuleError(EdgedError):

@@ -13,6 +13,14 @@ _SIZE_RE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*")
 _UNITS = {"b": ("B", 1), "kib": ("KiB", KiB), "mib": ("MiB", MiB), "gib": ("GiB", GiB)}
 # Decimal (1000) or binary (1024)? Refused rather than guessed.
 _AMBIGUOUS = {"k": "KiB", "kb": "KiB", "m": "MiB", "mb": "MiB", "g": "GiB", "gb": "GiB"}
+# Digits of the number, decimals included: 4 GiB has 10; past 4300 Python will not read one.
+_MAX_DIGITS = 30
+
+
+def _quoted(text: str) -> str:
+    """repr(text), cut to 40 characters: an error quotes what was written, which may be huge."""
+    shown = repr(text)
+    return shown if len(shown) <= 40 else shown[:36] + "..."
 
 
 def parse_size(value: int | str) -> int:
@@ -26,6 +34,8 @@ def parse_size(value: int | str) -> int:
     if isinstance(value, int):
         return value
     match = _SIZE_RE.fullmatch(value)
+    if match and len(match[1]) > _MAX_DIGITS:
+        match = None
     unit = match[2].lower() if match else ""
     if match and unit in _AMBIGUOUS:
         raise ValueError(
@@ -33,13 +43,13 @@ def parse_size(value: int | str) -> int:
             "(KiB, MiB and GiB are 1024-based)"
         )
     if match is None or unit not in (*_UNITS, ""):
-        raise ValueError(f"expected {SIZE_EXAMPLES}, got {value!r}")
+        raise ValueError(f"expected {SIZE_EXAMPLES}, got {_quoted(value)}")
     # Plain ints, exact ("1.5" is 15 / 10): fractions (+ decimal) would cost ~390 KiB of RSS.
     whole, _, decimals = match[1].partition(".")
     scale: int = 10 ** len(decimals)
     size = (int(whole) * scale + int(decimals or "0")) * (_UNITS[unit][1] if unit else 1)
     if size % scale:
-        raise ValueError(f"{value!r} is {size / scale:g} bytes, not a whole number of bytes")
+        raise ValueError(f"{_quoted(value)} is {size / scale:g} bytes, not a whole number of bytes")
     return size // scale
 
 

@@ -9,8 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 from types import MappingProxyType
 
-import yaml
-
+from edged.config.document import read_document
 from edged.config.model import (
     DEFAULT_BUDGETS,
     ON_QUARANTINE,
@@ -36,6 +35,7 @@ from edged.config.model import (
     ViolationsConfig,
 )
 from edged.config.reader import (
+    _brief,
     _client_id_error,
     _describe,
     _is_utf8,
@@ -43,6 +43,7 @@ from edged.config.reader import (
     _node_id_error,
     _nonempty_error,
     _prefix_error,
+    _quote,
     _Reader,
     _template_check,
 )
@@ -50,7 +51,14 @@ from edged.errors import ConfigError
 from edged.sizes import GiB, KiB, MiB
 from edged.topics import topic_filter_error
 
-_MQTT_VERSIONS: dict[str, MqttVersion] = {"3.1.1": "3.1.1", "311": "3.1.1", "5": "5"}
+# Written as a string or as a YAML integer (never str() of that: it may have thousands of digits)
+_MQTT_VERSIONS: dict[str | int, MqttVersion] = {
+    "3.1.1": "3.1.1",
+    "311": "3.1.1",
+    311: "3.1.1",
+    "5": "5",
+    5: "5",
+}
 _output_topic_error = _template_check(
     {"node_id": "node", "pipeline": "pipeline", "topic": "sample/topic"}
 )
@@ -62,7 +70,7 @@ def _params(r: _Reader) -> Params:
     for key, value in r.entries():
         # The filter ABI hands params over as 'key NUL value NUL' in UTF-8.
         if not key or "\0" in key or not _is_utf8(key):
-            r.fail(None, f"parameter name {key!r} must be non-empty UTF-8 without NUL")
+            r.fail(None, f"parameter name {_quote(key)} must be non-empty UTF-8 without NUL")
         elif isinstance(value, float) and not math.isfinite(value):
             r.fail(key, f"must be a finite number, got {value}")
         elif isinstance(value, str) and ("\0" in value or not _is_utf8(value)):
@@ -82,12 +90,14 @@ def _tls(r: _Reader) -> TLSConfig:
     return r.done(TLSConfig(**files))
 
 
-def _mqtt_version(r: _Reader) -> MqttVersion:
+def _mqtt_version(r: _Reader, default: MqttVersion) -> MqttVersion:
     value = r.get("mqtt_version", (str, int), '"3.1.1" or "5"')
-    version = "5" if value is None else _MQTT_VERSIONS.get(str(value))
+    if not isinstance(value, str | int):
+        return default
+    version = _MQTT_VERSIONS.get(value)
     if version is None:
         r.fail("mqtt_version", f'expected "3.1.1" or "5", got {_describe(value)}')
-    return version or "5"
+    return version or default
 
 
 def _read_secret(r: _Reader, key: str, path: Path) -> str | None:
@@ -95,7 +105,7 @@ def _read_secret(r: _Reader, key: str, path: Path) -> str | None:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeError) as exc:  # never str(exc): a decode error quotes the bytes
         reason = (exc.strerror or "unreadable") if isinstance(exc, OSError) else "not UTF-8 text"
-        r.fail(key, f"cannot read {path}: {reason}")
+        r.fail(key, f"cannot read {_brief(str(path), 200)}: {reason}")
         return None
     return text[:-2] if text.endswith("\r\n") else text.removesuffix("\n")
 
@@ -105,7 +115,7 @@ def _broker(r: _Reader) -> BrokerConfig:
     port = r.integer("port", 8883 if r.has("tls") else 1883, 1, 65535)
     client_id = r.text("client_id", None, check=_client_id_error)
     keepalive = r.integer("keepalive", 30, 5, 65535)
-    version = _mqtt_version(r)
+    version = _mqtt_version(r, "5")
     username = r.text("username", None)
     password = r.text("password", None, secret=True)
     password_file = r.path("password_file", must_exist=True)
@@ -158,7 +168,7 @@ def _engine(r: _Reader) -> tuple[EngineConfig, float | None]:
 def _fits(r: _Reader, key: str, value: int | None, bits: int) -> int | None:
     """`value` if it fits the engine's unsigned `bits`-bit field, else None after saying so."""
     if value is not None and value >= 2 ** (bits - 1):
-        r.fail(key, f"must be below 2**{bits - 1}, got {value}")
+        r.fail(key, f"must be below 2**{bits - 1}, got {_quote(value)}")
         return None
     return value
 
@@ -276,7 +286,7 @@ def _trusted_key(item: _Reader) -> str | None:
         content = path.read_text()
         load_public_key(content)
     except (OSError, ValueError) as exc:
-        item.fail(None, f"key file {path}: {exc}")
+        item.fail(None, f"key file {_brief(str(path), 200)}: {exc}")
         return None
     return content.strip()
 
@@ -324,8 +334,11 @@ def _filter(r: _Reader, modules: Mapping[str, ModuleConfig]) -> FilterConfig:
     r = r.shorthand("module")
     module = r.text("module", "", required=True)
     if module and module not in modules:
-        known = ", ".join(sorted(modules)) or "(none)"
-        r.fail("module", f"unknown module {module!r}; known: {known}")
+        names = sorted(modules)
+        # All of them for a usual config; a screenful of names at most
+        known = ", ".join(names[:20]) + (f", ... ({len(names)} in all)" if names[20:] else "")
+        known = known or "(none)"
+        r.fail("module", f"unknown module {_quote(module)}; known: {known}")
     inherited = modules[module].params if module in modules else {}
     own = _params(r.child("params"))
     params = MappingProxyType({**inherited, **own})
@@ -389,10 +402,13 @@ def parse_config(data: object, *, source: str = "<config>", base_dir: Path | Non
     budgets = _budgets(r.child("budgets"), DEFAULT_BUDGETS, tick_ms)
     modules = _modules(r.child("modules", required=True), budgets, tick_ms)
     pipelines: list[PipelineConfig] = []
+    names: set[str] = set()
     for item in r.items("pipelines", "pipeline"):
         pipeline = _pipeline(item, modules)
-        if pipeline.name and pipeline.name in (p.name for p in pipelines):
-            item.fail("name", f"duplicate pipeline name {pipeline.name!r}")
+        if pipeline.name in names:
+            item.fail("name", f"duplicate pipeline name {_quote(pipeline.name)}")
+        elif pipeline.name:
+            names.add(pipeline.name)
         pipelines.append(pipeline)
     config = r.done(
         Config(
@@ -417,29 +433,9 @@ def parse_config(data: object, *, source: str = "<config>", base_dir: Path | Non
     return config
 
 
-def _read_yaml(path: Path, source: str) -> object:
-    try:
-        return yaml.safe_load(path.read_bytes())
-    except OSError as exc:
-        error = f"<file>: cannot read: {(exc.strerror or str(exc)).lower()}"
-    # Built from the parts, never str(exc): PyYAML's own message quotes the offending lines or
-    # bytes, which may be part of a password.
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "<file>"
-        error = f"{where}: invalid YAML: {exc.problem or exc.context}"
-        if exc.problem and exc.context and exc.context_mark:
-            error += f" ({exc.context} at line {exc.context_mark.line + 1})"
-    except yaml.reader.ReaderError as exc:
-        error = f"<file>: invalid text at byte {exc.position}: {exc.reason}"
-    except yaml.YAMLError:
-        error = "<file>: invalid YAML"
-    raise ConfigError([error], source) from None
-
-
 def load_config(path: str | os.PathLike[str]) -> Config:
     """Read and check the config file at `path`; raise ConfigError listing every problem."""
     source = os.fspath(path)
     file = Path(source).absolute()
-    config = parse_config(_read_yaml(file, source), source=source, base_dir=file.parent)
+    config = parse_config(read_document(file, source), source=source, base_dir=file.parent)
     return replace(config, source=file)

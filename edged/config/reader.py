@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TypeVar
 
+from edged.errors import ConfigError
 from edged.sizes import SIZE_EXAMPLES, format_size, parse_size
 from edged.topics import topic_name_error
 
@@ -23,14 +24,35 @@ _Check = Callable[[str], str | None]
 _KINDS = {bool: "boolean", int: "integer", float: "number", str: "string"}
 
 
+def _brief(text: str, limit: int = 40) -> str:
+    """`text` cut to `limit` characters: errors quote what was written, which may be huge."""
+    return text if len(text) <= limit else text[: limit - 4] + "..."
+
+
+def _quote(value: object, limit: int = 40) -> str:
+    """repr(value), cut to `limit`; a huge integer by its size (str() refuses 4300+ digits)."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 128:
+        digits = int(value.bit_length() * math.log10(2)) + 1
+        return f"{'-' if value < 0 else ''}an integer of about {digits} digits"
+    return _brief(repr(value), limit)
+
+
 def _describe(value: object, *, secret: bool = False) -> str:
     if isinstance(value, list | Mapping) or value is None:
         return "a list" if isinstance(value, list) else "null" if value is None else "a mapping"
     kind = _KINDS.get(type(value), type(value).__name__)
     if secret:
         return kind
-    shown = str(value).lower() if isinstance(value, bool) else repr(value)
-    return f"{kind} {shown if len(shown) <= 40 else shown[:36] + '...'}"
+    return f"{kind} {str(value).lower() if isinstance(value, bool) else _quote(value)}"
+
+
+def _finite(value: int | float) -> float | None:
+    """`value` as a float; None if it is NaN, infinite or an integer past what a float holds."""
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
 
 
 def _range(lo: str, hi: str | None, *, above: bool = False) -> str:
@@ -50,6 +72,7 @@ class _Reader:
     def at(self, key: str | None) -> str:
         if key is None:
             return self.where or "<root>"
+        key = _brief(key, 64)
         return f"{self.where}.{key}" if self.where else key
 
     def fail(self, key: str | None, reason: str) -> None:
@@ -118,15 +141,22 @@ class _Reader:
     def integer(self, key: str, default: int, lo: int, hi: int) -> int:
         value = self.get(key, int, "an integer")
         if isinstance(value, int) and not lo <= value <= hi:
-            self.fail(key, f"must be between {lo} and {hi}, got {value}")
+            self.fail(key, f"must be between {lo} and {hi}, got {_quote(value)}")
         return value if isinstance(value, int) else default
 
     def number(self, key: str, default: _T) -> float | _T:
         """Seconds: every number in the schema must be finite and above zero."""
         value = self.get(key, (int, float), "a number")
-        if isinstance(value, int | float) and not (math.isfinite(value) and value > 0):
-            self.fail(key, f"must be greater than 0, got {value}")
-        return float(value) if isinstance(value, int | float) else default
+        if not isinstance(value, int | float):
+            return default
+        try:
+            number = float(value)
+        except OverflowError:  # an integer past what a float holds
+            self.fail(key, f"must be greater than 0, got {_quote(value)}")
+            return default
+        if not (math.isfinite(number) and number > 0):
+            self.fail(key, f"must be greater than 0, got {_quote(value)}")
+        return number
 
     def whole(self, key: str, lo: int, hi: int | None = None) -> int | None:
         """An integer within [lo, hi]; None if absent or unusable (after recording why)."""
@@ -134,7 +164,8 @@ class _Reader:
         if not isinstance(value, int):
             return None
         if value < lo or (hi is not None and value > hi):
-            self.fail(key, f"{_range(str(lo), None if hi is None else str(hi))}, got {value}")
+            bounds = _range(str(lo), None if hi is None else str(hi))
+            self.fail(key, f"{bounds}, got {_quote(value)}")
             return None
         return value
 
@@ -145,12 +176,13 @@ class _Reader:
         value = self.get(key, (int, float), "a number")
         if not isinstance(value, int | float):
             return None
-        low_ok = value > lo if above else value >= lo
-        if not (math.isfinite(value) and low_ok and (hi is None or value <= hi)):
+        number = _finite(value)
+        low_ok = number is not None and (number > lo if above else number >= lo)
+        if number is None or not low_ok or (hi is not None and number > hi):
             bounds = _range(f"{lo:g}", None if hi is None else f"{hi:g}", above=above)
-            self.fail(key, f"{bounds}, got {value}")
+            self.fail(key, f"{bounds}, got {_quote(value)}")
             return None
-        return float(value)
+        return number
 
     def size(self, key: str, lo: int, hi: int | None = None) -> int | None:
         """Bytes within [lo, hi], given as an int or a string with a unit; None if unusable."""
@@ -164,7 +196,8 @@ class _Reader:
             return None
         if size < lo or (hi is not None and size > hi):
             bounds = _range(format_size(lo), None if hi is None else format_size(hi))
-            self.fail(key, f"{bounds}, got {format_size(size)}")
+            shown = format_size(size) if size.bit_length() <= 64 else _quote(size)
+            self.fail(key, f"{bounds}, got {shown}")
             return None
         return size
 
@@ -175,7 +208,7 @@ class _Reader:
     def choice(self, key: str, options: tuple[str, ...], default: str) -> str:
         value = self.text(key, default).lower()
         if value not in options:
-            self.fail(key, f"must be one of {', '.join(options)}; got {value!r}")
+            self.fail(key, f"must be one of {', '.join(options)}; got {_quote(value)}")
         return value
 
     def literal(self, key: str, options: tuple[_L, ...], default: _L) -> _L:
@@ -210,23 +243,30 @@ class _Reader:
         return [self.sub(item, f"{self.where}[{i}]") for i, item in enumerate(items)]
 
     def entries(self) -> list[tuple[str, object]]:
+        if not self._data:
+            return []
         self._seen.update(k for k in self._data if isinstance(k, str))
         return [(k, v) for k, v in self._data.items() if isinstance(k, str)]
 
     def done(self, result: _T) -> _T:
         """Report every key no getter asked for, then hand back `result`."""
-        known = sorted(k for k in self._seen if isinstance(k, str))
         for key in self._data:
             if not isinstance(key, str):
-                self.fail(None, f"key {key!r} is not a string")
+                self.fail(None, f"key {_quote(key)} is not a string")
             elif key not in self._seen:
-                # imported here: it costs ~110 KiB of RSS and only an unknown key needs it
-                import difflib
-
-                close = difflib.get_close_matches(key, known, n=1)
-                hint = f"did you mean {close[0]!r}?" if close else f"known keys: {', '.join(known)}"
-                self.fail(key, f"unknown key; {hint}")
+                self.fail(key, f"unknown key{self._hint(key)}")
         return result
+
+    def _hint(self, key: str) -> str:
+        """The known key closest to `key`, else all of them; none for an error never shown."""
+        if len(self.errors) >= ConfigError.SHOWN:
+            return ""  # ~0.1 ms each: 100,000 unknown keys took 10 s
+        known = sorted(k for k in self._seen if isinstance(k, str))
+        # imported here: it costs ~110 KiB of RSS and only an unknown key needs it
+        import difflib
+
+        close = difflib.get_close_matches(key, known, n=1)
+        return f"; did you mean {close[0]!r}?" if close else f"; known keys: {', '.join(known)}"
 
 
 def _pattern(regex: str, reason: str) -> _Check:
@@ -252,15 +292,16 @@ def _nonempty_error(s: str) -> str | None:
 
 
 def _file_error(path: Path) -> str | None:
+    shown = _brief(str(path), 200)
     try:
         mode = path.stat().st_mode
     except FileNotFoundError:
-        return f"no such file: {path}"
+        return f"no such file: {shown}"
     except OSError as exc:
-        return f"cannot access {path}: {exc.strerror or exc}"
+        return f"cannot access {shown}: {exc.strerror or exc}"
     if not stat.S_ISREG(mode):
-        return f"not a regular file: {path}"
-    return None if os.access(path, os.R_OK) else f"not readable: {path}"
+        return f"not a regular file: {shown}"
+    return None if os.access(path, os.R_OK) else f"not readable: {shown}"
 
 
 def _publish_error(s: str) -> str | None:
@@ -296,6 +337,8 @@ def _template_check(samples: Mapping[str, str]) -> _Check:
                 return f"unknown placeholder {{{name}}}; known: {known}"
         rendered = _PLACEHOLDER_RE.sub(lambda m: samples[m[1]], template)
         reason = _publish_error(rendered)
-        return None if reason is None else f"gives an invalid topic {rendered!r}: {reason}"
+        return (
+            None if reason is None else f"gives an invalid topic {_quote(rendered, 80)}: {reason}"
+        )
 
     return check
