@@ -21,7 +21,7 @@ _CONF = """\
 listener {port} 127.0.0.1
 allow_anonymous true
 max_queued_messages {max_queued}
-max_inflight_messages 0
+max_inflight_messages {max_inflight}
 set_tcp_nodelay true
 log_dest stderr
 log_type error
@@ -53,16 +53,24 @@ class PrivateBroker:
     """`with PrivateBroker() as broker:` gives a running mosquitto on `broker.port`.
 
     With `persistence`, `halt()` stops it and `start()` brings it back on the same port with
-    what it saved; `max_queued_messages` is what it queues per offline client (0: no limit).
+    what it saved; `max_queued_messages` is what it queues per offline client and
+    `max_inflight_messages` what it sends a client before that client acknowledges (0: no
+    limit; mosquitto's own defaults are 1000 and 20).
     """
 
     def __init__(
-        self, port: int | None = None, *, persistence: bool = False, max_queued_messages: int = 0
+        self,
+        port: int | None = None,
+        *,
+        persistence: bool = False,
+        max_queued_messages: int = 0,
+        max_inflight_messages: int = 0,
     ) -> None:
         self.host = "127.0.0.1"
         self.port = port or free_port()
         self.persistence = persistence
         self.max_queued_messages = max_queued_messages
+        self.max_inflight_messages = max_inflight_messages
         self._proc: subprocess.Popen[bytes] | None = None
         self._dir: tempfile.TemporaryDirectory[str] | None = None
 
@@ -76,7 +84,11 @@ class PrivateBroker:
         if self._dir is None:
             self._dir = tempfile.TemporaryDirectory(prefix="edged-broker-")
         conf = Path(self._dir.name) / "mosquitto.conf"
-        text = _CONF.format(port=self.port, max_queued=self.max_queued_messages)
+        text = _CONF.format(
+            port=self.port,
+            max_queued=self.max_queued_messages,
+            max_inflight=self.max_inflight_messages,
+        )
         if self.persistence:
             text += _PERSISTENCE.format(directory=self._dir.name)
         conf.write_text(text)

@@ -16,9 +16,17 @@ from edged.mqtt.mosquitto import PrivateBroker
 class Client:
     """A test-side MQTT client that records what arrives, in order."""
 
-    def __init__(self, broker: PrivateBroker, *, v5: bool = True, persistent: bool = False) -> None:
+    def __init__(
+        self,
+        broker: PrivateBroker,
+        *,
+        v5: bool = True,
+        persistent: bool = False,
+        inflight: int = 20,
+    ) -> None:
         """With `persistent`, the broker keeps this client's session across a lost connection
-        and its own restart, so nothing published meanwhile is missed (paho reconnects)."""
+        and its own restart, so nothing published meanwhile is missed (paho reconnects).
+        `inflight` is how many of its own QoS 1/2 publishes may await the broker's ack."""
         self.messages: queue.Queue[tuple[str, bytes, bool]] = queue.Queue()
         self._subacks: queue.Queue[int] = queue.Queue()
         self.paho = paho.Client(
@@ -30,6 +38,7 @@ class Client:
         self.paho.on_message = lambda _c, _u, m: self.messages.put((m.topic, m.payload, m.retain))
         self.paho.on_subscribe = lambda _c, _u, mid, *_: self._subacks.put(mid)
         self.paho.reconnect_delay_set(0.1, 1)
+        self.paho.max_inflight_messages_set(inflight)
         properties = None
         if v5 and persistent:
             properties = Properties(PacketTypes.CONNECT)
