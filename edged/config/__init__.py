@@ -3,8 +3,9 @@
 Every problem is collected with its key path before anything is raised, so an operator fixing a
 gateway's config sees all of its mistakes in one go instead of one per restart.
 
-    model     the dataclasses a checked config turns into
-    reader    reading values with their key paths; sizes such as "16 MiB"
+    model     the dataclasses a checked config turns into, and every default
+    document  the file as a YAML document, read within limits (size, depth, values)
+    reader    reading values with their key paths; the checks shared by sections
     load      one parser per section; parse_config and load_config
 
 The sections budgets, engine, daemon, violations and metrics are specified in docs/budgets.md.

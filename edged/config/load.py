@@ -12,8 +12,10 @@ from types import MappingProxyType
 from edged.config.document import read_document
 from edged.config.model import (
     DEFAULT_BUDGETS,
+    MQTTS_PORT,
     ON_QUARANTINE,
     OVERLOADS,
+    TOPIC_PREFIX,
     BrokerConfig,
     Budgets,
     Config,
@@ -111,13 +113,14 @@ def _read_secret(r: _Reader, key: str, path: Path) -> str | None:
 
 
 def _broker(r: _Reader) -> BrokerConfig:
-    host = r.text("host", "localhost", check=_nonempty_error)
-    port = r.integer("port", 8883 if r.has("tls") else 1883, 1, 65535)
-    client_id = r.text("client_id", None, check=_client_id_error)
-    keepalive = r.integer("keepalive", 30, 5, 65535)
-    version = _mqtt_version(r, "5")
-    username = r.text("username", None)
-    password = r.text("password", None, secret=True)
+    d = BrokerConfig()
+    host = r.text("host", d.host, check=_nonempty_error)
+    port = r.integer("port", MQTTS_PORT if r.has("tls") else d.port, 1, 65535)
+    client_id = r.text("client_id", d.client_id, check=_client_id_error)
+    keepalive = r.integer("keepalive", d.keepalive, 5, 65535)
+    version = _mqtt_version(r, d.mqtt_version)
+    username = r.text("username", d.username)
+    password = r.text("password", d.password, secret=True)
     password_file = r.path("password_file", must_exist=True)
     if password is not None and r.has("password_file"):
         r.fail("password_file", "cannot be used together with password")
@@ -126,12 +129,11 @@ def _broker(r: _Reader) -> BrokerConfig:
     # MQTT 3.1.1 forbids a password without a user name, and the link never sends one alone.
     if password is not None and username is None:
         r.fail("username", "required when a password is given")
-    tls = _tls(r.child("tls")) if r.has("tls") else None
-    min_delay = r.number("reconnect_min_delay", 1.0)
-    max_delay = r.number("reconnect_max_delay", 60.0)
+    tls = _tls(r.child("tls")) if r.has("tls") else d.tls
+    min_delay = r.number("reconnect_min_delay", d.reconnect_min_delay)
+    max_delay = r.number("reconnect_max_delay", d.reconnect_max_delay)
     if max_delay < min_delay:
         r.fail("reconnect_max_delay", f"must not be below reconnect_min_delay ({min_delay})")
-    d = BrokerConfig()
     # MQTT 5 carries the Session Expiry Interval in four bytes
     expiry = r.whole("session_expiry", 0, 2**32 - 1)
     inflight = r.integer("inflight", d.inflight, 1, 65535)
@@ -325,14 +327,16 @@ def _modules(r: _Reader, budgets: Budgets, tick_ms: float | None) -> dict[str, M
 
 
 def _subscription(r: _Reader) -> Subscription:
+    d = Subscription(topic="")  # for its defaults; topic is required
     r = r.shorthand("topic")
-    topic = r.text("topic", "", required=True, check=topic_filter_error)
-    return r.done(Subscription(topic=topic, qos=r.integer("qos", 0, 0, 2)))
+    topic = r.text("topic", d.topic, required=True, check=topic_filter_error)
+    return r.done(Subscription(topic=topic, qos=r.integer("qos", d.qos, 0, 2)))
 
 
 def _filter(r: _Reader, modules: Mapping[str, ModuleConfig]) -> FilterConfig:
+    d = FilterConfig(module="", params={})  # for its defaults; module and params are required
     r = r.shorthand("module")
-    module = r.text("module", "", required=True)
+    module = r.text("module", d.module, required=True)
     if module and module not in modules:
         names = sorted(modules)
         # All of them for a usual config; a screenful of names at most
@@ -342,40 +346,42 @@ def _filter(r: _Reader, modules: Mapping[str, ModuleConfig]) -> FilterConfig:
     inherited = modules[module].params if module in modules else {}
     own = _params(r.child("params"))
     params = MappingProxyType({**inherited, **own})
-    tick = r.number("tick_interval", None)
+    tick = r.number("tick_interval", d.tick_interval)
     return r.done(FilterConfig(module=module, params=params, tick_interval=tick, own_params=own))
 
 
 def _output(r: _Reader) -> OutputRule:
+    d = OutputRule(topic="")  # for its defaults; topic is required
     return r.mapping().done(
         OutputRule(
-            match=r.text("match", "#", check=topic_filter_error),
-            topic=r.text("topic", "", required=True, check=_output_topic_error),
-            qos=r.integer("qos", 0, 0, 2),
-            retain=r.flag("retain", False),
+            match=r.text("match", d.match, check=topic_filter_error),
+            topic=r.text("topic", d.topic, required=True, check=_output_topic_error),
+            qos=r.integer("qos", d.qos, 0, 2),
+            retain=r.flag("retain", d.retain),
         )
     )
 
 
 def _pipeline(r: _Reader, modules: Mapping[str, ModuleConfig]) -> PipelineConfig:
+    d = PipelineConfig(name="", subscribe=(), filters=(), outputs=())  # for on_quarantine
     return r.mapping().done(
         PipelineConfig(
             name=r.text("name", "", required=True, check=_name_error),
             subscribe=tuple(_subscription(s) for s in r.items("subscribe", "topic filter")),
             filters=tuple(_filter(f, modules) for f in r.items("filters", "filter")),
             outputs=tuple(_output(o) for o in r.items("outputs", "output rule")),
-            on_quarantine=r.literal("on_quarantine", ON_QUARANTINE, "drop"),
+            on_quarantine=r.literal("on_quarantine", ON_QUARANTINE, d.on_quarantine),
         )
     )
 
 
 def _log(r: _Reader) -> LogConfig:
-    d = LogConfig(level="info", format="auto", summary_interval=60.0)
+    d = LogConfig()
     return r.done(
         LogConfig(
-            level=r.choice("level", ("debug", "info", "warning", "error"), "info"),
-            format=r.choice("format", ("auto", "json", "console"), "auto"),
-            summary_interval=r.number("summary_interval", 60.0),
+            level=r.choice("level", ("debug", "info", "warning", "error"), d.level),
+            format=r.choice("format", ("auto", "json", "console"), d.format),
+            summary_interval=r.number("summary_interval", d.summary_interval),
             file=r.path("file"),
             max_bytes=d.max_bytes if (size := r.size("max_bytes", KiB)) is None else size,
             backups=d.backups if (kept := r.whole("backups", 0, 1000)) is None else kept,
@@ -394,7 +400,7 @@ def parse_config(data: object, *, source: str = "<config>", base_dir: Path | Non
     errors: list[str] = []
     r = _Reader(data, "", errors, base_dir or Path.cwd())
     node_id = r.text("node_id", "", required=True, check=_node_id_error)
-    topic_prefix = r.text("topic_prefix", "edged", check=_prefix_error)
+    topic_prefix = r.text("topic_prefix", TOPIC_PREFIX, check=_prefix_error)
     state_dir = r.path("state_dir")
     broker = _broker(r.child("broker", required=True))
     # The engine first: its epoch tick bounds every deadline, the global and the modules' own.

@@ -1,7 +1,8 @@
 """What a checked config turns into: frozen dataclasses shared read-only by every layer.
 
-Fields that later sections added have the documented defaults, so code and tests can build the
-objects directly without spelling out every budget.
+This is the one place the defaults live: a field's default is what a config that leaves the key
+out gets (config/load.py reads them from here), so code and tests can also build the objects
+directly without spelling out every setting.
 """
 
 from __future__ import annotations
@@ -24,6 +25,9 @@ OVERLOADS: tuple[Overload, ...] = ("drop_oldest", "drop_newest", "block")
 ON_QUARANTINE: tuple[OnQuarantine, ...] = ("drop", "skip")
 
 _DEAD_LETTER_PLACEHOLDER = re.compile(r"\{(node_id|prefix)\}")
+
+#: Config.topic_prefix when the config does not give one
+TOPIC_PREFIX = "edged"
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -82,7 +86,9 @@ class EngineConfig:
 @dataclass(frozen=True, kw_only=True, slots=True)
 class DaemonConfig:
     memory_budget: int = 256 * MiB  # the memory caps of all instances together
-    queue_size: int = 10_000  # messages between the network thread and the filters
+    # Messages read from the broker and not yet filtered: the daemon reads all the broker sent
+    # into this bounded intake queue, then runs the filters on a time slice of it.
+    queue_size: int = 10_000
     overload: Overload = "drop_oldest"  # what a full queue does
 
 
@@ -137,23 +143,23 @@ class ModuleConfig:
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Subscription:
     topic: str
-    qos: int
+    qos: int = 0
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class FilterConfig:
     module: str
     params: Params  # the module's params with this filter's own laid over them
-    tick_interval: float | None
+    tick_interval: float | None = None  # seconds between calls of its tick; None: never
     own_params: Params = field(default_factory=lambda: MappingProxyType({}))  # set here only
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class OutputRule:
-    match: str
+    match: str = "#"  # the emitted topics this rule takes
     topic: str  # template: {topic}, {node_id} and {pipeline} are filled in per message
-    qos: int
-    retain: bool
+    qos: int = 0
+    retain: bool = False
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -167,9 +173,9 @@ class PipelineConfig:
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class LogConfig:
-    level: str
-    format: str
-    summary_interval: float
+    level: str = "info"  # debug | info | warning | error
+    format: str = "auto"  # auto (console on a terminal, else JSON lines) | json | console
+    summary_interval: float = 60.0  # seconds between the per-pipeline summary events
     file: Path | None = None  # JSON lines also go here, for installs without systemd
     max_bytes: int = 10 * MiB  # rotate before the file would grow past this
     backups: int = 3  # rotated files kept: file.1 .. file.N; none: the file starts afresh
@@ -178,7 +184,7 @@ class LogConfig:
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Config:
     node_id: str
-    topic_prefix: str
+    topic_prefix: str  # TOPIC_PREFIX if not given
     state_dir: Path | None
     broker: BrokerConfig
     modules: Mapping[str, ModuleConfig]
