@@ -295,7 +295,7 @@ def _trusted_key(item: _Reader) -> str | None:
 
 def _outbox(r: _Reader) -> OutboxConfig:
     d = OutboxConfig()
-    max_bytes = r.size("max_bytes", 64 * KiB)
+    max_bytes = r.size("max_bytes", KiB)
     max_age = r.real("max_age", 0, above=True)
     return r.done(
         OutboxConfig(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import shutil
 import signal
 import socket
@@ -28,11 +29,13 @@ log_type error
 log_type warning
 """
 # With persistence the broker keeps sessions, subscriptions and queued messages across its own
-# restart; it writes them when it stops (and every autosave_interval seconds).
+# restart; it writes them when it stops (and every autosave_interval seconds). Started as root,
+# mosquitto would switch to its own user, which cannot write in our private directory.
 _PERSISTENCE = """\
 persistence true
 persistence_location {directory}/
 autosave_interval 1
+user {user}
 """
 
 
@@ -90,7 +93,7 @@ class PrivateBroker:
             max_inflight=self.max_inflight_messages,
         )
         if self.persistence:
-            text += _PERSISTENCE.format(directory=self._dir.name)
+            text += _PERSISTENCE.format(directory=self._dir.name, user=getpass.getuser())
         conf.write_text(text)
         # Its log goes to a file, not a pipe: nobody reads a pipe during a long run, and a full
         # pipe would stall the broker.
