@@ -195,7 +195,7 @@ def _read_bytes(path: Path) -> bytes:
     with path.open("rb") as file:
         info = os.fstat(file.fileno())
         if stat.S_ISREG(info.st_mode) and info.st_size > MAX_BYTES:
-            raise _TooLarge(format_bytes(info.st_size))
+            raise _TooLarge(f"{format_bytes(info.st_size)} ({info.st_size:,} bytes)")
         # A pipe or a device (/dev/zero) has no size to look at: read one byte past the limit.
         data = file.read(MAX_BYTES + 1)
     if len(data) > MAX_BYTES:

@@ -5,11 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 
 from edged.config import (
     ConfigError,
     load_config,
 )
+from edged.config.document import parse_yaml
 from tests.unit.config.samples import FULL, SECRET, write
 
 
@@ -51,3 +53,54 @@ def test_top_level_must_be_a_mapping(confdir: Path, text: str, got: str) -> None
     with pytest.raises(ConfigError) as caught:
         load_config(write(confdir, text))
     assert caught.value.errors == [f"<root>: expected a mapping, got {got}"]
+
+
+BROKEN = [
+    "node_id: gw-1\nbroker:\n  host: [a, b\nmodules: {}\n",
+    f"password: {SECRET}: oops\n",
+    "a:\n  b: 1\n c: 2\n",
+    "a:\n\tb: 1\n",
+    'a: "\\q"\n',
+    "a: \x07\n",
+    "a: b\x00\n",
+    "a: 1\n---\nb: 2\n",
+    'a: "abc\n',
+    "a: *x\n",
+    "a: &x 1\nb: &x 2\n",
+    "[a]: 1\n",
+    "a: !foo x\n",
+    "{a: 1\n",
+    "%YAML 2.0\n---\na: 1\n",
+    "a: 2024-13-45\n",
+    "[" * 2000 + "]" * 2000,
+    "a: &a [*a]\n",
+    "a: 9" + "9" * 2000 + "\n",
+]
+
+
+def _outcome(data: bytes, *, fast: bool) -> tuple[object, ...]:
+    try:
+        return ("read", parse_yaml(data, fast=fast))
+    except yaml.MarkedYAMLError as exc:
+        marks = [(m.line, m.column) if m else None for m in (exc.problem_mark, exc.context_mark)]
+        return (type(exc).__name__, exc.problem, exc.context, *marks)
+    except yaml.YAMLError as exc:
+        return (type(exc).__name__, str(exc))
+
+
+@pytest.mark.skipif(not yaml.__with_libyaml__, reason="PyYAML without libyaml")
+@pytest.mark.parametrize("text", [*BROKEN, b"a: \xff\xfe\n", "a: [1, {b: c}]\n"])
+def test_both_parsers_give_the_same_errors(text: str | bytes) -> None:
+    """The fast C parser, where there is one, reports what the pure-Python one always did."""
+    data = text if isinstance(text, bytes) else text.encode()
+    assert _outcome(data, fast=True) == _outcome(data, fast=False)
+
+
+@pytest.mark.parametrize("text", BROKEN)
+def test_broken_yaml_is_one_error_with_its_place(confdir: Path, text: str) -> None:
+    """Every broken document is one error at a line and column (or the file), no traceback."""
+    with pytest.raises(ConfigError) as caught:
+        load_config(write(confdir, text))
+    (error,) = caught.value.errors
+    assert error.startswith(("line ", "<file>: ")), error
+    assert SECRET not in error

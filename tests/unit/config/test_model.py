@@ -26,6 +26,7 @@ from edged.config import (
     ViolationsConfig,
     parse_config,
 )
+from edged.config.model import MQTT_PORT, MQTTS_PORT, TOPIC_PREFIX
 from tests.unit.config.samples import MIB, minimal
 
 
@@ -144,3 +145,39 @@ def test_dead_letter_topic_fills_in_prefix_and_node_id(
     config = parse_config(data, base_dir=confdir)
     assert config.violations.dead_letter_topic == template
     assert config.dead_letter_topic == topic
+
+
+def test_a_config_that_leaves_keys_out_gets_the_model_defaults(confdir: Path) -> None:
+    """Every key left out takes the default of its dataclass field: defaults live in one place."""
+    data = minimal()
+    data["pipelines"][0]["subscribe"] = ["a/b"]
+    data["pipelines"][0]["outputs"] = [{"topic": "out/{topic}"}]
+    config = parse_config(data, base_dir=confdir)
+    assert config.topic_prefix == TOPIC_PREFIX
+    assert config.broker == BrokerConfig()
+    assert config.log == LogConfig()
+    (pipeline,) = config.pipelines
+    assert pipeline.subscribe == (Subscription(topic="a/b"),)
+    assert pipeline.filters == (FilterConfig(module="threshold", params={"limit": 30}),)
+    assert pipeline.outputs == (OutputRule(topic="out/{topic}"),)
+    assert (
+        pipeline.on_quarantine
+        == PipelineConfig(name="p", subscribe=(), filters=(), outputs=()).on_quarantine
+    )
+    defaults = (Budgets(), EngineConfig(), DaemonConfig(), ViolationsConfig(), MetricsConfig())
+    assert (config.budgets, config.engine, config.daemon, config.violations, config.metrics) == (
+        defaults
+    )
+
+
+def test_tls_switches_the_default_port_to_mqtts(confdir: Path) -> None:
+    """Without `port`, the broker is reached on plain MQTT's port, or MQTT over TLS's with tls."""
+    data = minimal()
+    assert parse_config(data, base_dir=confdir).broker.port == MQTT_PORT == BrokerConfig().port
+    data["broker"] = {"tls": {}}
+    assert parse_config(data, base_dir=confdir).broker.port == MQTTS_PORT
+
+
+def test_log_config_builds_with_the_documented_defaults() -> None:
+    """LogConfig() needs no arguments: info level, automatic format, a summary every minute."""
+    assert LogConfig() == LogConfig(level="info", format="auto", summary_interval=60.0)

@@ -101,3 +101,14 @@ def test_smallest_allowed_sizes_are_accepted(confdir: Path) -> None:
     assert config.budgets.memory == 65536
     assert config.engine == EngineConfig(wasm_stack=65536, epoch_tick_ms=1.0)
     assert config.daemon.memory_budget == MIB
+
+
+@pytest.mark.parametrize("given", ["9" * 5000 + " GiB", "1." + "5" * 5000 + " KiB", "9" * 31])
+def test_sizes_with_absurdly_many_digits_are_refused_briefly(given: str) -> None:
+    """A size of thousands of digits is refused like any malformed size, quoting only its start."""
+    with pytest.raises(ValueError) as caught:
+        parse_size(given)
+    shown = repr(given) if len(given) < 39 else repr(given)[:36] + "..."
+    assert str(caught.value) == (
+        f"""expected a size such as 16777216, "512 KiB" or "16 MiB", got {shown}"""
+    )
