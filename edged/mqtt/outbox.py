@@ -23,16 +23,14 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import structlog
 
+from edged.config.model import Overload
 from edged.errors import StateError
 
 log = structlog.get_logger("edged.outbox")
 
-WhenFull = Literal["drop_oldest", "drop_newest", "block"]
-WHEN_FULL: tuple[WhenFull, ...] = ("drop_oldest", "drop_newest", "block")
 
 #: what one stored entry costs beyond its topic and payload: the row's other columns and the
 #: b-tree's own bookkeeping, rounded up (measured: ~26 bytes a row in a 10,000-row file)
@@ -75,7 +73,7 @@ class Outbox:
         *,
         max_bytes: int,
         max_age: float | None = None,
-        when_full: WhenFull = "drop_oldest",
+        when_full: Overload = "drop_oldest",
     ) -> None:
         self.path = path
         self.max_bytes = max_bytes

@@ -10,10 +10,11 @@ stop reading until there is room (the broker then holds the messages).
 from __future__ import annotations
 
 from collections import deque
-from typing import Generic, Literal, TypeVar
+from typing import Generic, TypeVar
+
+from edged.config.model import Overload
 
 Item = TypeVar("Item")
-Overload = Literal["drop_oldest", "drop_newest", "block"]
 
 
 class Intake(Generic[Item]):

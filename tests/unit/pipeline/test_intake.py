@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from edged.pipeline.intake import Intake, Overload
+from edged.config.model import Overload
+from edged.pipeline.intake import Intake
 
 
 def filled(size: int, overload: Overload) -> Intake[int]:
