@@ -33,7 +33,7 @@ def _quote(value: object, limit: int = 40) -> str:
     """repr(value), cut to `limit`; a huge integer by its size (str() refuses 4300+ digits)."""
     if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 128:
         digits = int(value.bit_length() * math.log10(2)) + 1
-        return f"{'-' if value < 0 else ''}an integer of about {digits} digits"
+        return f"{'a negative' if value < 0 else 'an'} integer of about {digits} digits"
     return _brief(repr(value), limit)
 
 
