@@ -89,7 +89,10 @@ class DaemonConfig:
     # Messages read from the broker and not yet filtered: the daemon reads all the broker sent
     # into this bounded intake queue, then runs the filters on a time slice of it.
     queue_size: int = 10_000
-    overload: Overload = "drop_oldest"  # what a full queue does
+    # What a full queue does. `block`: read only what fits and leave the rest at the broker,
+    # which delivers it when there is room; nothing is dropped. The drop policies suit
+    # readings where the newest (or the first) matter more than every one.
+    overload: Overload = "block"
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

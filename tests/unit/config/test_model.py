@@ -96,7 +96,7 @@ def test_budget_sections_default_to_the_documented_values(confdir: Path) -> None
     assert all(m.budgets == config.budgets for m in config.modules.values())
     assert config.engine == EngineConfig(wasm_stack=512 * 1024, epoch_tick_ms=10.0)
     assert config.daemon == DaemonConfig(
-        memory_budget=256 * MIB, queue_size=10000, overload="drop_oldest"
+        memory_budget=256 * MIB, queue_size=10000, overload="block"
     )
     assert config.violations == ViolationsConfig(
         dead_letter_topic="{prefix}/{node_id}/deadletter",
