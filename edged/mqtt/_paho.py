@@ -155,9 +155,7 @@ class Client(paho.Client):
             if not ((packet["command"] & 0xF0) == _PUBLISH and packet["qos"])
         )
         return [
-            Unacked(m.mid, m.topic, bytes(m.payload), m.qos, bool(m.retain))
-            for m in taken
-            if m.qos
+            Unacked(m.mid, m.topic, bytes(m.payload), m.qos, bool(m.retain)) for m in taken if m.qos
         ]
 
     def _do_on_publish(self, mid: int, reason_code: Any, properties: Any) -> MQTTErrorCode:
