@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from edged.config import OutputRule
 from edged.topics import topic_matches
 
+_PLACEHOLDER = re.compile(r"\{(topic|node_id|pipeline)\}")
 # Sensor topics repeat, so the answer per emitted topic is cached; the bound keeps a filter that
 # invents a new topic per message from growing the cache without end.
 _CACHE_LIMIT = 4096
@@ -40,13 +42,11 @@ class OutputRules:
         return found
 
     def _resolve(self, topic: str) -> Destination | None:
+        values = {"topic": topic, "node_id": self._node_id, "pipeline": self._pipeline}
         for rule in self._rules:
             if topic_matches(rule.match, topic):
-                # Plain replacement, not str.format: a template must never reach attributes.
-                text = (
-                    rule.topic.replace("{topic}", topic)
-                    .replace("{node_id}", self._node_id)
-                    .replace("{pipeline}", self._pipeline)
-                )
+                # One pass of plain replacement, not str.format: a template must never reach
+                # attributes, and a placeholder's text inside the emitted topic stays as it is.
+                text = _PLACEHOLDER.sub(lambda m: values[m[1]], rule.topic)
                 return Destination(text, rule.qos, rule.retain)
         return None

@@ -2,7 +2,10 @@
 
 Every distinct topic filter is subscribed once. Under MQTT 5 each carries a subscription
 identifier, and the broker tags a delivery with the identifiers it matched: the delivery goes to
-exactly those filters' pipelines, even when a broker sends overlapping subscriptions one copy each.
+exactly those filters' pipelines. Where filters overlap, a broker either sends one copy with every
+matching identifier or one copy per subscription with its own (MQTT 5 §3.3.4; mosquitto 2 does
+the latter): a pipeline takes a copy only if it carries the lowest identifier of that pipeline's
+filters matching the topic, so it sees the message once either way.
 Under MQTT 3.1.1 the topic is matched here instead (cached per topic); a broker that sends one copy
 per overlapping filter then makes the pipelines on both see it twice, as the docs warn.
 """
@@ -40,26 +43,60 @@ class Router:
         self._by_ident = {s.ident: tuple(owners[s.topic]) for s in self.subscriptions}
         self._owners = {topic: tuple(p) for topic, p in owners.items()}
         self._by_topic: dict[bytes, tuple[Pipeline, ...]] = {}
+        # each pipeline's filters with their identifiers, lowest first
+        self._filters: dict[Pipeline, list[tuple[int, str]]] = {}
+        for given in self.subscriptions:
+            for pipeline in owners[given.topic]:
+                self._filters.setdefault(pipeline, []).append((given.ident, given.topic))
+        # identifiers some of whose pipelines have other filters too, which may overlap: only
+        # their copies need a look at the topic
+        self._overlapping = frozenset(
+            s.ident
+            for s in self.subscriptions
+            if any(len(self._filters[p]) > 1 for p in owners[s.topic])
+        )
+        self._by_copy: dict[tuple[bytes, tuple[int, ...]], tuple[Pipeline, ...]] = {}
         self.unrouted = 0
 
     def deliver(self, message: Message) -> None:
         idents = message.subscription_ids
         topic = message.topic
-        pipelines = (self._for_idents(idents) if idents else None) or self._for_topic(topic)
-        if not pipelines:
-            self.unrouted += 1  # e.g. a retained message for a filter we just unsubscribed
-            return
+        pipelines = self._for_idents(idents, topic) if idents else None
+        if pipelines is None:
+            pipelines = self._for_topic(topic)
+            if not pipelines:
+                self.unrouted += 1  # e.g. a retained message for a filter we just unsubscribed
+                return
         payload = message.payload
         for pipeline in pipelines:
             pipeline.process(topic, payload)
 
-    def _for_idents(self, idents: Sequence[int]) -> tuple[Pipeline, ...] | None:
-        if len(idents) == 1:
+    def _for_idents(self, idents: tuple[int, ...], topic: bytes) -> tuple[Pipeline, ...] | None:
+        """The pipelines this copy is for (none: another copy serves them), or None when no
+        identifier is ours (then the topic decides)."""
+        if len(idents) == 1 and idents[0] not in self._overlapping:
             return self._by_ident.get(idents[0])
-        seen: dict[Pipeline, None] = {}
-        for ident in idents:
-            seen.update(dict.fromkeys(self._by_ident.get(ident, ())))
-        return tuple(seen) or None
+        key = (topic, idents)
+        try:
+            return self._by_copy[key]
+        except KeyError:
+            pass
+        known = [ident for ident in idents if ident in self._by_ident]
+        if not known:
+            return None
+        text = topic.decode(errors="replace")
+        chosen: dict[Pipeline, None] = {}
+        for ident in known:
+            for pipeline in self._by_ident[ident]:
+                if pipeline in chosen:
+                    continue
+                matching = [i for i, f in self._filters[pipeline] if topic_matches(f, text)]
+                if (matching[0] if matching else ident) in idents:
+                    chosen[pipeline] = None
+        if len(self._by_copy) >= _CACHE_LIMIT:
+            self._by_copy.clear()
+        found = self._by_copy[key] = tuple(chosen)
+        return found
 
     def _for_topic(self, topic: bytes) -> tuple[Pipeline, ...]:
         try:

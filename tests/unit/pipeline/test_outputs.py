@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
-
 from edged.config import OutputRule
 from edged.pipeline.outputs import Destination, OutputRules
 
@@ -71,11 +69,6 @@ def test_braces_in_the_emitted_topic_are_kept() -> None:
     assert found.topic == "out/odd/{name}/{}"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="placeholders are replaced one after the other, so a {node_id} or {pipeline} in the "
-    "emitted topic is itself replaced",
-)
 def test_placeholder_text_in_the_emitted_topic_is_not_replaced() -> None:
     """A topic that contains the text `{pipeline}` is published with that text, not the name."""
     outputs = rules(rule("#", "out/{topic}"))
