@@ -288,7 +288,7 @@ class Daemon:
     def _close_outbox(self) -> None:
         outbox = self.link.outbox
         if outbox is not None:
-            self.link.flush_outbox()
+            self.link.flush_outbox(now=True)
             outbox.close()
 
     def _take_in_the_rest(self, timeout: float = 2.0) -> None:
@@ -358,6 +358,7 @@ class Daemon:
         keep = [u for u in unacked if not (redelivered and window.backed(u.mid))]
         for u in keep:
             link.keep_for_outbox(u.topic, u.payload, u.qos, u.retain)
+        link.flush_outbox(now=True)  # nothing else holds them now
         waiting = window.forget()
         dropped = 0
         if redelivered:
