@@ -71,6 +71,9 @@ def render(metrics: dict[str, Any], out: TextIO) -> None:
         f"dropped {q.get('dropped_oldest', 0)} oldest, {q.get('dropped_newest', 0)} newest)",
         file=out,
     )
+    link = metrics.get("link")
+    if isinstance(link, dict):
+        print(_link_line(link, format_bytes), file=out)
     print(f"{'pipeline / filter':<28} {'in':>8} {'out':>8} {'filtered':>9}  dropped", file=out)
     for name, p in metrics.get("pipelines", {}).items():
         dropped = ", ".join(f"{k} {v}" for k, v in p.get("dropped", {}).items()) or "-"
@@ -90,3 +93,29 @@ def render(metrics: dict[str, Any], out: TextIO) -> None:
                 + (f", violations: {violations}" if violations else ""),
                 file=out,
             )
+
+
+def _link_line(link: dict[str, Any], format_bytes: Any) -> str:
+    """`broker connected, 2 reconnects; unacked 12 out / 3 in; outbox 0 entries` and so on."""
+    state = "connected" if link.get("connected") else "DISCONNECTED"
+    line = (
+        f"broker {state}, {link.get('reconnects', 0)} reconnects"
+        f"; unacknowledged {link.get('unacked_outputs', 0)} outputs,"
+        f" {link.get('unacked_inputs', 0)} inputs"
+    )
+    if link.get("session_lost"):
+        line += f"; SESSION LOST {link['session_lost']}x"
+    outbox = link.get("outbox")
+    if isinstance(outbox, dict):
+        age = outbox.get("oldest_age_s")
+        line += (
+            f"; outbox {outbox.get('entries', 0)} entries"
+            f" ({format_bytes(int(outbox.get('bytes', 0)))}"
+            + (f", oldest {age:g} s" if age is not None else "")
+            + f"), replayed {outbox.get('replayed', 0)}, expired {outbox.get('expired', 0)},"
+            f" dropped {outbox.get('dropped_oldest', 0)} oldest"
+            f" {outbox.get('dropped_newest', 0)} newest"
+        )
+        if outbox.get("write_errors"):
+            line += f", WRITE ERRORS {outbox['write_errors']}"
+    return line

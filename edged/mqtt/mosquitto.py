@@ -153,3 +153,59 @@ class PrivateBroker:
         _tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+# -- what a local mosquitto's own config says about edged's persistent session -----------------
+
+SYSTEM_CONF = Path("/etc/mosquitto/mosquitto.conf")
+_LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1", "ip6-localhost"})
+#: mosquitto's own default for max_queued_messages (mosquitto.conf(5))
+MOSQUITTO_QUEUE_DEFAULT = 1000
+
+
+def read_settings(conf: Path) -> dict[str, str]:
+    """The options of a mosquitto config file, with the files of its `include_dir`s (later
+    files win, as mosquitto reads them); empty if it cannot be read."""
+    settings: dict[str, str] = {}
+    try:
+        lines = conf.read_text(errors="replace").splitlines()
+    except OSError:
+        return settings
+    for line in lines:
+        key, _, value = line.strip().partition(" ")
+        if not key or key.startswith("#"):
+            continue
+        if key == "include_dir":
+            directory = conf.parent / value.strip()
+            for part in sorted(directory.glob("*.conf")) if directory.is_dir() else ():
+                settings.update(read_settings(part))
+        else:
+            settings[key] = value.strip()
+    return settings
+
+
+def session_warnings(host: str, session_expiry: int, conf: Path = SYSTEM_CONF) -> list[str]:
+    """What a local mosquitto's config would lose of what edged's session relies on (see
+    docs/delivery.md); nothing when the broker is elsewhere or its config cannot be read."""
+    if session_expiry == 0:
+        return [
+            "broker.session_expiry is 0: a clean session on every connect, so messages "
+            "published while edged is stopped or disconnected are not delivered to it"
+        ]
+    if host not in _LOCAL_HOSTS or not conf.is_file():
+        return []
+    settings = read_settings(conf)
+    warnings = []
+    if settings.get("persistence", "false").lower() not in ("true", "1"):
+        warnings.append(
+            f"{conf}: persistence is off, so mosquitto forgets edged's session and what it "
+            "queued for edged when mosquitto itself restarts: set `persistence true`"
+        )
+    queued = settings.get("max_queued_messages", str(MOSQUITTO_QUEUE_DEFAULT))
+    if queued.isdigit() and int(queued) > 0:
+        warnings.append(
+            f"{conf}: max_queued_messages is {queued}: while edged is stopped, mosquitto keeps at "
+            "most that many messages for it and drops the rest: set it to cover the longest "
+            "stop you expect (messages per second times seconds), or 0 for no limit"
+        )
+    return warnings
