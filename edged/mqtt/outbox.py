@@ -60,6 +60,7 @@ class OutboxCounters:
     dropped_oldest: int = 0  # deleted to make room (drop_oldest)
     dropped_newest: int = 0  # refused for want of room (drop_newest, block)
     write_errors: int = 0  # writes the disk refused (full, read-only, I/O error)
+    unstored: int = 0  # entries those writes could not store
 
 
 def entry_size(topic: str, payload: bytes) -> int:
@@ -181,6 +182,7 @@ class Outbox:
                 )
         except sqlite3.Error as exc:
             self._failed(exc)
+            self.counters.unstored += len(rows)
             return 0
         self.problem = None
         if evicted:
@@ -290,6 +292,7 @@ class Outbox:
             "dropped_oldest": self.counters.dropped_oldest,
             "dropped_newest": self.counters.dropped_newest,
             "write_errors": self.counters.write_errors,
+            "unstored": self.counters.unstored,
         }
 
     def close(self) -> None:

@@ -108,6 +108,7 @@ def test_a_full_disk_is_counted_not_raised(tmp_path: Path) -> None:
         assert outbox.put(items(2000, size=1000)) == 0
         assert outbox.put(items(2000, size=1000)) == 0
     assert outbox.counters.write_errors == 2
+    assert outbox.counters.unstored == 4000
     assert [e["event"] for e in logs] == ["outbox_write_failed"]
     assert outbox.problem is not None and "full" in outbox.problem
     assert outbox.entries == 2 and len(outbox.oldest(10)) == 2
