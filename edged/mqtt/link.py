@@ -293,11 +293,22 @@ class BrokerLink:
         MQTT 5 §3.8.4), so the new set is subscribed first and only the dropped filters are
         unsubscribed afterwards.
         """
-        old = {s.topic for s in self._subscriptions}
+        before = self._subscriptions
+        old = {s.topic for s in before}
         self._subscriptions = tuple(subscriptions)
         if not self.connected:
             return  # the next connect subscribes the new set
-        self._subscribe_all(announce=False)
+        if self.v5:
+            # Every filter has a new identifier after a reload, so each is subscribed again;
+            # with a persistent session that resends no retained message (retain handling 1).
+            self._subscribe_all(announce=False)
+        else:
+            # No identifiers: a filter with the same QoS stays as it is, and subscribing it
+            # again would only have the broker resend its retained messages.
+            kept = {(s.topic, s.qos) for s in before}
+            self._subscribe_all(
+                announce=False, only=[s for s in subscriptions if (s.topic, s.qos) not in kept]
+            )
         gone = sorted(old - {s.topic for s in self._subscriptions})
         if gone:
             self.client.unsubscribe(gone)
@@ -408,11 +419,13 @@ class BrokerLink:
         self._ever_connected = True
         self._subscribe_all()
 
-    def _subscribe_all(self, announce: bool = True) -> None:
+    def _subscribe_all(
+        self, announce: bool = True, only: Sequence[TopicSubscription] | None = None
+    ) -> None:
         self._pending_subacks.clear()
         if not self._subscriptions and announce:
             self._become_ready()
-        for sub in self._subscriptions:
+        for sub in self._subscriptions if only is None else only:
             if self.v5:
                 props = Properties(PacketTypes.SUBSCRIBE)  # type: ignore[no-untyped-call]
                 props.SubscriptionIdentifier = sub.ident
