@@ -75,32 +75,44 @@ class EngineSettings:
 class EpochTicker:
     """One thread advancing the engine's epoch, which is what ends a call past its deadline.
 
-    It holds the engine only weakly and stops on its own once the engine is gone, so short-lived
-    engines (tests, `edged filter run`) leave no thread behind.
+    The thread holds the engine itself, so the engine is freed only after the thread has let go
+    of it: wasmtime-py frees an engine in `__del__` with the GIL released, and a ticker that
+    could still reach it then (through a weak reference, which still answers during `__del__`)
+    advanced a freed engine and crashed the process. The thread holds this object only weakly
+    and ends once nothing else does (the engine and every filter instance hold it), or on
+    `stop()`, within one tick; so short-lived engines (tests, `edged filter run`) leave no
+    thread behind.
     """
 
     def __init__(self, engine: wasmtime.Engine, interval_s: float) -> None:
         #: epochs advanced so far; trails the engine's own count by at most the one under way
         self.ticks = 0
         self._stop = threading.Event()
-        ref = weakref.ref(engine)
-        self._thread = threading.Thread(
-            target=self._run, args=(ref, interval_s), name="edged-epoch", daemon=True
-        )
-        self._thread.start()
-
-    def _run(self, ref: weakref.ref[wasmtime.Engine], interval_s: float) -> None:
-        while not self._stop.wait(interval_s):
-            engine = ref()
-            if engine is None:
-                return
-            # Thread-safe in wasmtime, and ctypes drops the GIL around it.
-            engine.increment_epoch()
-            self.ticks += 1
-            del engine
+        weakref.finalize(self, self._stop.set)
+        threading.Thread(
+            target=_tick,
+            args=(weakref.ref(self), engine, self._stop, interval_s),
+            name="edged-epoch",
+            daemon=True,
+        ).start()
 
     def stop(self) -> None:
         self._stop.set()
+
+
+def _tick(
+    ref: weakref.ref[EpochTicker],
+    engine: wasmtime.Engine,
+    stop: threading.Event,
+    interval_s: float,
+) -> None:
+    while not stop.wait(interval_s):
+        engine.increment_epoch()  # thread-safe in wasmtime; ctypes drops the GIL around it
+        ticker = ref()
+        if ticker is None:
+            return
+        ticker.ticks += 1
+        del ticker
 
 
 def _signature(ty: wasmtime.FuncType) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -169,6 +181,10 @@ class WasmtimeEngine:
         self.ticker = EpochTicker(self.wasmtime, self.settings.epoch_tick_ms / 1000)
         self.cache = CompiledCache(cache_dir, self.settings.fingerprint()) if cache_dir else None
         self.cache_hits = 0
+
+    def close(self) -> None:
+        """Stop the epoch ticker: no call of this engine's filters is interrupted after this."""
+        self.ticker.stop()
 
     def load_file(self, name: str, path: Path) -> WasmtimeModule:
         try:

@@ -8,9 +8,12 @@ page, the descriptor at address 0 with the layout of the ABI doc's passthrough e
 from __future__ import annotations
 
 import ast
+import gc
 import hashlib
 import stat
 import struct
+import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -946,3 +949,30 @@ def test_fast_call_sizes_cover_every_outcome() -> None:
     assert {h % 4 for h in hashes} == {0, 1, 2, 3}
     assert any(h >= 2**31 for h in hashes)
     assert any(0 < h < 2**31 for h in hashes)
+
+
+# -- the epoch ticker ---------------------------------------------------------------------------
+
+
+def test_a_filter_keeps_its_deadline_after_its_engine_object_is_gone() -> None:
+    """The ticker runs as long as any instance needs it, not just as long as the engine object:
+    an endless loop with fuel to spare still ends at its deadline."""
+    budgets = Budgets(fuel=10**10, deadline_ms=50)  # ~6 s of looping: the deadline comes first
+    running = start(
+        WasmtimeEngine(), wasm(on_message="(loop $l (br $l)) (i32.const 0)"), budgets=budgets
+    )
+    gc.collect()
+    assert call_error(running.on_message, b"t", b"").reason == "deadline"
+
+
+def test_dropped_engines_leave_no_ticker_thread() -> None:
+    """Fifty engines made and dropped (as `edged filter run` and reloads do): their ticker
+    threads end within a tick, each after letting go of its engine."""
+    before = threading.active_count()
+    for _ in range(50):
+        WasmtimeEngine()
+    gc.collect()
+    deadline = time.monotonic() + 2
+    while threading.active_count() > before and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert threading.active_count() <= before

@@ -63,7 +63,7 @@ def test_pipelines_and_params_alone_keep_the_connection() -> None:
         ({"topic_prefix": "site"}, "new_link"),  # the status topic moves with the prefix
         ({"node_id": "gw-2"}, "new_link"),  # the client id and status topic derive from it
         ({"daemon.queue_size": 50}, "new_intake"),
-        ({"daemon.overload": "block"}, "new_intake"),
+        ({"daemon.overload": "drop_newest"}, "new_intake"),
         ({"engine.epoch_tick_ms": 5}, "new_engine"),
         ({"state_dir": "elsewhere"}, "new_engine"),  # the compiled-module cache lives there
     ],
