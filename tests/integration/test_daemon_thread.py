@@ -4,6 +4,7 @@ while it runs, and its counters say exactly what happened to every message."""
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 from edged.config import parse_config
@@ -44,7 +45,11 @@ def test_counters_account_for_every_message(
             client.publish(f"{topic_root}/in/t1", json.dumps({"temp": value}))
         client.publish(f"{topic_root}/in/t2", b"not JSON")
         got = client.collect(3)
-        counters = running.daemon.pipelines[0].counters.snapshot()
+        pipeline = running.daemon.pipelines[0]
+        deadline = time.monotonic() + 5  # the last, dropped, message may still be on its way
+        while pipeline.counters.received < 6 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        counters = pipeline.counters.snapshot()
     assert [json.loads(payload)["value"] for _, payload in got] == [31, 45, 30.5]
     assert {topic for topic, _ in got} == {f"{topic_root}/out/alert"}
     assert counters == {"in": 6, "out": 3, "filtered": 3, "dropped": {}}

@@ -62,6 +62,7 @@ def test_pipelines_and_params_alone_keep_the_connection() -> None:
         ({"broker.mqtt_version": "3.1.1"}, "new_link"),
         ({"topic_prefix": "site"}, "new_link"),  # the status topic moves with the prefix
         ({"node_id": "gw-2"}, "new_link"),  # the client id and status topic derive from it
+        ({"outbox.max_bytes": "1 MiB"}, "new_link"),  # the outbox belongs to the link
         ({"daemon.queue_size": 50}, "new_intake"),
         ({"daemon.overload": "drop_newest"}, "new_intake"),
         ({"engine.epoch_tick_ms": 5}, "new_engine"),
