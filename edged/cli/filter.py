@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Iterable
 from pathlib import Path
 from typing import TextIO
 
 from edged.authoring.scaffold import LANGS
+from edged.cli.params import split_params
 from edged.errors import EdgedError
 
 #: a run with failed calls or bad input lines (a usage error is 2, raised as EdgedError)
@@ -63,21 +63,10 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     inspect.set_defaults(handler=_inspect)
 
 
-def text_params(pairs: Iterable[str]) -> dict[str, str]:
-    """`KEY=VALUE` pairs with each value kept as the text given; a later KEY replaces one."""
-    params: dict[str, str] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise EdgedError(f"--param {pair!r}: expected KEY=VALUE")
-        params[key] = value
-    return params
-
-
 def _run(args: argparse.Namespace) -> int:
     from edged.authoring.runner import load_filter, run_lines
 
-    filt = load_filter(args.module, text_params(args.param), sys.stderr)
+    filt = load_filter(args.module, split_params(args.param), sys.stderr)
     source: TextIO
     if args.input is not None:
         try:
@@ -112,7 +101,7 @@ def _test(args: argparse.Namespace) -> int:
         args.module,
         args.input,
         args.expect,
-        text_params(args.param),
+        split_params(args.param),
         tick_at_end=args.tick_at_end,
     )
     return print_outcome(outcome, sys.stdout, sys.stderr)
@@ -129,7 +118,7 @@ def _inspect(args: argparse.Namespace) -> int:
         budgets, source, params = module_info.budgets_from_config(
             args.config, args.module_name, args.module
         )
-    params.update(text_params(args.param))
+    params.update(split_params(args.param))
     report = module_info.inspect_module(
         args.module, budgets=budgets, budgets_from=source, params=params
     )

@@ -1,8 +1,9 @@
-"""`--param KEY=VALUE` as the commands take it: `module push`, and the `filter` tools.
+"""`--param KEY=VALUE` as the commands take it.
 
-A value is typed as YAML would type it in a config's `params`, so a filter sees the same value
-from the command line as from a node's config: "30" -> 30, "0.5" -> 0.5, "true" -> True, and
-anything else stays text.
+`split_params` keeps each value as the text given: the `filter` tools pass that text to the
+filter byte for byte (`3e1` stays `3e1`). `parse_params` types the common cases the way a
+config's YAML does, for `module push`, whose params stand in for a config's: "30" -> 30,
+"0.5" -> 0.5, "true" -> True; anything else stays text.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ _FLOAT = re.compile(r"[-+]?(\d+\.\d*|\.\d+|\d+)([eE][-+]?\d+)?")
 
 
 def param_value(text: str) -> ParamValue:
-    """One value typed as YAML would: "30" -> 30, "0.5" -> 0.5, "true" -> True, else the text."""
+    """One value typed: "30" -> 30, "0.5" -> 0.5, "true" -> True, else the text."""
     if text in ("true", "false"):
         return text == "true"
     if _INT.fullmatch(text):
@@ -32,14 +33,19 @@ def param_value(text: str) -> ParamValue:
     return text
 
 
-def parse_params(pairs: Iterable[str]) -> dict[str, ParamValue]:
-    """`KEY=VALUE` pairs as a params mapping; a later KEY replaces an earlier one."""
-    params: dict[str, ParamValue] = {}
+def split_params(pairs: Iterable[str]) -> dict[str, str]:
+    """`KEY=VALUE` pairs with each value kept as the text given; a later KEY replaces one."""
+    params: dict[str, str] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
             raise EdgedError(f"--param {pair!r}: expected KEY=VALUE")
-        if "\0" in pair:
+        if "\0" in pair:  # the filter ABI hands params over NUL-separated
             raise EdgedError(f"--param {key!r}: cannot contain NUL")
-        params[key] = param_value(value)
+        params[key] = value
     return params
+
+
+def parse_params(pairs: Iterable[str]) -> dict[str, ParamValue]:
+    """`KEY=VALUE` pairs as a params mapping, each value typed by `param_value`."""
+    return {key: param_value(value) for key, value in split_params(pairs).items()}
