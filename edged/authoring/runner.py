@@ -13,6 +13,7 @@ from typing import TextIO
 from edged.config.model import ParamValue
 from edged.engine import Filter, Outcome, WasmtimeEngine
 from edged.errors import FilterCallError
+from edged.mqtt.message import payload_fields
 
 
 @dataclass(slots=True)
@@ -44,14 +45,6 @@ def payload_bytes(record: Mapping[str, object]) -> bytes:
         return payload.encode()
     # A JSON value stands for its own compact text, so lines can carry readings as objects.
     return json.dumps(payload, separators=(",", ":")).encode()
-
-
-def payload_fields(payload: bytes) -> dict[str, str]:
-    """A payload as JSON can carry it: `payload` when it is UTF-8 text, else `payload_b64`."""
-    try:
-        return {"payload": payload.decode()}
-    except UnicodeDecodeError:
-        return {"payload_b64": base64.b64encode(payload).decode()}
 
 
 def render_record(topic: str, payload: bytes) -> str:

@@ -17,9 +17,10 @@ from typing import Any
 
 import structlog
 
+from edged.config.model import ParamValue
+
 log = structlog.get_logger("edged.deploy")
 
-ParamValue = str | int | float | bool
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

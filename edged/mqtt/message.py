@@ -7,6 +7,7 @@ messages; the router, the intake and the daemon's loop only read them.
 
 from __future__ import annotations
 
+import base64
 from dataclasses import dataclass
 
 
@@ -62,3 +63,14 @@ class TopicSubscription:
     topic: str
     qos: int
     ident: int
+
+
+def payload_fields(payload: bytes) -> dict[str, str]:
+    """A payload as JSON can carry it: `payload` when it is UTF-8 text, else `payload_b64`.
+
+    One shape for every JSON record that carries a message: dead letters, and what the filter
+    tools print and compare."""
+    try:
+        return {"payload": payload.decode()}
+    except UnicodeDecodeError:
+        return {"payload_b64": base64.b64encode(payload).decode()}

@@ -6,13 +6,13 @@ within T seconds quarantine the filter until a cool-down has passed (see docs/bu
 
 from __future__ import annotations
 
-import base64
 import time
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from edged.errors import FilterCallError
+from edged.mqtt.message import payload_fields
 
 #: publishes one dead-letter record
 DeadLetter = Callable[[dict[str, object]], None]
@@ -77,9 +77,6 @@ def dead_letter_record(
         "detail": exc.detail,
         "topic": topic.decode(errors="replace"),
     }
-    try:
-        record["payload"] = payload.decode()
-    except UnicodeDecodeError:
-        record["payload_b64"] = base64.b64encode(payload).decode()
+    record.update(payload_fields(payload))
     record["ts"] = int(time.time() * 1000)
     return record
