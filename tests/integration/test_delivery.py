@@ -315,15 +315,16 @@ def test_tick_outputs_made_while_the_broker_is_down_arrive_after_it_returns(
     assert out_of_order(numbers)[:5] == []
 
 
+@pytest.mark.parametrize("version", VERSIONS)
 @pytest.mark.parametrize(
     ("policy", "keeps"), [("drop_oldest", "last"), ("drop_newest", "first"), ("block", "first")]
 )
 def test_the_outbox_bound_drops_exactly_what_the_counters_say(
-    own_broker: PrivateBroker, tmp_path: Path, ticker: str, policy: str, keeps: str
+    own_broker: PrivateBroker, tmp_path: Path, ticker: str, policy: str, keeps: str, version: str
 ) -> None:
     """With room for 20 entries and ~100 ticks during an outage: 20 are replayed, the rest
     are counted as dropped under the policy, and which 20 arrive is the policy's choice."""
-    node = Node(own_broker, tmp_path, "5")
+    node = Node(own_broker, tmp_path, version)
     node.data["modules"] = {"ticker": {"file": ticker}}
     node.data["outbox"] = {"max_bytes": 20 * (len("tick") + len(f"{node.root}/out/tick") + 36)}
     node.data["outbox"]["when_full"] = policy
@@ -335,14 +336,14 @@ def test_the_outbox_bound_drops_exactly_what_the_counters_say(
             "outputs": [{"topic": f"{node.root}/out/{{topic}}", "qos": 1}],
         }
     ]
-    collector = Client(own_broker, persistent=True)
+    collector = Client(own_broker, v5=version == "5", persistent=True)
     collector.subscribe(f"{node.root}/out/#")
     node.start()
     own_broker.halt()
     time.sleep(2.5)
     own_broker.start()
     time.sleep(3)
-    watcher = Client(own_broker)
+    watcher = Client(own_broker, v5=version == "5")
     metrics = node.metrics(watcher)
     watcher.close()
     assert node.process is not None

@@ -781,9 +781,15 @@ def test_malformed_manifest_ack_echoes_the_request_id(make_node: NodeFactory) ->
 # -- restarts, retained replays, probation, rollback and remove ---------------------------------
 
 
-def test_retained_old_deploy_is_refused_after_restart(make_node: NodeFactory) -> None:
-    """A retained v2 replayed on resubscribe after a restart is refused; v3 stays active."""
+@pytest.mark.parametrize("session_expiry", [86400, 0])
+def test_retained_old_deploy_is_refused_after_restart(
+    make_node: NodeFactory, session_expiry: int
+) -> None:
+    """After a restart v3 stays active, whatever the retained v2 on the deploy topic: with a
+    persistent session the broker does not send it again (the subscription is not new); with
+    a clean session it is replayed on subscribing, and refused."""
     node = make_node()
+    node.config["broker"]["session_expiry"] = session_expiry
     node.start()
     rid2 = _rid()
     node.push(node.message(2, THRESHOLD, _limit(30), request_id=rid2), retain=True)
@@ -793,17 +799,21 @@ def test_retained_old_deploy_is_refused_after_restart(make_node: NodeFactory) ->
     node.stop()
 
     node.start()
-    ack = node.ack(rid2)
-    assert isinstance(ack["detail"], str)
-    assert _without(ack, "ts", "detail") == {
-        "node_id": node.id,
-        "request_id": rid2,
-        "action": "deploy",
-        "module": "filt",
-        "result": "refused",
-        "reason": "not_newer",
-        "version": 2,
-    }
+    if session_expiry:
+        with pytest.raises(AssertionError, match="no matching ack"):
+            node.ack(rid2, timeout=2.0)
+    else:
+        ack = node.ack(rid2)
+        assert isinstance(ack["detail"], str)
+        assert _without(ack, "ts", "detail") == {
+            "node_id": node.id,
+            "request_id": rid2,
+            "action": "deploy",
+            "module": "filt",
+            "result": "refused",
+            "reason": "not_newer",
+            "version": 2,
+        }
     status = node.status_since_start()
     # Restarted well inside its probation period, v3 is still on probation.
     assert _without(status, "ts") == node.pushed_status(
