@@ -46,6 +46,32 @@ _READ_BATCH = 1000
 _SLICE = 0.02
 
 
+class _Request:
+    """A deploy, rollback or remove request whose MQTT message waits in the acknowledgement
+    window for the request to be over (a deploy compiles in the background): a stand-in output
+    with a negative id, which no real message id ever is."""
+
+    _last = 0
+
+    def __init__(self, window: AckWindow) -> None:
+        _Request._last -= 1
+        self.token = _Request._last
+        self._window = window
+        self._state = "running"  # -> "over" (done before it waited), or "waiting"
+
+    def pending(self, qos: int) -> bool:
+        """Whether the message must wait for `done()`: it is still running, and acknowledged."""
+        if self._state == "running" and qos:
+            self._state = "waiting"
+            return True
+        return False
+
+    def done(self) -> None:
+        if self._state == "waiting":
+            self._window.output_done(self.token)
+        self._state = "over"
+
+
 class Daemon:
     """Everything `edged run` does, ready to `run()` until `stop()` or SIGTERM."""
 
@@ -276,6 +302,8 @@ class Daemon:
         """Read acknowledgements until every output an input waits for has one."""
         deadline = time.monotonic() + timeout
         while self.window and self.link.connected:
+            if self.deploy is not None:
+                self.deploy.poll(time.monotonic())  # a deploy under way releases its request
             if time.monotonic() >= deadline:
                 log.warning(
                     "shutdown_acks_timeout",
@@ -396,7 +424,10 @@ class Daemon:
         try:
             deploy = self.deploy
             if deploy is not None and deploy.is_control(message.topic):
-                deploy.handle(message.topic, message.payload)
+                request = _Request(self.window)
+                deploy.handle(message.topic, message.payload, request.done)
+                if request.pending(message.qos):
+                    outputs.append(request.token)  # acknowledged once the deploy is over
             else:
                 self.router.deliver(message)
         except Exception:

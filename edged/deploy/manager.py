@@ -50,6 +50,8 @@ log = structlog.get_logger("edged.deploy")
 
 #: `(topic, payload, qos, retain) -> accepted`
 Publish = Callable[[str, bytes, int, bool], bool]
+#: called once a request is carried out and acknowledged
+Done = Callable[[], None]
 
 
 @dataclass(slots=True)
@@ -68,6 +70,7 @@ class _Compiling:
     digest: str
     future: Future[WasmtimeModule]
     unsigned: bool
+    done: Done | None = None
     started: float = field(default_factory=time.monotonic)
 
 
@@ -94,7 +97,7 @@ class DeployManager:
         self.modules_topic = protocol.node_topic(prefix, node, MODULES)
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="edged-compile")
         self._compiling: _Compiling | None = None
-        self._waiting: list[tuple[str, bytes]] = []
+        self._waiting: list[tuple[str, bytes, Done | None]] = []
         self._probation: dict[str, _Probation] = {}
         if d.allow_unsigned:
             log.warning(
@@ -144,23 +147,35 @@ class DeployManager:
     def is_control(self, topic: bytes) -> bool:
         return topic in self._control_bytes
 
-    def handle(self, topic: bytes, payload: bytes) -> None:
+    def handle(self, topic: bytes, payload: bytes, done: Done | None = None) -> None:
+        """Carry out one request; `done()` is called once it is finished and acknowledged (for a
+        deploy, after its compile), so that the daemon acknowledges the request's MQTT message
+        only then: a crash before that has the broker deliver the request again."""
         action = self._control_bytes[topic]
         if self._compiling is not None:
-            self._waiting.append((action, payload))  # one deploy at a time, in arrival order
+            # one deploy at a time, in arrival order
+            self._waiting.append((action, payload, done))
             return
-        self._dispatch(action, payload)
+        self._dispatch(action, payload, done)
 
-    def _dispatch(self, action: str, payload: bytes) -> None:
+    def _dispatch(self, action: str, payload: bytes, done: Done | None) -> None:
+        started = False
+        try:
+            started = self._carry_out(action, payload, done)
+        finally:
+            if not started and done is not None:
+                done()
+
+    def _carry_out(self, action: str, payload: bytes, done: Done | None) -> bool:
+        """True when a compile was started, which calls `done` when it is over."""
         if action == DEPLOY:
-            self._start_deploy(payload)
-            return
+            return self._start_deploy(payload, done)
         request = Request.parse(payload)
         if request is None:
             self._ack(
                 action, None, None, REFUSED, "malformed", f"expected {protocol.REQUEST_SHAPE}"
             )
-            return
+            return False
         name, request_id = request.module, request.request_id
         if name not in self.config.modules:
             self._ack(
@@ -175,8 +190,9 @@ class DeployManager:
             self._rollback(name, "requested", request_id)
         else:
             self._remove(name, request_id)
+        return False
 
-    def _start_deploy(self, payload: bytes) -> None:
+    def _start_deploy(self, payload: bytes, done: Done | None) -> bool:
         manifest: Manifest | None = None
         try:
             manifest, wasm = parse(payload)
@@ -206,7 +222,7 @@ class DeployManager:
                     version=manifest.version,
                     digest=manifest.sha256,
                 )
-                return
+                return False
             active_version = current.version if current else 0
             if manifest.version <= active_version:
                 raise DeployRefused(
@@ -229,10 +245,11 @@ class DeployManager:
                 exc.detail,
                 version=m.version if m else None,
             )
-            return
+            return False
         digest = self.store.put(wasm)
         future = self._worker.submit(self.engine.load, manifest.module, wasm)
-        self._compiling = _Compiling(manifest, digest, future, unsigned)
+        self._compiling = _Compiling(manifest, digest, future, unsigned, done)
+        return True
 
     @property
     def busy(self) -> bool:
@@ -243,7 +260,11 @@ class DeployManager:
         job = self._compiling
         if job is not None and job.future.done():
             self._compiling = None
-            self._finish_deploy(job)
+            try:
+                self._finish_deploy(job)
+            finally:
+                if job.done is not None:
+                    job.done()
             while self._waiting and self._compiling is None:
                 self._dispatch(*self._waiting.pop(0))
         if self._probation:
