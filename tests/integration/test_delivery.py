@@ -142,10 +142,13 @@ class Stream(threading.Thread):
         self.client.close()
 
 
-def received(client: Client, want: int, timeout: float) -> list[int]:
-    """Every sequence number that arrives until all of 0..want-1 have, or the time is up."""
+def received(
+    client: Client, want: int, timeout: float, before: list[int] | None = None
+) -> list[int]:
+    """Every sequence number that arrives until all of 0..want-1 have (counting those already
+    in `before`), or the time is up."""
     got: list[int] = []
-    seen: set[int] = set()
+    seen: set[int] = set(before or ())
     deadline = time.monotonic() + timeout
     while len(seen) < want and time.monotonic() < deadline:
         for _, payload in client.quiet(0.2):
@@ -229,7 +232,7 @@ def test_kill_9_in_a_flood_loses_nothing(
     first.stop(signal.SIGKILL)
     node.start()
     stream.finish()
-    got += received(collector, 10_000, timeout=60)
+    got += received(collector, 10_000, timeout=60, before=got)
     assert node.process is not None
     node.process.stop()
     missing, repeats = loss_and_repeats(got, 10_000)
