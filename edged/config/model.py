@@ -57,8 +57,8 @@ class BrokerConfig:
     # Seconds the broker keeps edged's session (subscriptions, queued messages, unacknowledged
     # inputs) while edged is away; 0: a clean session on every connect (nothing kept).
     session_expiry: int = 86400
-    # QoS 1/2 messages in flight each way: edged's unacknowledged publishes, and (MQTT 5
-    # Receive Maximum) the inputs the broker may send before edged acknowledges one.
+    # QoS 1/2 inputs the broker may send before edged acknowledges one (MQTT 5 Receive
+    # Maximum). The outgoing window is the broker's own Receive Maximum.
     inflight: int = 100
 
 

@@ -103,7 +103,10 @@ class BrokerLink:
             clean_session=None if self.v5 else not self.persistent,
             manual_ack=True,
         )
-        client.max_inflight_messages_set(broker.inflight)
+        # The outgoing window is the broker's to set (its Receive Maximum, see _connected);
+        # until it says, and when it sets none, only max_queued_publishes bounds it. paho walks
+        # its whole window on every acknowledgement, so a window is never set larger than needed.
+        client.max_inflight_messages_set(0)
         # paho's outgoing queue is bounded too, so a long broker outage cannot eat the gateway's
         # memory; a publish past it is refused and counted by the caller as `publish_failed`.
         client.max_queued_messages_set(max_queued_publishes)
@@ -387,7 +390,7 @@ class BrokerLink:
         _userdata: object,
         flags: paho.ConnectFlags,
         reason: ReasonCode,
-        _props: object,
+        props: Properties | None,
     ) -> None:
         if reason.is_failure:
             log.error("broker_refused", reason=str(reason), host=self._broker.host)
@@ -397,6 +400,8 @@ class BrokerLink:
         self.connected = True
         self.connects += 1
         self._delay = self._broker.reconnect_min_delay
+        window = getattr(props, "ReceiveMaximum", 0) if self.v5 else 0
+        self.client.set_send_window(window if 0 < window < self._max_queued else 0)
         session = bool(flags.session_present)
         log.info(
             "broker_connected",
