@@ -22,7 +22,6 @@ from edged.config.model import ParamValue
 log = structlog.get_logger("edged.deploy")
 
 
-
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Version:
     version: int
