@@ -25,7 +25,7 @@ from edged.daemon.timers import Timers, next_due, run_due, ticks_of
 from edged.engine import WasmtimeEngine
 from edged.errors import EdgedError
 from edged.mqtt._paho import Unacked
-from edged.mqtt.acks import AckWindow
+from edged.mqtt.acks import AckWindow, next_token
 from edged.mqtt.link import BrokerLink
 from edged.mqtt.message import Message, TopicSubscription
 from edged.mqtt.outbox import Outbox
@@ -51,11 +51,8 @@ class _Request:
     window for the request to be over (a deploy compiles in the background): a stand-in output
     with a negative id, which no real message id ever is."""
 
-    _last = 0
-
     def __init__(self, window: AckWindow) -> None:
-        _Request._last -= 1
-        self.token = _Request._last
+        self.token = next_token()
         self._window = window
         self._state = "running"  # -> "over" (done before it waited), or "waiting"
 

@@ -13,11 +13,20 @@ again. That is what makes delivery at least once without writing anything in nor
 
 from __future__ import annotations
 
+import itertools
 from collections import deque
 from collections.abc import Callable, Sequence
 
 #: sends one acknowledgement: `(mid, qos)`
 Acker = Callable[[int, int], None]
+
+_tokens = itertools.count(-1, -1)
+
+
+def next_token() -> int:
+    """A stand-in output id for something an input waits for that is not a publish awaiting
+    the broker (an outbox commit, a deploy's compile): negative, so never a real message id."""
+    return next(_tokens)
 
 
 class _Held:
@@ -43,6 +52,9 @@ class AckWindow:
         self._held: deque[_Held] = deque()
         # outgoing mid -> the input it was made for
         self._by_output: dict[int, _Held] = {}
+        # stand-in ids done before their input was finished (an outbox commit forced by a lost
+        # connection in the middle of the input): not to be waited for
+        self._early: set[int] = set()
         self.acked = 0
 
     def __len__(self) -> int:
@@ -56,6 +68,10 @@ class AckWindow:
     def finished(self, mid: int, qos: int, output_mids: Sequence[int] = ()) -> None:
         """The input `mid` went through the filters; `output_mids` are its QoS 1/2 outputs
         still waiting for the broker's acknowledgement."""
+        if self._early:
+            done = self._early.intersection(output_mids)
+            self._early -= done
+            output_mids = [o for o in output_mids if o not in done]
         if not output_mids and not self._held:
             self._ack(mid, qos)
             self.acked += 1
@@ -73,6 +89,8 @@ class AckWindow:
         input waits for it."""
         held = self._by_output.pop(out_mid, None)
         if held is None:
+            if out_mid < 0:
+                self._early.add(out_mid)
             return False
         held.pending -= 1
         if not held.pending and held is self._held[0]:

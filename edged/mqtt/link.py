@@ -36,6 +36,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from edged.config.model import BrokerConfig
 from edged.mqtt._paho import Client, Unacked
+from edged.mqtt.acks import next_token
 from edged.mqtt.connect import make_client
 from edged.mqtt.message import Message, TopicSubscription
 from edged.mqtt.outbox import Outbox
@@ -76,6 +77,7 @@ class BrokerLink:
         self._replayed: list[int] = []  # acknowledged, to delete from the outbox
         self._spill: list[tuple[str, bytes, int, bool]] = []  # for the outbox, not yet written
         self._spill_since = 0.0
+        self._spill_tokens: list[int] = []  # outputs kept while connected, awaited by inputs
         self._health = "online"
         self.refused_by_broker = 0  # MQTT 5 PUBACKs with a failure reason code
         self.session_lost = 0  # reconnects where the broker had forgotten the session
@@ -207,9 +209,18 @@ class BrokerLink:
         or paho's queue full)."""
         if qos == 0:
             return 0 if self.client.publish_qos0(topic.encode(), payload, retain) else None
-        if not self.connected and self.outbox is not None:
-            self.keep_for_outbox(topic, payload, qos, retain)
-            return 0
+        outbox = self.outbox
+        if outbox is not None:
+            if not self.connected:
+                self.keep_for_outbox(topic, payload, qos, retain)
+                return 0
+            if outbox.entries or self._spill:
+                # A replay is under way: this output goes behind the older ones, in order. The
+                # input it came from waits for the outbox's commit (a stand-in id, negative).
+                self.keep_for_outbox(topic, payload, qos, retain)
+                token = next_token()
+                self._spill_tokens.append(token)
+                return token
         info = self.client.publish(topic, payload, qos, retain)
         return info.mid if info.rc == paho.MQTT_ERR_SUCCESS else None
 
@@ -236,11 +247,18 @@ class BrokerLink:
         spill = self._spill
         if spill and (
             now
+            or self._spill_tokens  # inputs wait for these: no delay
             or len(spill) >= _SPILL_BATCH
             or time.monotonic() - self._spill_since >= _SPILL_DELAY
         ):
             self._spill = []
-            stored = outbox.put(spill)
+            stored = outbox.put(spill, sent_through=self._replay_cursor if self._replaying else 0)
+            tokens, self._spill_tokens = self._spill_tokens, []
+            if self._on_acked is not None:
+                # Stored, or refused and counted by the outbox: either way nothing more will
+                # come of them, and their inputs are released.
+                for token in tokens:
+                    self._on_acked(token)
         if self._replayed:
             done, self._replayed = self._replayed, []
             outbox.delete(done)

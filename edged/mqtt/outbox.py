@@ -150,12 +150,20 @@ class Outbox:
     def full(self) -> bool:
         return self.bytes >= self.max_bytes
 
-    def put(self, items: Sequence[tuple[str, bytes, int, bool]], now: float | None = None) -> int:
+    def put(
+        self,
+        items: Sequence[tuple[str, bytes, int, bool]],
+        now: float | None = None,
+        *,
+        sent_through: int = 0,
+    ) -> int:
         """Store `items` (topic, payload, qos, retain) in one transaction, in order.
 
         Returns how many were stored: the first ones that fit. Under `drop_oldest` older entries
-        are deleted to make room instead; an item larger than the whole bound is never stored.
-        A disk that refuses the write stores none (counted, and kept in `problem`).
+        are deleted to make room instead, except those up to `sent_through`, already sent in a
+        replay and awaiting the broker's acknowledgement (dropping them would count as lost what
+        still arrives); an item larger than the whole bound is never stored. A disk that refuses
+        the write stores none (counted, and kept in `problem`).
         """
         if not items:
             return 0
@@ -169,12 +177,13 @@ class Outbox:
                 break
             rows.append((topic, payload, qos, int(retain), created, size))
             need += size
-        refused = len(items) - len(rows)
         try:
             with self._transaction() as db:
                 evicted, freed = 0, 0
                 if need > room:  # drop_oldest: delete the oldest until the new ones fit
-                    evicted, freed = self._evict(db, need - room)
+                    evicted, freed = self._evict(db, need - room, sent_through)
+                    while rows and need > room + freed:  # the rest is on its way: no room
+                        need -= rows.pop()[5]
                 db.executemany(
                     "INSERT INTO outbox (topic, payload, qos, retain, created, size)"
                     " VALUES (?, ?, ?, ?, ?, ?)",
@@ -185,6 +194,7 @@ class Outbox:
             self.counters.unstored += len(rows)
             return 0
         self.problem = None
+        refused = len(items) - len(rows)
         if evicted:
             self.counters.dropped_oldest += evicted
             log.warning("outbox_full", dropped="oldest", entries=evicted, bytes=freed)
@@ -199,11 +209,13 @@ class Outbox:
             self._oldest = created
         return len(rows)
 
-    def _evict(self, db: sqlite3.Connection, at_least: int) -> tuple[int, int]:
-        """Delete the oldest entries until `at_least` bytes are free: (entries, bytes)."""
+    def _evict(self, db: sqlite3.Connection, at_least: int, after: int) -> tuple[int, int]:
+        """Delete the oldest entries past `after` until `at_least` bytes are free: (entries,
+        bytes)."""
         seqs: list[int] = []
         freed = 0
-        for seq, size in db.execute("SELECT seq, size FROM outbox ORDER BY seq"):
+        rows = db.execute("SELECT seq, size FROM outbox WHERE seq > ? ORDER BY seq", (after,))
+        for seq, size in rows:
             if freed >= at_least:
                 break
             seqs.append(seq)

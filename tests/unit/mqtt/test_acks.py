@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from edged.mqtt.acks import AckWindow
+from edged.mqtt.acks import AckWindow, next_token
 
 
 def window() -> tuple[AckWindow, list[tuple[int, int]]]:
@@ -52,3 +52,17 @@ def test_unknown_outputs_are_not_an_inputs_and_forget_drops_the_rest() -> None:
     assert sent == [] and len(acks) == 0
     acks.finished(2, 1)
     assert sent == [(2, 1)]
+
+
+def test_a_stand_in_done_before_its_input_finished_is_not_waited_for() -> None:
+    """An outbox commit forced in the middle of an input (the connection dropped) releases a
+    stand-in id before the input is finished: the input is not held for it forever."""
+    acks, sent = window()
+    token = next_token()
+    assert not acks.output_done(token)
+    acks.finished(1, 1, [token])
+    assert sent == [(1, 1)] and len(acks) == 0
+    other = next_token()
+    acks.finished(2, 1, [other])
+    assert sent == [(1, 1)]
+    assert acks.output_done(other) and sent == [(1, 1), (2, 1)]
