@@ -97,6 +97,18 @@ class Node:
             self.process.wait_online()
         return self.process
 
+    def tick(self, ticker: str, output_topic: str) -> None:
+        """Run the ticker (one numbered output every 20 ms, QoS 1) instead of the pass-through."""
+        self.data["modules"] = {"ticker": {"file": ticker}}
+        self.data["pipelines"] = [
+            {
+                "name": "ticks",
+                "subscribe": [f"{self.root}/never"],
+                "filters": [{"module": "ticker", "tick_interval": 0.02}],
+                "outputs": [{"topic": output_topic, "qos": 1}],
+            }
+        ]
+
     def metrics(self, client: Client, timeout: float = 10.0) -> dict[str, Any]:
         """The latest retained metrics record of the node."""
         topic = f"{self.root}/{self.data['node_id']}/metrics"
@@ -295,15 +307,7 @@ def test_tick_outputs_made_while_the_broker_is_down_arrive_after_it_returns(
     replayed in order when it is back: no tick number is missing; a kill -9 before the replay
     loses none of them either (the outbox is on disk)."""
     node = Node(own_broker, tmp_path, version)
-    node.data["modules"] = {"ticker": {"file": ticker}}
-    node.data["pipelines"] = [
-        {
-            "name": "ticks",
-            "subscribe": [f"{node.root}/never"],
-            "filters": [{"module": "ticker", "tick_interval": 0.02}],
-            "outputs": [{"topic": f"{node.root}/out/first/{{topic}}", "qos": 1}],
-        }
-    ]
+    node.tick(ticker, f"{node.root}/out/first/{{topic}}")
     collector = Client(own_broker, v5=version == "5", persistent=True)
     collector.subscribe(f"{node.root}/out/#")
     first = node.start()
@@ -337,17 +341,9 @@ def test_the_outbox_bound_drops_exactly_what_the_counters_say(
     """With room for 20 entries and ~100 ticks during an outage: 20 are replayed, the rest
     are counted as dropped under the policy, and which 20 arrive is the policy's choice."""
     node = Node(own_broker, tmp_path, version)
-    node.data["modules"] = {"ticker": {"file": ticker}}
+    node.tick(ticker, f"{node.root}/out/{{topic}}")
     node.data["outbox"] = {"max_bytes": 20 * (len("tick") + len(f"{node.root}/out/tick") + 36)}
     node.data["outbox"]["when_full"] = policy
-    node.data["pipelines"] = [
-        {
-            "name": "ticks",
-            "subscribe": [f"{node.root}/never"],
-            "filters": [{"module": "ticker", "tick_interval": 0.02}],
-            "outputs": [{"topic": f"{node.root}/out/{{topic}}", "qos": 1}],
-        }
-    ]
     collector = Client(own_broker, v5=version == "5", persistent=True)
     collector.subscribe(f"{node.root}/out/#")
     node.start()
