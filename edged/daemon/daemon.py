@@ -8,6 +8,7 @@ A reload (`edged.daemon.reload`) rebuilds the pipelines and keeps what did not c
 
 from __future__ import annotations
 
+import functools
 import signal
 import threading
 import time
@@ -44,29 +45,6 @@ _MAX_WAIT = 0.25
 # At most this many packets are read per round, and filters run at most this long per round.
 _READ_BATCH = 1000
 _SLICE = 0.02
-
-
-class _Request:
-    """A deploy, rollback or remove request whose MQTT message waits in the acknowledgement
-    window for the request to be over (a deploy compiles in the background): a stand-in output
-    with a negative id, which no real message id ever is."""
-
-    def __init__(self, window: AckWindow) -> None:
-        self.token = next_token()
-        self._window = window
-        self._state = "running"  # -> "over" (done before it waited), or "waiting"
-
-    def pending(self, qos: int) -> bool:
-        """Whether the message must wait for `done()`: it is still running, and acknowledged."""
-        if self._state == "running" and qos:
-            self._state = "waiting"
-            return True
-        return False
-
-    def done(self) -> None:
-        if self._state == "waiting":
-            self._window.output_done(self.token)
-        self._state = "over"
 
 
 class Daemon:
@@ -421,10 +399,15 @@ class Daemon:
         try:
             deploy = self.deploy
             if deploy is not None and deploy.is_control(message.topic):
-                request = _Request(self.window)
-                deploy.handle(message.topic, message.payload, request.done)
-                if request.pending(message.qos):
-                    outputs.append(request.token)  # acknowledged once the deploy is over
+                done = None
+                if message.qos:
+                    # The request's message is acknowledged once it is carried out (a deploy
+                    # compiles in the background): a stand-in output until then. Done at once,
+                    # the window knows not to wait for it.
+                    token = next_token()
+                    outputs.append(token)
+                    done = functools.partial(self.window.output_done, token)
+                deploy.handle(message.topic, message.payload, done)
             else:
                 self.router.deliver(message)
         except Exception:

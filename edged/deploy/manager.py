@@ -51,7 +51,7 @@ log = structlog.get_logger("edged.deploy")
 #: `(topic, payload, qos, retain) -> accepted`
 Publish = Callable[[str, bytes, int, bool], bool]
 #: called once a request is carried out and acknowledged
-Done = Callable[[], None]
+Done = Callable[[], object]
 
 
 @dataclass(slots=True)

@@ -52,8 +52,8 @@ class AckWindow:
         self._held: deque[_Held] = deque()
         # outgoing mid -> the input it was made for
         self._by_output: dict[int, _Held] = {}
-        # stand-in ids done before their input was finished (an outbox commit forced by a lost
-        # connection in the middle of the input): not to be waited for
+        # stand-in ids done before their input was finished (a deploy request refused at once,
+        # an outbox commit forced by a lost connection mid-input): not to be waited for
         self._early: set[int] = set()
         self.acked = 0
 
