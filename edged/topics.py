@@ -35,6 +35,32 @@ def topic_filter_error(pattern: str) -> str | None:
     return None
 
 
+#: what starts a shared subscription's filter: `$share/<group>/<filter>` (MQTT 5 §4.8.2)
+SHARE_PREFIX = "$share/"
+
+
+def split_shared(pattern: str) -> tuple[str | None, str]:
+    """A shared subscription's group and the filter it routes by; (None, pattern) for a plain
+    subscription. The broker matches topics against the filter without the prefix, and so does
+    edged."""
+    if not pattern.startswith(SHARE_PREFIX):
+        return None, pattern
+    group, _, rest = pattern[len(SHARE_PREFIX) :].partition("/")
+    return group, rest
+
+
+def subscription_error(pattern: str) -> str | None:
+    """Why `pattern` cannot be subscribed to, or None: a topic filter, or a shared one."""
+    group, rest = split_shared(pattern)
+    if group is None:
+        return topic_filter_error(pattern)
+    if not group or "+" in group or "#" in group:
+        return "a shared subscription is $share/<group>/<filter>, the group without '+' or '#'"
+    if not rest:
+        return "a shared subscription needs a topic filter after $share/<group>/"
+    return topic_filter_error(rest)
+
+
 def topic_matches(pattern: str, topic: str) -> bool:
     """Whether `topic` matches the subscription filter `pattern`."""
     if topic.startswith("$") and pattern[:1] in ("+", "#"):

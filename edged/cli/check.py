@@ -5,6 +5,10 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from edged.config import Config
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -22,10 +26,30 @@ def check_config(args: argparse.Namespace) -> int:
     config = load_config(path)
     pipelines = build_pipelines(config, make_engine(config), lambda *_: True)
     steps = sum(len(p.steps) for p in pipelines)
-    for warning in session_warnings(config.broker.host, config.broker.session_expiry):
-        print(f"edged: warning: {warning}", file=sys.stderr)
+    several = len(config.brokers) > 1
+    for broker in config.brokers.values():
+        for warning in session_warnings(broker.host, broker.session_expiry):
+            if several:
+                warning = warning.replace("broker.", f"brokers.{broker.name}.", 1)
+            print(f"edged: warning: {warning}", file=sys.stderr)
     print(
         f"{path}: OK: {len(config.modules)} modules, {len(pipelines)} pipelines, "
         f"{steps} filter instances"
     )
+    if several:
+        print(_routes(config))
     return 0
+
+
+def _routes(config: Config) -> str:
+    """Which broker each subscription and output rule uses, and where the control topics are."""
+    lines = [
+        "brokers: "
+        + ", ".join(f"{b.name} ({b.host}:{b.port})" for b in config.brokers.values())
+        + f"; control topics on {config.control_broker}"
+    ]
+    for pc in config.pipelines:
+        lines.append(f"pipeline {pc.name}:")
+        lines += [f"  in  {s.topic} (QoS {s.qos}) from {s.broker}" for s in pc.subscribe]
+        lines += [f"  out {o.match} -> {o.topic} (QoS {o.qos}) to {o.broker}" for o in pc.outputs]
+    return "\n".join(lines)

@@ -71,9 +71,11 @@ def render(metrics: dict[str, Any], out: TextIO) -> None:
         f"dropped {q.get('dropped_oldest', 0)} oldest, {q.get('dropped_newest', 0)} newest)",
         file=out,
     )
-    link = metrics.get("link")
-    if isinstance(link, dict):
-        print(_link_line(link, format_bytes), file=out)
+    links = metrics.get("links")
+    if isinstance(links, dict):
+        for name, link in links.items():
+            if isinstance(link, dict):
+                print(_link_line(name, link, format_bytes), file=out)
     print(f"{'pipeline / filter':<28} {'in':>8} {'out':>8} {'filtered':>9}  dropped", file=out)
     for name, p in metrics.get("pipelines", {}).items():
         dropped = ", ".join(f"{k} {v}" for k, v in p.get("dropped", {}).items()) or "-"
@@ -95,11 +97,11 @@ def render(metrics: dict[str, Any], out: TextIO) -> None:
             )
 
 
-def _link_line(link: dict[str, Any], format_bytes: Any) -> str:
-    """`broker connected, 2 reconnects; unacked 12 out / 3 in; outbox 0 entries` and so on."""
+def _link_line(name: str, link: dict[str, Any], format_bytes: Any) -> str:
+    """`broker cloud connected, 2 reconnects; unacked 12 out / 3 in; outbox 0 entries` etc."""
     state = "connected" if link.get("connected") else "DISCONNECTED"
     line = (
-        f"broker {state}, {link.get('reconnects', 0)} reconnects"
+        f"broker {name} {state}, {link.get('reconnects', 0)} reconnects"
         f"; unacknowledged {link.get('unacked_outputs', 0)} outputs,"
         f" {link.get('unacked_inputs', 0)} inputs"
     )

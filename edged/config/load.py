@@ -11,6 +11,7 @@ from types import MappingProxyType
 
 from edged.config.document import read_document
 from edged.config.model import (
+    DEFAULT_BROKER,
     DEFAULT_BUDGETS,
     MQTTS_PORT,
     ON_QUARANTINE,
@@ -23,6 +24,7 @@ from edged.config.model import (
     DeployConfig,
     EngineConfig,
     FilterConfig,
+    LinkLimits,
     LogConfig,
     MetricsConfig,
     ModuleConfig,
@@ -51,7 +53,7 @@ from edged.config.reader import (
 )
 from edged.errors import ConfigError
 from edged.sizes import GiB, KiB, MiB
-from edged.topics import topic_filter_error
+from edged.topics import split_shared, subscription_error, topic_filter_error
 
 # Written as a string or as a YAML integer (never str() of that: it may have thousands of digits)
 _MQTT_VERSIONS: dict[str | int, MqttVersion] = {
@@ -112,7 +114,23 @@ def _read_secret(r: _Reader, key: str, path: Path) -> str | None:
     return text[:-2] if text.endswith("\r\n") else text.removesuffix("\n")
 
 
-def _broker(r: _Reader) -> BrokerConfig:
+def _limits(r: _Reader) -> LinkLimits:
+    d = LinkLimits()
+    payload = r.size("max_payload", 1, 256 * MiB)  # MQTT's own limit is 256 MiB
+    topic_bytes = r.whole("max_topic_bytes", 1, 65535)
+    levels = r.whole("max_topic_levels", 1, 65535)
+    rate = r.real("max_publish_rate", 0, above=True)
+    return r.done(
+        LinkLimits(
+            max_payload=d.max_payload if payload is None else payload,
+            max_topic_bytes=d.max_topic_bytes if topic_bytes is None else topic_bytes,
+            max_topic_levels=d.max_topic_levels if levels is None else levels,
+            max_publish_rate=d.max_publish_rate if rate is None else rate,
+        )
+    )
+
+
+def _broker(r: _Reader, name: str, outbox: OutboxConfig) -> BrokerConfig:
     d = BrokerConfig()
     host = r.text("host", d.host, check=_nonempty_error)
     port = r.integer("port", MQTTS_PORT if r.has("tls") else d.port, 1, 65535)
@@ -139,6 +157,7 @@ def _broker(r: _Reader) -> BrokerConfig:
     inflight = r.integer("inflight", d.inflight, 1, 65535)
     return r.done(
         BrokerConfig(
+            name=name,
             host=host,
             port=port,
             client_id=client_id,
@@ -151,8 +170,54 @@ def _broker(r: _Reader) -> BrokerConfig:
             reconnect_max_delay=max_delay,
             session_expiry=d.session_expiry if expiry is None else expiry,
             inflight=inflight,
+            outbox=_outbox(r.child("outbox"), outbox),
+            limits=_limits(r.child("limits")),
         )
     )
+
+
+def _brokers(r: _Reader, outbox: OutboxConfig) -> dict[str, BrokerConfig]:
+    """`brokers:` (named brokers), or `broker:` as the one broker named `default`."""
+    if r.has("broker") and r.has("brokers"):
+        r.fail("brokers", "cannot be used together with broker (the one-broker form)")
+    if not r.has("brokers"):
+        return {DEFAULT_BROKER: _broker(r.child("broker", required=True), DEFAULT_BROKER, outbox)}
+    section = r.child("brokers")
+    if isinstance(section.value, Mapping) and not section.value:
+        section.fail(None, "needs at least one broker")
+    brokers: dict[str, BrokerConfig] = {}
+    for name, value in section.entries():
+        b = section.sub(value, section.at(name)).mapping()
+        if (reason := _name_error(name)) is not None:
+            b.fail(None, f"bad broker name: {reason}")
+        brokers[name] = _broker(b, name, outbox)
+    return section.done(brokers)
+
+
+def _check_identities(r: _Reader, brokers: Mapping[str, BrokerConfig], node_id: str) -> None:
+    """Two links to one broker with one client id would take the connection from each other,
+    the broker closing the older one each time the other connects (MQTT §3.1.4)."""
+    seen: dict[tuple[str, int, str], str] = {}
+    for name, b in brokers.items():
+        key = (b.host, b.port, b.client_id_for(node_id))
+        if key in seen:
+            r.fail(
+                f"brokers.{name}.client_id",
+                f"broker {_quote(seen[key])} connects to {b.host}:{b.port} with the same client "
+                f"id {_quote(key[2])}: give one of them its own client_id",
+            )
+        seen[key] = name
+
+
+def _broker_name(r: _Reader, brokers: Mapping[str, BrokerConfig], key: str = "broker") -> str:
+    """The broker `key` names (checked against the known ones), else the first broker."""
+    first = next(iter(brokers), DEFAULT_BROKER)
+    name = r.text(key, first)
+    if brokers and name not in brokers:
+        known = ", ".join(_quote(b) for b in list(brokers)[:20])
+        r.fail(key, f"unknown broker {_quote(name)}; known: {known}")
+        return first
+    return name
 
 
 def _engine(r: _Reader) -> tuple[EngineConfig, float | None]:
@@ -293,8 +358,8 @@ def _trusted_key(item: _Reader) -> str | None:
     return content.strip()
 
 
-def _outbox(r: _Reader) -> OutboxConfig:
-    d = OutboxConfig()
+def _outbox(r: _Reader, d: OutboxConfig) -> OutboxConfig:
+    """An outbox section with what it leaves out taken from `d`."""
     max_bytes = r.size("max_bytes", KiB)
     max_age = r.real("max_age", 0, above=True)
     return r.done(
@@ -326,11 +391,20 @@ def _modules(r: _Reader, budgets: Budgets, tick_ms: float | None) -> dict[str, M
     return r.done(modules)
 
 
-def _subscription(r: _Reader) -> Subscription:
+def _subscription(r: _Reader, brokers: Mapping[str, BrokerConfig]) -> Subscription:
     d = Subscription(topic="")  # for its defaults; topic is required
     r = r.shorthand("topic")
-    topic = r.text("topic", d.topic, required=True, check=topic_filter_error)
-    return r.done(Subscription(topic=topic, qos=r.integer("qos", d.qos, 0, 2)))
+    topic = r.text("topic", d.topic, required=True, check=subscription_error)
+    qos = r.integer("qos", d.qos, 0, 2)
+    broker = _broker_name(r, brokers)
+    group, _ = split_shared(topic)
+    if group is not None and broker in brokers and brokers[broker].mqtt_version != "5":
+        r.fail(
+            "topic",
+            f"a shared subscription ($share/...) needs MQTT 5; broker {_quote(broker)} "
+            'has mqtt_version "3.1.1"',
+        )
+    return r.done(Subscription(topic=topic, qos=qos, broker=broker))
 
 
 def _filter(r: _Reader, modules: Mapping[str, ModuleConfig]) -> FilterConfig:
@@ -350,7 +424,7 @@ def _filter(r: _Reader, modules: Mapping[str, ModuleConfig]) -> FilterConfig:
     return r.done(FilterConfig(module=module, params=params, tick_interval=tick, own_params=own))
 
 
-def _output(r: _Reader) -> OutputRule:
+def _output(r: _Reader, brokers: Mapping[str, BrokerConfig]) -> OutputRule:
     d = OutputRule(topic="")  # for its defaults; topic is required
     return r.mapping().done(
         OutputRule(
@@ -358,18 +432,23 @@ def _output(r: _Reader) -> OutputRule:
             topic=r.text("topic", d.topic, required=True, check=_output_topic_error),
             qos=r.integer("qos", d.qos, 0, 2),
             retain=r.flag("retain", d.retain),
+            broker=_broker_name(r, brokers),
         )
     )
 
 
-def _pipeline(r: _Reader, modules: Mapping[str, ModuleConfig]) -> PipelineConfig:
+def _pipeline(
+    r: _Reader, modules: Mapping[str, ModuleConfig], brokers: Mapping[str, BrokerConfig]
+) -> PipelineConfig:
     d = PipelineConfig(name="", subscribe=(), filters=(), outputs=())  # for on_quarantine
     return r.mapping().done(
         PipelineConfig(
             name=r.text("name", "", required=True, check=_name_error),
-            subscribe=tuple(_subscription(s) for s in r.items("subscribe", "topic filter")),
+            subscribe=tuple(
+                _subscription(s, brokers) for s in r.items("subscribe", "topic filter")
+            ),
             filters=tuple(_filter(f, modules) for f in r.items("filters", "filter")),
-            outputs=tuple(_output(o) for o in r.items("outputs", "output rule")),
+            outputs=tuple(_output(o, brokers) for o in r.items("outputs", "output rule")),
             on_quarantine=r.literal("on_quarantine", ON_QUARANTINE, d.on_quarantine),
         )
     )
@@ -402,7 +481,12 @@ def parse_config(data: object, *, source: str = "<config>", base_dir: Path | Non
     node_id = r.text("node_id", "", required=True, check=_node_id_error)
     topic_prefix = r.text("topic_prefix", TOPIC_PREFIX, check=_prefix_error)
     state_dir = r.path("state_dir")
-    broker = _broker(r.child("broker", required=True))
+    outbox = _outbox(r.child("outbox"), OutboxConfig())
+    before = len(errors)
+    brokers = _brokers(r, outbox)
+    control = _broker_name(r, brokers, key="control_broker")
+    if len(errors) == before:  # a broker that did not parse has defaults that would clash
+        _check_identities(r, brokers, node_id)
     # The engine first: its epoch tick bounds every deadline, the global and the modules' own.
     engine, tick_ms = _engine(r.child("engine"))
     budgets = _budgets(r.child("budgets"), DEFAULT_BUDGETS, tick_ms)
@@ -410,7 +494,7 @@ def parse_config(data: object, *, source: str = "<config>", base_dir: Path | Non
     pipelines: list[PipelineConfig] = []
     names: set[str] = set()
     for item in r.items("pipelines", "pipeline"):
-        pipeline = _pipeline(item, modules)
+        pipeline = _pipeline(item, modules, brokers)
         if pipeline.name in names:
             item.fail("name", f"duplicate pipeline name {_quote(pipeline.name)}")
         elif pipeline.name:
@@ -421,7 +505,8 @@ def parse_config(data: object, *, source: str = "<config>", base_dir: Path | Non
             node_id=node_id,
             topic_prefix=topic_prefix,
             state_dir=state_dir,
-            broker=broker,
+            brokers=MappingProxyType(brokers),
+            control_broker=control,
             modules=MappingProxyType(modules),
             pipelines=tuple(pipelines),
             log=_log(r.child("log")),
@@ -431,7 +516,7 @@ def parse_config(data: object, *, source: str = "<config>", base_dir: Path | Non
             violations=_violations(r.child("violations")),
             metrics=_metrics(r.child("metrics")),
             deploy=_deploy(r.child("deploy")),
-            outbox=_outbox(r.child("outbox")),
+            outbox=outbox,
         )
     )
     if errors:

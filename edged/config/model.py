@@ -43,7 +43,41 @@ MQTTS_PORT = 8883
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class OutboxConfig:
+    """Outgoing publishes kept on disk while they cannot be delivered (docs/delivery.md)."""
+
+    max_bytes: int = 64 * MiB
+    max_age: float | None = 7 * 86400.0  # seconds; older entries are deleted unsent
+    when_full: Overload = "drop_oldest"  # drop_oldest | drop_newest | block
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class LinkLimits:
+    """What a broker accepts, for brokers that drop the rest without a word (cloud brokers).
+
+    AWS IoT Core, for one, documents 128 KiB payloads, 256-byte topics of at most 7 slashes,
+    and 100 publishes per second per connection. None: no limit of edged's own.
+    """
+
+    max_payload: int | None = None  # bytes; a bigger output is dead-lettered
+    max_topic_bytes: int | None = None  # an output to a longer topic is dead-lettered
+    max_topic_levels: int | None = None  # ... and one to a topic of more levels
+    max_publish_rate: float | None = None  # publishes per second; faster ones wait in the outbox
+
+    @property
+    def any(self) -> bool:
+        return any(
+            v is not None for v in (self.max_payload, self.max_topic_bytes, self.max_topic_levels)
+        )
+
+
+#: the name of the one broker of a config that says `broker:` rather than `brokers:`
+DEFAULT_BROKER = "default"
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class BrokerConfig:
+    name: str = DEFAULT_BROKER
     host: str = "localhost"
     port: int = MQTT_PORT  # MQTTS_PORT when tls is given
     client_id: str | None = None  # None: edged-<node_id>
@@ -60,6 +94,18 @@ class BrokerConfig:
     # QoS 1/2 inputs the broker may send before edged acknowledges one (MQTT 5 Receive
     # Maximum). The outgoing window is the broker's own Receive Maximum.
     inflight: int = 100
+    outbox: OutboxConfig = field(default_factory=OutboxConfig)
+    limits: LinkLimits = field(default_factory=LinkLimits)
+
+    def client_id_for(self, node_id: str) -> str:
+        """The MQTT client id actually used: the configured one, else one derived from node_id."""
+        return self.client_id or f"edged-{node_id}"
+
+    @property
+    def outbox_file(self) -> str:
+        """The outbox's file name in the state directory (the one broker of `broker:` keeps the
+        name it had before there were several)."""
+        return "outbox.sqlite3" if self.name == DEFAULT_BROKER else f"outbox-{self.name}.sqlite3"
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -105,15 +151,6 @@ class ViolationsConfig:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
-class OutboxConfig:
-    """Outgoing publishes kept on disk while they cannot be delivered (docs/delivery.md)."""
-
-    max_bytes: int = 64 * MiB
-    max_age: float | None = 7 * 86400.0  # seconds; older entries are deleted unsent
-    when_full: Overload = "drop_oldest"  # drop_oldest | drop_newest | block
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
 class MetricsConfig:
     interval: float = 10.0  # seconds between metrics publications; 0 means none
 
@@ -145,8 +182,9 @@ class ModuleConfig:
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Subscription:
-    topic: str
+    topic: str  # a topic filter, or `$share/<group>/<filter>` (MQTT 5)
     qos: int = 0
+    broker: str = DEFAULT_BROKER  # the name of the broker it is subscribed on
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -163,6 +201,7 @@ class OutputRule:
     topic: str  # template: {topic}, {node_id} and {pipeline} are filled in per message
     qos: int = 0
     retain: bool = False
+    broker: str = DEFAULT_BROKER  # the name of the broker it publishes to
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -189,7 +228,7 @@ class Config:
     node_id: str
     topic_prefix: str  # TOPIC_PREFIX if not given
     state_dir: Path | None
-    broker: BrokerConfig
+    brokers: Mapping[str, BrokerConfig]  # by name, in the config's order
     modules: Mapping[str, ModuleConfig]
     pipelines: tuple[PipelineConfig, ...]
     log: LogConfig
@@ -199,17 +238,20 @@ class Config:
     violations: ViolationsConfig = field(default_factory=ViolationsConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     deploy: DeployConfig = field(default_factory=DeployConfig)
+    # The outbox settings every broker's own `outbox:` is laid over.
     outbox: OutboxConfig = field(default_factory=OutboxConfig)
+    control_broker: str = DEFAULT_BROKER  # the status, metrics, deploy and dead-letter topics'
     source: Path | None = None
 
     @property
-    def client_id(self) -> str:
-        """The MQTT client id actually used: the configured one, else one derived from node_id."""
-        return self.broker.client_id or f"edged-{self.node_id}"
+    def broker(self) -> BrokerConfig:
+        """The control broker: where the node's status, metrics, deploys and dead letters are."""
+        return self.brokers[self.control_broker]
 
     @property
-    def effective_client_id(self) -> str:
-        return self.client_id
+    def client_id(self) -> str:
+        """The control broker's MQTT client id."""
+        return self.broker.client_id_for(self.node_id)
 
     @property
     def status_topic(self) -> str:

@@ -1,14 +1,18 @@
 """The daemon's lifecycle and its one loop: build from the config, run until told to stop.
 
-One thread does everything, in rounds: read what the broker has sent into the bounded intake
+One thread does everything, in rounds: read what the brokers have sent into the bounded intake
 queue (`edged.pipeline.intake`), run the filters on a time slice of it, then ticks, quarantine
 releases, summaries and metrics (`edged.daemon.timers`). Why one thread: see `edged.mqtt.link`.
-A reload (`edged.daemon.reload`) rebuilds the pipelines and keeps what did not change.
+There is one `BrokerLink` per configured broker; the control broker's carries the node's status,
+metrics, deploys and dead letters. A reload (`edged.daemon.reload`) rebuilds the pipelines and
+keeps what did not change.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import select
 import signal
 import threading
 import time
@@ -18,7 +22,7 @@ from typing import TYPE_CHECKING
 import structlog
 
 import edged
-from edged.config import Config, load_config
+from edged.config import BrokerConfig, Config, load_config
 from edged.daemon import reports
 from edged.daemon.reload import plan_reload
 from edged.daemon.systemd import Notifier
@@ -64,11 +68,10 @@ class Daemon:
         if self.deploy is not None:
             self.deploy.resume_probation()
         self.intake: Intake[Message] = Intake(config.daemon.queue_size, config.daemon.overload)
-        # the QoS 1/2 outputs of the input being filtered, still waiting for the broker
-        self._outputs: list[int] = []
-        self.left_to_broker = 0  # inputs dropped from the intake with the connection: redelivered
-        self.link = self._make_link(config)
-        self.window = AckWindow(self.link.ack)
+        # the QoS 1/2 outputs of the QoS 1/2 input being filtered, still waiting for a broker;
+        # None outside such an input (ticks, QoS 0 inputs): nothing waits for those outputs
+        self._outputs: list[int] | None = None
+        self._make_links(config)
 
     def _build(
         self, config: Config, engine: WasmtimeEngine, *, first_ident: int
@@ -81,7 +84,9 @@ class Daemon:
             from edged.deploy.store import ModuleStore
 
             store = ModuleStore(state_dir(config) / "modules")
-            manager = DeployManager(config, engine, store, lambda: self.pipelines, self._publish)
+            manager = DeployManager(
+                config, engine, store, lambda: self.pipelines, self._publish_control
+            )
             pushed = manager.restore()
         pipelines = build_pipelines(
             config,
@@ -98,7 +103,9 @@ class Daemon:
             pipeline.debug = config.log.level == "debug"
         by_name = {p.name: p for p in pipelines}
         router = Router(
-            [(by_name[pc.name], pc.subscribe) for pc in config.pipelines], first_ident=first_ident
+            [(by_name[pc.name], pc.subscribe) for pc in config.pipelines],
+            first_ident=first_ident,
+            brokers=tuple(config.brokers),
         )
         return pipelines, router
 
@@ -108,22 +115,38 @@ class Daemon:
         self.router = router
         self._ticks = ticks_of(pipelines, time.monotonic())
 
-    def _subscriptions(self) -> list[TopicSubscription]:
-        subs = list(self.router.subscriptions)
-        if self.deploy is not None:
+    def _subscriptions(self, broker: str) -> list[TopicSubscription]:
+        subs = self.router.for_broker(broker)
+        if self.deploy is not None and broker == self.config.control_broker:
             subs += self.deploy.subscriptions(self.router.next_ident)
         return subs
 
-    def _make_link(self, config: Config) -> BrokerLink:
+    def _make_links(self, config: Config) -> None:
+        """One link per broker, in the config's order (a message's `source` is its index)."""
+        self.links = [
+            self._make_link(config, index, broker)
+            for index, broker in enumerate(config.brokers.values())
+        ]
+        self._link_by_name = {link.name: link for link in self.links}
+        self.control = self._link_by_name[config.control_broker]
+        self.window = AckWindow(self._ack, sources=len(self.links))
+        # per link: inputs dropped from the intake with its connection, which its broker resends
+        self.left_to_broker = [0] * len(self.links)
+        self._catching_up = [False] * len(self.links)  # replaying what waited in the outbox
+        self._health: tuple[str, str | None] = ("online", None)
+
+    def _make_link(self, config: Config, index: int, broker: BrokerConfig) -> BrokerLink:
+        settings = broker.outbox
         outbox = Outbox(
-            state_dir(config) / "outbox.sqlite3",
-            max_bytes=config.outbox.max_bytes,
-            max_age=config.outbox.max_age,
-            when_full=config.outbox.when_full,
+            state_dir(config) / broker.outbox_file,
+            max_bytes=settings.max_bytes,
+            max_age=settings.max_age,
+            when_full=settings.when_full,
         )
         return BrokerLink(
-            config.broker,
-            client_id=config.client_id,
+            broker,
+            index=index,
+            client_id=broker.client_id_for(config.node_id),
             status_topic=config.status_topic,
             status={
                 "node_id": config.node_id,
@@ -131,16 +154,21 @@ class Daemon:
                 "pipelines": [p.name for p in self.pipelines],
                 "quarantined": [],
             },
-            subscriptions=self._subscriptions(),
+            subscriptions=self._subscriptions(broker.name),
             on_message=self._received,
-            on_ready=self._ready,
+            on_ready=functools.partial(self._ready, index),
             on_acked=self._output_acked,
-            on_lost=self._connection_lost,
+            on_lost=functools.partial(self._connection_lost, index),
             outbox=outbox,
             # Unacknowledged QoS 1/2 outputs; never below 1000, so a small intake queue does not
             # also throttle publishing to one round trip per few messages.
             max_queued_publishes=max(config.daemon.queue_size, 1000),
         )
+
+    @property
+    def link(self) -> BrokerLink:
+        """The control broker's link (the only one of a config with `broker:`)."""
+        return self.control
 
     def request_reload(self) -> None:
         self._reload_requested = True
@@ -170,13 +198,12 @@ class Daemon:
             fresh.items.extend(self.intake.items)  # nothing already taken in is dropped
             self.intake = fresh
         if plan.new_link:
-            self.link.close()
-            self._close_outbox()
-            self.link = self._make_link(config)
-            self.window = AckWindow(self.link.ack)
+            self._close_links()
+            self._make_links(config)
         else:
-            self.link.replace_subscriptions(self._subscriptions())
-            self.link.publish_status(pipelines=[p.name for p in self.pipelines], quarantined=[])
+            for link in self.links:
+                link.replace_subscriptions(self._subscriptions(link.name))
+                link.publish_status(pipelines=[p.name for p in self.pipelines], quarantined=[])
         log.info("reloaded", pipelines=[p.name for p in self.pipelines])
         self.notifier.ready(f"{len(self.pipelines)} pipelines (reloaded)")
 
@@ -194,7 +221,7 @@ class Daemon:
             pipelines=len(self.pipelines),
             modules=len(self.config.modules),
             compiled_cache_hits=self.engine.cache_hits,
-            broker=f"{self.config.broker.host}:{self.config.broker.port}",
+            brokers={b.name: f"{b.host}:{b.port}" for b in self.config.brokers.values()},
         )
         timers = Timers(self.config, self.notifier.watchdog_interval())
         timers.next_tick = next_due(self._ticks)
@@ -211,28 +238,34 @@ class Daemon:
                     timers.next_tick = next_due(self._ticks)
                     continue
                 deploy = self.deploy
+                links = self.links
                 if intake.items and not self._awaiting_acks():
-                    self.link.service()
+                    for link in links:
+                        link.service()
                 else:
                     # Nothing to filter, or outputs wait for the broker's acks: wait for either.
                     wait = min(_MAX_WAIT, timers.next_due() - now)
                     if deploy is not None and deploy.busy:
                         wait = min(wait, 0.02)  # look often for the compile to finish
-                    self.link.step(max(0.0, wait))
+                    self._wait(max(0.0, wait))
                 # Under `block` read only what fits: the rest waits at the broker.
-                room = (
-                    intake.size - len(intake.items) if intake.overload == "block" else _READ_BATCH
-                )
-                if room > 0:
-                    self.link.drain(room)
+                for link in links:
+                    room = (
+                        intake.size - len(intake.items)
+                        if intake.overload == "block"
+                        else _READ_BATCH
+                    )
+                    if room > 0:
+                        link.drain(room)
                 if intake.items and not self._awaiting_acks():
                     self._process_slice()
-                link = self.link
-                link.flush_outbox()
-                if link.replay_pending:
-                    link.replay()
-                    if not link.replay_pending:
-                        link.set_health("online")
+                for index, link in enumerate(links):
+                    link.flush_outbox()
+                    if link.replay_pending:
+                        link.replay()
+                    elif self._catching_up[index]:
+                        self._catching_up[index] = False  # the last entries were acknowledged
+                        self._update_health()
                 now = time.monotonic()
                 if deploy is not None:
                     deploy.poll(now)
@@ -242,8 +275,10 @@ class Daemon:
                     timers.next_housekeeping = now + 1.0
                     for pipeline in self.pipelines:
                         pipeline.release_due(now)
-                    if link.outbox is not None:
-                        link.outbox.expire()
+                    for link in self.links:
+                        if link.outbox is not None:
+                            link.outbox.expire()
+                    self._update_health()  # a link that never got through is down too
                 if now >= timers.next_summary:
                     timers.next_summary = now + self.config.log.summary_interval
                     self._summary()
@@ -252,7 +287,7 @@ class Daemon:
                     self._publish_metrics()
         finally:
             self.notifier.stopping()
-            if not self.link.persistent:
+            if not all(link.persistent for link in self.links):
                 # A clean session ends with the connection: take in what the broker had queued.
                 self._take_in_the_rest()
             # Take nothing new, finish what was taken, wait for the outputs' acknowledgements
@@ -266,17 +301,39 @@ class Daemon:
             self._await_outputs()
             if timers.metrics_every:
                 self._publish_metrics()
-            self.link.close()
-            self._close_outbox()
+            self._close_links()
             if self.deploy is not None:
                 self.deploy.close()
             self._summary()
             log.info("stopped")
 
+    def _wait(self, timeout: float) -> None:
+        """Wait at most `timeout` seconds for any link's socket, then run each link's network."""
+        links = self.links
+        now = time.monotonic()
+        for link in links:
+            timeout = min(timeout, link.next_event(now))
+            if link.readable_now():
+                timeout = 0.0
+        timeout = max(0.0, timeout)
+        if len(links) == 1:
+            links[0].step(timeout)
+            return
+        readers = [sock for link in links if (sock := link.socket()) is not None]
+        writers = [s for link in links if link.wants_write() and (s := link.socket()) is not None]
+        if readers or writers:
+            # a socket closed under us: the link's own step finds out and reconnects
+            with contextlib.suppress(OSError, ValueError):
+                select.select(readers, writers, [], timeout)
+        else:
+            time.sleep(timeout)
+        for link in links:
+            link.step(0)
+
     def _await_outputs(self, timeout: float = 5.0) -> None:
         """Read acknowledgements until every output an input waits for has one."""
         deadline = time.monotonic() + timeout
-        while self.window and self.link.connected:
+        while self.window and any(link.connected for link in self.links):
             if self.deploy is not None:
                 self.deploy.poll(time.monotonic())  # a deploy under way releases its request
             if time.monotonic() >= deadline:
@@ -286,36 +343,46 @@ class Daemon:
                     inputs_left_to_the_broker=len(self.window),
                 )
                 break
-            self.link.step(0.02)  # what arrives now finds the intake closed: the broker keeps it
+            self._wait(0.02)  # what arrives now finds the intake closed: the broker keeps it
+            for link in self.links:
+                link.flush_outbox()
 
-    def _close_outbox(self) -> None:
-        outbox = self.link.outbox
-        if outbox is not None:
-            self.link.flush_outbox(now=True)
-            outbox.close()
+    def _close_links(self) -> None:
+        for link in self.links:
+            link.close()
+            outbox = link.outbox
+            if outbox is not None:
+                link.flush_outbox(now=True)
+                outbox.close()
 
     def _take_in_the_rest(self, timeout: float = 2.0) -> None:
-        """Unsubscribe, and keep reading and filtering until the broker confirms it.
+        """Unsubscribe the links with a clean session, and keep reading and filtering until
+        their brokers confirm it.
 
         Everything published before the shutdown began is then processed, not lost.
         """
-        mid = self.link.unsubscribe_all()
+        pending = {
+            link: mid
+            for link in self.links
+            if not link.persistent and (mid := link.unsubscribe_all()) is not None
+        }
         deadline = time.monotonic() + timeout
-        while mid is not None and not self.link.unsubscribed(mid):
+        while any(not link.unsubscribed(mid) for link, mid in pending.items()):
             if time.monotonic() >= deadline:
                 log.warning("shutdown_drain_timeout", seconds=timeout)
                 break
-            self.link.step(0.02)
-            self.link.drain(_READ_BATCH)
+            self._wait(0.02)
+            for link in self.links:
+                link.drain(_READ_BATCH)
             if self.intake.items:
                 self._process_slice()
 
     def _awaiting_acks(self) -> bool:
-        """Outputs fill paho's queue of unacknowledged QoS 1/2 publishes: filtering more now would
-        only have them refused. While connected the acks are on their way, so the loop reads them
-        first; with the broker gone, filtering goes on and refused outputs count as publish_failed.
+        """Outputs fill a link's queue of unacknowledged QoS 1/2 publishes: filtering more now
+        would only have them refused. While connected the acks are on their way, so the loop
+        reads them first; with the broker gone, outputs for it go to its outbox instead.
         """
-        return self.link.backlogged and self.link.connected
+        return any(link.backlogged and link.connected for link in self.links)
 
     def _process_slice(self) -> None:
         """Run the filters on queued messages for at most one time slice, oldest first.
@@ -325,13 +392,16 @@ class Daemon:
         """
         items = self.intake.items
         deliver = self._deliver
-        link = self.link
         clock = time.monotonic
         until = clock() + _SLICE
-        with self.link.batched_writes():
+        with contextlib.ExitStack() as batches:
+            for link in self.links:
+                batches.enter_context(link.batched_writes())
+            backlogged = self._awaiting_acks if len(self.links) > 1 else None
+            link = self.links[0]
             while items:
                 deliver(items.popleft())
-                if clock() >= until or link.backlogged:
+                if clock() >= until or (link.backlogged if backlogged is None else backlogged()):
                     break
 
     # -- reading ---------------------------------------------------------------------------
@@ -341,66 +411,111 @@ class Daemon:
         if evicted is not None and evicted.qos:
             # Dropped by the overload policy and counted: acknowledged (in its turn), or it
             # would come back.
-            self.window.finished(evicted.mid, evicted.qos)
+            self.window.finished(evicted.mid, evicted.qos, source=evicted.source)
 
-    def _output_acked(self, mid: int) -> None:
-        self.window.output_done(mid)
+    def _ack(self, source: int, mid: int, qos: int) -> None:
+        self.links[source].ack(mid, qos)
 
-    def _connection_lost(self, unacked: list[Unacked]) -> None:
-        """The connection went with these outputs unacknowledged.
+    def _output_acked(self, key: int) -> None:
+        self.window.output_done(key)
 
-        With a persistent session the broker sends every unacknowledged input again after the
-        reconnect, and the filters make its outputs again: so an output an input stands behind
-        is let go, and so is every QoS 1/2 input still in the intake (it would only be a
-        duplicate). What no redelivery makes again goes to the outbox. With a clean session
-        nothing is sent again: every unacknowledged output goes to the outbox.
+    def _connection_lost(self, index: int, unacked: list[Unacked]) -> None:
+        """Link `index`'s connection went with these outputs unacknowledged.
+
+        With a persistent session its broker sends every unacknowledged input again after the
+        reconnect, and the filters make their outputs again: so an output an input of this same
+        link stands behind is let go, and so is every QoS 1/2 input of this link still in the
+        intake (it would only be a duplicate). What no redelivery makes again goes to the
+        outbox: ticks' outputs, everything with a clean session, and the outputs of inputs from
+        another broker, whose connection is still up and which are acknowledged once those
+        outputs are committed.
         """
-        link = self.link
+        link = self.links[index]
         window = self.window
         redelivered = link.persistent
-        keep = [u for u in unacked if not (redelivered and window.backed(u.mid))]
+        keep: list[Unacked] = []
+        committed: list[int] = []  # outputs that inputs of other links wait for
+        for u in unacked:
+            source = window.source_of(u.mid)
+            if redelivered and source == index:
+                continue
+            keep.append(u)
+            if source is not None and source != index:
+                committed.append(u.mid)
         for u in keep:
             link.keep_for_outbox(u.topic, u.payload, u.qos, u.retain)
         link.flush_outbox(now=True)  # nothing else holds them now
-        waiting = window.forget()
+        waiting = window.forget(index)
+        for key in committed:
+            window.output_done(key)
         dropped = 0
         if redelivered:
             items = self.intake.items
-            kept_items = [m for m in items if not m.qos]
+            kept_items = [m for m in items if not (m.qos and m.source == index)]
             dropped = len(items) - len(kept_items)
             items.clear()
             items.extend(kept_items)
-            self.left_to_broker += dropped
+            self.left_to_broker[index] += dropped
         log.info(
             "connection_lost_outputs",
+            broker=link.name,
             to_outbox=len(keep),
             made_again_on_redelivery=len(unacked) - len(keep),
             inputs_awaiting_redelivery=waiting + dropped,
         )
+        self._update_health()
 
-    def _ready(self) -> None:
-        log.info("ready", subscriptions=[s.topic for s in self.router.subscriptions])
-        outbox = self.link.outbox
-        if outbox is not None and outbox.entries:
-            self.link.set_health("degraded", f"replaying {outbox.entries} outbox entries")
-        # Sent again after each reconnect; systemd takes the first READY and the fresh STATUS.
-        broker = self.config.broker
-        self.notifier.ready(
-            f"{len(self.pipelines)} pipelines, connected to {broker.host}:{broker.port}"
+    def _ready(self, index: int) -> None:
+        link = self.links[index]
+        log.info(
+            "ready",
+            broker=link.name,
+            subscriptions=[s.topic for s in self.router.for_broker(link.name)],
         )
-        if self.deploy is not None:
+        outbox = link.outbox
+        self._catching_up[index] = outbox is not None and outbox.entries > 0
+        self._update_health()
+        # Sent again after each reconnect; systemd takes the first READY and the fresh STATUS.
+        up = [
+            f"{broker.host}:{broker.port}"
+            for broker, other in zip(self.config.brokers.values(), self.links, strict=True)
+            if other.connected
+        ]
+        self.notifier.ready(f"{len(self.pipelines)} pipelines, connected to {', '.join(up)}")
+        if self.deploy is not None and link is self.control:
             self.deploy.publish_status()
+
+    def _update_health(self) -> None:
+        """Say in every link's retained status whether the node is `online` or `degraded`, and
+        why: a link that is down (`<name> unreachable`), or one replaying its outbox."""
+        several = len(self.links) > 1
+        down = [link.name for link in self.links if link.down is not None]
+        reasons = [f"{name} unreachable" for name in down]
+        for index, link in enumerate(self.links):
+            if self._catching_up[index] and link.outbox is not None:
+                text = f"replaying {link.outbox.entries} outbox entries"
+                reasons.append(f"{link.name}: {text}" if several else text)
+        health = ("degraded", "; ".join(reasons)) if reasons else ("online", None)
+        if health == self._health:
+            return
+        self._health = health
+        for link in self.links:
+            link.set_health(*health, links_down=down)
 
     # -- filtering -------------------------------------------------------------------------
 
     def _deliver(self, message: Message) -> None:
-        outputs: list[int] = []
+        outputs: list[int] | None = [] if message.qos else None
         self._outputs = outputs
         try:
             deploy = self.deploy
-            if deploy is not None and deploy.is_control(message.topic):
+            if (
+                deploy is not None
+                and message.source == self.control.index
+                and deploy.is_control(message.topic)
+            ):
                 done = None
-                if message.qos:
+                if outputs is not None:
                     # The request's message is acknowledged once it is carried out (a deploy
                     # compiles in the background): a stand-in output until then. Done at once,
                     # the window knows not to wait for it.
@@ -414,17 +529,22 @@ class Daemon:
             # A bug of ours must cost one message, never the daemon; it is counted and logged.
             self.internal_errors += 1
             log.exception("internal_error", topic=message.topic.decode(errors="replace"))
-        if message.qos:
-            self.window.finished(message.mid, message.qos, outputs)
+        self._outputs = None
+        if outputs is not None:
+            self.window.finished(message.mid, message.qos, outputs, message.source)
 
-    def _publish(self, topic: str, payload: bytes, qos: int, retain: bool) -> bool:
-        mid = self.link.publish(topic, payload, qos, retain)
-        if mid:
-            self._outputs.append(mid)  # the input being filtered waits for it
-        return mid is not None
+    def _publish(self, topic: str, payload: bytes, qos: int, retain: bool, broker: str) -> bool:
+        outputs = self._outputs
+        key = self._link_by_name[broker].publish(topic, payload, qos, retain, outputs is not None)
+        if key and outputs is not None:
+            outputs.append(key)  # the input being filtered waits for it
+        return key is not None
+
+    def _publish_control(self, topic: str, payload: bytes, qos: int, retain: bool) -> bool:
+        return self._publish(topic, payload, qos, retain, self.config.control_broker)
 
     def _dead_letter(self, record: dict[str, object]) -> None:
-        self._publish(
+        self._publish_control(
             self.config.dead_letter_topic,
             reports.dead_letter_body(self.config.node_id, record),
             self.config.violations.dead_letter_qos,
@@ -432,23 +552,32 @@ class Daemon:
         )
 
     def _quarantine_changed(self) -> None:
-        self.link.publish_status(quarantined=[q for p in self.pipelines for q in p.quarantined])
+        quarantined = [q for p in self.pipelines for q in p.quarantined]
+        for link in self.links:
+            link.publish_status(quarantined=quarantined)
 
     def metrics(self) -> dict[str, object]:
         record = reports.metrics_record(
             self.config.node_id, self.intake, self.router, self.pipelines, self.internal_errors
         )
-        record["link"] = {
-            **self.link.snapshot(),
-            "unacked_inputs": len(self.window),
-            "inputs_left_to_broker": self.left_to_broker,
+        record["links"] = {
+            link.name: {
+                **link.snapshot(),
+                "unacked_inputs": self.window.waiting(index),
+                "inputs_left_to_broker": self.left_to_broker[index],
+            }
+            for index, link in enumerate(self.links)
         }
         return record
 
     def _publish_metrics(self) -> None:
-        self.link.publish(self.config.metrics_topic, reports.to_json(self.metrics()), 0, True)
+        self.control.publish(self.config.metrics_topic, reports.to_json(self.metrics()), 0, True)
 
     def _summary(self) -> None:
         reports.log_summary(
-            self.intake, self.router, self.pipelines, self.internal_errors, self.link.connected
+            self.intake,
+            self.router,
+            self.pipelines,
+            self.internal_errors,
+            all(link.connected for link in self.links),
         )

@@ -100,7 +100,7 @@ def _subscription_idents(packet: bytearray, pos: int, end: int) -> tuple[int, ..
     return tuple(idents)
 
 
-def from_paho(message: MQTTMessage) -> Message:
+def from_paho(message: MQTTMessage, source: int = 0) -> Message:
     """edged's Message for one that paho decoded itself (QoS 2, or other properties)."""
     props = message.properties
     idents = getattr(props, "SubscriptionIdentifier", None) if props is not None else None
@@ -112,6 +112,7 @@ def from_paho(message: MQTTMessage) -> Message:
         bool(message.retain),
         bool(message.dup),
         tuple(idents) if idents else (),
+        source,
     )
 
 
@@ -129,11 +130,12 @@ class Client(paho.Client):
         self._rpos = 0
         self.on_received: Receiver | None = None
         self.on_acked: Acked | None = None
+        self.source = 0  # what the Messages it builds say in `source`
         self.on_message = self._converted
 
     def _converted(self, _client: paho.Client, _userdata: object, message: MQTTMessage) -> None:
         if self.on_received is not None:
-            self.on_received(from_paho(message))
+            self.on_received(from_paho(message, self.source))
 
     # -- what the link asks of paho beyond its public API ---------------------------------
 
@@ -376,4 +378,5 @@ class Client(paho.Client):
             bool(header & 0x01),
             bool(header & 0x08),
             idents,
+            self.source,
         )

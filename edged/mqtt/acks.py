@@ -9,6 +9,10 @@ input: the window below is that queue.
 Until its acknowledgement is sent the broker owns the input: after a crash, a restart or a lost
 connection it sends it again (the session is persistent), and the filters make its outputs
 again. That is what makes delivery at least once without writing anything in normal operation.
+
+With several brokers the order is per connection: each source link (`Message.source`) has its
+own queue, and an input from one broker may wait for outputs on another. Output ids are unique
+across the links (each link adds its own base to paho's message ids, see `BrokerLink`).
 """
 
 from __future__ import annotations
@@ -17,8 +21,8 @@ import itertools
 from collections import deque
 from collections.abc import Callable, Sequence
 
-#: sends one acknowledgement: `(mid, qos)`
-Acker = Callable[[int, int], None]
+#: sends one acknowledgement: `(source, mid, qos)`
+Acker = Callable[[int, int, int], None]
 
 _tokens = itertools.count(-1, -1)
 
@@ -32,25 +36,26 @@ def next_token() -> int:
 class _Held:
     """One input waiting for its outputs (or for an earlier input)."""
 
-    __slots__ = ("mid", "pending", "qos")
+    __slots__ = ("mid", "pending", "qos", "source")
 
-    def __init__(self, mid: int, qos: int, pending: int) -> None:
+    def __init__(self, mid: int, qos: int, pending: int, source: int) -> None:
         self.mid = mid
         self.qos = qos
         self.pending = pending
+        self.source = source
 
 
 class AckWindow:
-    """The received QoS 1/2 inputs not yet acknowledged, in arrival order.
+    """The received QoS 1/2 inputs not yet acknowledged, in arrival order per source link.
 
     Per message the common cases cost a few operations: an input with no outstanding output
     and nothing ahead of it is acknowledged on the spot without entering the window.
     """
 
-    def __init__(self, ack: Acker) -> None:
+    def __init__(self, ack: Acker, sources: int = 1) -> None:
         self._ack = ack
-        self._held: deque[_Held] = deque()
-        # outgoing mid -> the input it was made for
+        self._held: list[deque[_Held]] = [deque() for _ in range(sources)]
+        # output id -> the input it was made for
         self._by_output: dict[int, _Held] = {}
         # stand-in ids done before their input was finished (a deploy request refused at once,
         # an outbox commit forced by a lost connection mid-input): not to be waited for
@@ -58,61 +63,72 @@ class AckWindow:
         self.acked = 0
 
     def __len__(self) -> int:
-        return len(self._held)
+        return sum(len(queue) for queue in self._held)
+
+    def waiting(self, source: int) -> int:
+        """Inputs of one source link not yet acknowledged."""
+        return len(self._held[source])
 
     @property
     def outputs(self) -> int:
         """Outputs in flight that an input waits for."""
         return len(self._by_output)
 
-    def finished(self, mid: int, qos: int, output_mids: Sequence[int] = ()) -> None:
-        """The input `mid` went through the filters; `output_mids` are its QoS 1/2 outputs
-        still waiting for the broker's acknowledgement."""
+    def finished(self, mid: int, qos: int, output_ids: Sequence[int] = (), source: int = 0) -> None:
+        """The input `mid` from link `source` went through the filters; `output_ids` are its
+        QoS 1/2 outputs still waiting for a broker's acknowledgement (or the outbox)."""
         if self._early:
-            done = self._early.intersection(output_mids)
+            done = self._early.intersection(output_ids)
             self._early -= done
-            output_mids = [o for o in output_mids if o not in done]
-        if not output_mids and not self._held:
-            self._ack(mid, qos)
+            output_ids = [o for o in output_ids if o not in done]
+        queue = self._held[source]
+        if not output_ids and not queue:
+            self._ack(source, mid, qos)
             self.acked += 1
             return
-        outputs = tuple(output_mids)
-        held = _Held(mid, qos, len(outputs))
+        outputs = tuple(output_ids)
+        held = _Held(mid, qos, len(outputs), source)
         for out in outputs:
             self._by_output[out] = held
-        self._held.append(held)
+        queue.append(held)
         if not outputs:
-            self._release()
+            self._release(queue)
 
-    def output_done(self, out_mid: int) -> bool:
-        """The broker acknowledged output `out_mid` (or it is safe in the outbox); False when no
-        input waits for it."""
-        held = self._by_output.pop(out_mid, None)
+    def output_done(self, out_id: int) -> bool:
+        """Output `out_id` was acknowledged by its broker (or is safe in the outbox); False when
+        no input waits for it."""
+        held = self._by_output.pop(out_id, None)
         if held is None:
-            if out_mid < 0:
-                self._early.add(out_mid)
+            if out_id < 0:
+                self._early.add(out_id)
             return False
         held.pending -= 1
-        if not held.pending and held is self._held[0]:
-            self._release()
+        if not held.pending:
+            queue = self._held[held.source]
+            if queue and held is queue[0]:
+                self._release(queue)
         return True
 
-    def backed(self, out_mid: int) -> bool:
-        """Whether an unacknowledged input stands behind output `out_mid`."""
-        return out_mid in self._by_output
+    def source_of(self, out_id: int) -> int | None:
+        """The source link of the unacknowledged input output `out_id` was made for, or None
+        when no input waits for it."""
+        held = self._by_output.get(out_id)
+        return None if held is None else held.source
 
-    def _release(self) -> None:
-        held = self._held
+    def _release(self, queue: deque[_Held]) -> None:
         ack = self._ack
-        while held and not held[0].pending:
-            first = held.popleft()
-            ack(first.mid, first.qos)
+        while queue and not queue[0].pending:
+            first = queue.popleft()
+            ack(first.source, first.mid, first.qos)
             self.acked += 1
 
-    def forget(self) -> int:
-        """The connection is gone: its inputs can no longer be acknowledged (the broker sends
-        them again after the reconnect). Returns how many inputs were waiting."""
-        count = len(self._held)
-        self._held.clear()
-        self._by_output.clear()
+    def forget(self, source: int = 0) -> int:
+        """Link `source`'s connection is gone: its inputs can no longer be acknowledged (its
+        broker sends them again after the reconnect). Returns how many inputs were waiting."""
+        queue = self._held[source]
+        count = len(queue)
+        if count:
+            queue.clear()
+            for out in [o for o, held in self._by_output.items() if held.source == source]:
+                del self._by_output[out]
         return count

@@ -14,6 +14,13 @@ subscriptions and queues what arrives while edged is away (restarting, or the co
 and sends again every input edged had not acknowledged. Outputs that no such redelivery would
 make again (ticks' outputs, QoS 0 inputs' outputs, everything with a clean session) go to the
 outbox (`edged.mqtt.outbox`) when the connection drops, and are replayed after it is back.
+
+There is one link per configured broker, each with its own connection, will and status,
+subscriptions, window and outbox. A link numbers its outputs by paho's message id plus its own
+base (`index << 16`), so the ids of several links never meet in the daemon's `AckWindow`. A
+connection attempt (a DNS lookup, a TCP connect to a host that does not answer, a TLS
+handshake: up to paho's 5 s connect timeout) runs on a short-lived thread of its own, so an
+unreachable cloud broker never holds up the loop that serves the local one.
 """
 
 from __future__ import annotations
@@ -24,8 +31,10 @@ import random
 import select
 import socket
 import ssl
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
 
 import paho.mqtt.client as paho
 import structlog
@@ -46,6 +55,11 @@ log = structlog.get_logger("edged.mqtt")
 # Outputs kept for the outbox are written together: at least this many, or after this long.
 _SPILL_BATCH = 250
 _SPILL_DELAY = 0.25
+# ... or after this long when inputs wait for the commit (an output for a link that is down, or
+# queued behind a replay): their broker sends no more than its Receive Maximum (100 by default)
+# until they are acknowledged, so this bounds that link's rate to 100 / 0.02 s = 5,000 msgs/s
+# while keeping the commits (each an fsync) to 50 a second.
+_SPILL_DELAY_AWAITED = 0.02
 
 
 class BrokerLink:
@@ -55,6 +69,7 @@ class BrokerLink:
         self,
         broker: BrokerConfig,
         *,
+        index: int = 0,
         client_id: str,
         status_topic: str,
         status: dict[str, object],
@@ -67,6 +82,9 @@ class BrokerLink:
         max_queued_publishes: int = 10_000,
     ) -> None:
         self._broker = broker
+        self.name = broker.name
+        self.index = index
+        self.key_base = index << 16  # paho's message ids are 1..65535
         self.persistent = broker.session_expiry > 0
         self.outbox = outbox
         self._on_acked = on_acked
@@ -95,6 +113,17 @@ class BrokerLink:
         self._retry_at = 0.0
         self._delay = broker.reconnect_min_delay
         self._ever_connected = False
+        self._connecting: threading.Thread | None = None
+        self._connect_error: str | None = None
+        #: why the link is down, from its last failed attempt or drop; None while it is up or
+        #: has not tried yet
+        self.down: str | None = None
+        # publishes per second the broker takes (limits.max_publish_rate): a token bucket
+        # holding at most one second's worth
+        self._rate = broker.limits.max_publish_rate
+        self._tokens = self._rate or 0.0
+        self._tokens_at = time.monotonic()
+        self.rate_limited = 0  # QoS 0 outputs over the rate, dropped (QoS 1/2 wait in the outbox)
 
         self.client = client = make_client(
             Client,
@@ -120,15 +149,22 @@ class BrokerLink:
         client.on_unsubscribe = lambda _c, _u, mid, *_: self._unsubacks.add(mid)
         client.on_received = on_message
         client.on_acked = self._acked
+        client.source = index
 
     # -- lifecycle -----------------------------------------------------------------------
 
     def step(self, timeout: float) -> None:
         """Run the network for at most `timeout` seconds; (re)connect when it is time to."""
+        if self._connecting is not None:
+            self._connecting.join(timeout)
+            if self._connecting.is_alive():
+                return
+            self._connect_finished()
+            return
         if not self.connected and self.client.socket() is None:
             now = time.monotonic()
             if now < self._retry_at:
-                time.sleep(min(timeout, self._retry_at - now))
+                time.sleep(max(0.0, min(timeout, self._retry_at - now)))
                 return
             self._try_connect()
             return
@@ -144,7 +180,7 @@ class BrokerLink:
 
     def service(self) -> None:
         """Write what is queued and keep the connection alive, without reading anything."""
-        if self.client.socket() is None:
+        if self._connecting is not None or self.client.socket() is None:
             self.step(0)
             return
         if self.client.want_write():
@@ -156,8 +192,37 @@ class BrokerLink:
         """paho's queue of unacknowledged QoS 1/2 publishes is full; reading acks will help."""
         return self.client.unacked_publishes() >= self._max_queued
 
+    def socket(self) -> socket.socket | None:
+        """The connection's socket while one is open and ours to use (not mid-connect)."""
+        if self._connecting is not None:
+            return None
+        sock = self.client.socket()
+        return sock if isinstance(sock, socket.socket) else None
+
+    def wants_write(self) -> bool:
+        return self._connecting is None and self.client.want_write()
+
+    def readable_now(self) -> bool:
+        """Data already read and buffered, which select cannot see."""
+        return self._connecting is None and bool(self.client.buffered())
+
+    def next_event(self, now: float) -> float:
+        """Seconds until this link needs the loop without any packet arriving: a reconnect
+        attempt, a connect under way, or outputs waiting to be written to the outbox."""
+        wait = 60.0
+        if self._connecting is not None:
+            wait = 0.02
+        elif not self.connected and self.client.socket() is None:
+            wait = max(0.0, self._retry_at - now)
+        if self._spill:
+            delay = _SPILL_DELAY_AWAITED if self._spill_tokens else _SPILL_DELAY
+            wait = min(wait, max(0.0, self._spill_since + delay - now))
+        return wait
+
     def drain(self, limit: int) -> int:
         """Read up to `limit` packets that have already arrived, without waiting for more."""
+        if self._connecting is not None:
+            return 0
         client = self.client
         sock = client.socket()
         count = 0
@@ -180,13 +245,18 @@ class BrokerLink:
             yield
 
     def ack(self, mid: int, qos: int) -> None:
-        self.client.ack(mid, qos)
+        if self._connecting is None:
+            self.client.ack(mid, qos)
 
     def close(self, timeout: float = 2.0) -> None:
         """Say offline (the will only covers crashes), flush what is queued, and disconnect.
 
         Disconnecting normally keeps a persistent session: the broker queues for the next start.
         """
+        if self._connecting is not None:
+            self._connecting.join(timeout)
+            if not self._connecting.is_alive():
+                self._connect_finished()
         if self.connected:
             info = self.client.publish(
                 self._status_topic, self._status_payload("offline"), qos=1, retain=True
@@ -202,27 +272,58 @@ class BrokerLink:
         self.connected = False
         self.flush_outbox(now=True)
 
-    def publish(self, topic: str, payload: bytes, qos: int, retain: bool) -> int | None:
-        """Send one publish. Returns its message id while the broker's acknowledgement is
-        awaited (QoS 1/2), 0 when nothing is to be awaited (QoS 0 written, or kept for the
-        outbox while the broker is away), None when it was refused (QoS 0 and not connected,
-        or paho's queue full)."""
+    def publish(
+        self, topic: str, payload: bytes, qos: int, retain: bool, awaited: bool = False
+    ) -> int | None:
+        """Send one publish. Returns the id an input made it waits for (`awaited`): the
+        message id plus `key_base` while the broker's acknowledgement is awaited (QoS 1/2),
+        a negative stand-in while it waits for the outbox's commit; 0 when nothing is to be
+        awaited (QoS 0 written, or kept for the outbox with no input waiting); None when it
+        was refused (QoS 0 and not connected or over the rate, or paho's queue full)."""
+        if self._rate is not None and not self._take_token():
+            if qos == 0:
+                self.rate_limited += 1
+                return None
+            return self._keep(topic, payload, qos, retain, awaited)
         if qos == 0:
+            if not self.connected:  # mid-connect the connect thread owns the client
+                return None
             return 0 if self.client.publish_qos0(topic.encode(), payload, retain) else None
         outbox = self.outbox
-        if outbox is not None:
-            if not self.connected:
-                self.keep_for_outbox(topic, payload, qos, retain)
-                return 0
-            if outbox.entries or self._spill:
-                # A replay is under way: this output goes behind the older ones, in order. The
-                # input it came from waits for the outbox's commit (a stand-in id, negative).
-                self.keep_for_outbox(topic, payload, qos, retain)
-                token = next_token()
-                self._spill_tokens.append(token)
-                return token
+        if outbox is not None and (not self.connected or outbox.entries or self._spill):
+            # Away, or a replay under way (this output goes behind the older ones, in order).
+            return self._keep(topic, payload, qos, retain, awaited)
         info = self.client.publish(topic, payload, qos, retain)
-        return info.mid if info.rc == paho.MQTT_ERR_SUCCESS else None
+        return info.mid + self.key_base if info.rc == paho.MQTT_ERR_SUCCESS else None
+
+    def _keep(
+        self, topic: str, payload: bytes, qos: int, retain: bool, awaited: bool
+    ) -> int | None:
+        """Keep an output for the outbox; the input it came from waits for the commit (a
+        stand-in id, negative)."""
+        if self.outbox is None:
+            return None
+        self.keep_for_outbox(topic, payload, qos, retain)
+        if not awaited:
+            return 0
+        token = next_token()
+        self._spill_tokens.append(token)
+        return token
+
+    def _refill(self) -> float:
+        """The publishes the rate allows now (at most one second's worth)."""
+        rate = self._rate or 0.0
+        now = time.monotonic()
+        self._tokens = min(max(rate, 1.0), self._tokens + (now - self._tokens_at) * rate)
+        self._tokens_at = now
+        return self._tokens
+
+    def _take_token(self) -> bool:
+        """One publish within the broker's rate; False when this one would exceed it."""
+        if self._refill() < 1.0:
+            return False
+        self._tokens -= 1.0
+        return True
 
     # -- the outbox ------------------------------------------------------------------------
 
@@ -247,9 +348,9 @@ class BrokerLink:
         spill = self._spill
         if spill and (
             now
-            or self._spill_tokens  # inputs wait for these: no delay
             or len(spill) >= _SPILL_BATCH
-            or time.monotonic() - self._spill_since >= _SPILL_DELAY
+            or time.monotonic() - self._spill_since
+            >= (_SPILL_DELAY_AWAITED if self._spill_tokens else _SPILL_DELAY)
         ):
             self._spill = []
             stored = outbox.put(spill, sent_through=self._replay_cursor if self._replaying else 0)
@@ -271,10 +372,14 @@ class BrokerLink:
         if outbox is None or not outbox.entries or not self.ready:
             return 0
         room = self._max_queued // 2 - self.client.unacked_publishes()
+        if self._rate is not None:
+            room = min(room, int(self._refill()))
         if room <= 0:
             return 0
         sent = 0
         for entry in outbox.oldest(min(batch, room), after=self._replay_cursor):
+            if self._rate is not None and not self._take_token():
+                break
             info = self.client.publish(entry.topic, entry.payload, entry.qos, entry.retain)
             if info.rc != paho.MQTT_ERR_SUCCESS:
                 break
@@ -294,16 +399,21 @@ class BrokerLink:
         if seq is not None:
             self._replayed.append(seq)
         elif self._on_acked is not None:
-            self._on_acked(mid)
+            self._on_acked(mid + self.key_base)
 
     def _take_unacked(self) -> None:
         """The connection went: hand every unacknowledged output to the daemon (which keeps in
         the outbox what no redelivery would make again) and forget the replays under way: their
         entries are still in the outbox and go again after the reconnect."""
         unacked = self.client.take_unacked()
-        self._replaying.clear()
+        replaying, self._replaying = self._replaying, {}
         self._replay_cursor = 0
-        mine = [u for u in unacked if u.topic != self._status_topic]  # said anew on connect
+        base = self.key_base
+        mine = [  # the status is said anew on connect; replays are in the outbox already
+            replace(u, mid=u.mid + base)
+            for u in unacked
+            if u.topic != self._status_topic and u.mid not in replaying
+        ]
         if self._on_lost is not None:
             self._on_lost(mine)
 
@@ -356,20 +466,38 @@ class BrokerLink:
                 self._status_topic, self._status_payload(self._health), qos=1, retain=True
             )
 
-    def set_health(self, state: str, reason: str | None = None) -> None:
-        """`online`, or `degraded` with the reason (said in the retained status)."""
-        if (state, reason) == (self._health, self._status.get("reason")):
+    def set_health(self, state: str, reason: str | None = None, **fields: object) -> None:
+        """`online`, or `degraded` with the reason (said in the retained status), with any
+        other status `fields`."""
+        if (state, reason) == (self._health, self._status.get("reason")) and all(
+            self._status.get(k) == v for k, v in fields.items()
+        ):
             return
         self._health = state
         if reason is None:
             self._status.pop("reason", None)
         else:
             self._status["reason"] = reason
-        self.publish_status()
+        self.publish_status(**fields)
 
     # -- paho callbacks and reconnection -------------------------------------------------
 
     def _try_connect(self) -> None:
+        """Start a connection attempt on its own thread; `step` takes up its outcome."""
+        self._connect_error = None
+        self._connecting = threading.Thread(
+            target=self._connect, name=f"edged-connect-{self.name}", daemon=True
+        )
+        self._connecting.start()
+
+    def _connect_finished(self) -> None:
+        self._connecting = None
+        if self._connect_error is not None:
+            self._lost(self._connect_error)
+
+    def _connect(self) -> None:
+        """Open the connection and send CONNECT (paho blocks for all of it). Runs on the
+        connect thread while the loop leaves this link's client alone."""
         b = self._broker
         properties = None
         if self.v5:
@@ -387,19 +515,20 @@ class BrokerLink:
                 clean_start=not self.persistent if self.v5 else paho.MQTT_CLEAN_START_FIRST_ONLY,
                 properties=properties,
             )
-        except (OSError, ssl.SSLError, socket.gaierror) as exc:
-            self._lost(f"cannot connect to {b.host}:{b.port}: {exc}")
+        except (OSError, ssl.SSLError, socket.gaierror, ValueError) as exc:
+            self._connect_error = f"cannot connect to {b.host}:{b.port}: {exc}"
 
     def _lost(self, why: str) -> None:
         was_connected = self.connected
         self.connected = False
         self.ready = False
+        self.down = why
         if was_connected:
             self._take_unacked()
         jitter = random.uniform(0.8, 1.2)
         wait = min(self._delay, self._broker.reconnect_max_delay) * jitter
         self._retry_at = time.monotonic() + wait
-        log.warning("broker_unreachable", reason=why, retry_in_s=round(wait, 1))
+        log.warning("broker_unreachable", broker=self.name, reason=why, retry_in_s=round(wait, 1))
         self._delay = min(self._delay * 2, self._broker.reconnect_max_delay)
 
     def _connected(
@@ -411,11 +540,14 @@ class BrokerLink:
         props: Properties | None,
     ) -> None:
         if reason.is_failure:
-            log.error("broker_refused", reason=str(reason), host=self._broker.host)
+            log.error(
+                "broker_refused", broker=self.name, reason=str(reason), host=self._broker.host
+            )
             client.disconnect()
             self._lost(f"broker refused the connection: {reason}")
             return
         self.connected = True
+        self.down = None
         self.connects += 1
         self._delay = self._broker.reconnect_min_delay
         window = getattr(props, "ReceiveMaximum", 0) if self.v5 else 0
@@ -423,6 +555,7 @@ class BrokerLink:
         session = bool(flags.session_present)
         log.info(
             "broker_connected",
+            broker=self.name,
             host=self._broker.host,
             port=self._broker.port,
             reconnect=self._ever_connected,
@@ -436,6 +569,7 @@ class BrokerLink:
                 self.session_lost += 1
                 log.warning(
                     "broker_session_lost",
+                    broker=self.name,
                     host=self._broker.host,
                     hint="mosquitto keeps sessions across its restart only with persistence true",
                 )
@@ -456,9 +590,10 @@ class BrokerLink:
                 # matches its own subscription cannot feed itself forever. With a persistent
                 # session, retained messages come only with a new subscription, not again
                 # with every reconnect and restart.
+                # A shared subscription must not set it (MQTT 5 §3.8.3.1: a protocol error).
                 opts = SubscribeOptions(
                     qos=sub.qos,
-                    noLocal=True,
+                    noLocal=not sub.shared,
                     retainHandling=(
                         SubscribeOptions.RETAIN_SEND_IF_NEW_SUB
                         if self.persistent
@@ -476,7 +611,7 @@ class BrokerLink:
     ) -> None:
         for code in codes:
             if code.is_failure:
-                log.error("subscribe_refused", reason=str(code))
+                log.error("subscribe_refused", broker=self.name, reason=str(code))
         self._pending_subacks.discard(mid)
         if not self._pending_subacks and not self.ready:
             self._become_ready()
@@ -502,9 +637,11 @@ class BrokerLink:
         """The link's figures, for the metrics topic and `edged stats`."""
         return {
             "connected": self.connected,
+            "down": self.down,
             "reconnects": self.reconnects,
             "session_lost": self.session_lost,
             "unacked_outputs": self.client.unacked_publishes(),
             "refused_by_broker": self.refused_by_broker,
+            "rate_limited": self.rate_limited,
             "outbox": None if self.outbox is None else self.outbox.snapshot(),
         }

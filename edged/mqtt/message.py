@@ -10,19 +10,22 @@ from __future__ import annotations
 import base64
 from dataclasses import dataclass
 
+from edged.topics import SHARE_PREFIX
+
 
 class Message:
     """One received PUBLISH.
 
     `topic` is the raw UTF-8 bytes as received (the filters want bytes, and decoding every topic
     would cost a call per message); `mid` is 0 at QoS 0; `subscription_ids` are the MQTT 5
-    subscription identifiers the broker matched (empty under 3.1.1).
+    subscription identifiers the broker matched (empty under 3.1.1); `source` numbers the broker
+    link it came over (0 for the first), whose connection alone can acknowledge it.
 
     A plain class with slots rather than a dataclass: one is built per message, and a
     hand-written `__init__` is the cheapest way to make one.
     """
 
-    __slots__ = ("dup", "mid", "payload", "qos", "retain", "subscription_ids", "topic")
+    __slots__ = ("dup", "mid", "payload", "qos", "retain", "source", "subscription_ids", "topic")
 
     def __init__(
         self,
@@ -33,6 +36,7 @@ class Message:
         retain: bool = False,
         dup: bool = False,
         subscription_ids: tuple[int, ...] = (),
+        source: int = 0,
     ) -> None:
         self.topic = topic
         self.payload = payload
@@ -41,11 +45,12 @@ class Message:
         self.retain = retain
         self.dup = dup
         self.subscription_ids = subscription_ids
+        self.source = source
 
     def __repr__(self) -> str:
         return (
             f"Message(topic={self.topic!r}, payload={len(self.payload)} bytes, qos={self.qos}, "
-            f"mid={self.mid}, subscription_ids={self.subscription_ids})"
+            f"mid={self.mid}, subscription_ids={self.subscription_ids}, source={self.source})"
         )
 
     def __eq__(self, other: object) -> bool:
@@ -58,11 +63,17 @@ class Message:
 
 @dataclass(frozen=True, slots=True)
 class TopicSubscription:
-    """One distinct topic filter; `ident` is its MQTT 5 subscription identifier."""
+    """One distinct topic filter on one broker; `ident` is its MQTT 5 subscription identifier
+    (unique across the brokers, so a delivery's identifiers say which filters it matched)."""
 
     topic: str
     qos: int
     ident: int
+    broker: str = "default"
+
+    @property
+    def shared(self) -> bool:
+        return self.topic.startswith(SHARE_PREFIX)
 
 
 def payload_fields(payload: bytes) -> dict[str, str]:

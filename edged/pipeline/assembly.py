@@ -99,7 +99,12 @@ def build_pipelines(
             except ModuleError as exc:
                 problems.append(f"{where}: module '{fc.module}' {exc.reason}")
         if len(steps) == len(pc.filters):
-            outputs = OutputRules(pc.outputs, node_id=config.node_id, pipeline=pc.name)
+            outputs = OutputRules(
+                pc.outputs,
+                node_id=config.node_id,
+                pipeline=pc.name,
+                limits={name: b.limits for name, b in config.brokers.items() if b.limits.any},
+            )
             pipelines.append(
                 Pipeline(
                     pc.name,

@@ -12,15 +12,17 @@ import structlog
 from edged.engine import Filter, Outcome, Record
 from edged.errors import FilterCallError, ModuleError
 from edged.pipeline.counters import BurstWarning, PipelineCounters
-from edged.pipeline.outputs import OutputRules
+from edged.pipeline.outputs import Destination, OutputRules
 from edged.pipeline.violations import DeadLetter, Guard, ViolationPolicy, dead_letter_record
 
-#: `(topic, payload, qos, retain) -> accepted`
-Publisher = Callable[[str, bytes, int, bool], bool]
+#: `(topic, payload, qos, retain, broker) -> accepted`
+Publisher = Callable[[str, bytes, int, bool, str], bool]
 
 log = structlog.get_logger("edged.pipeline")
 
 _DROPPED: Outcome = ()
+#: the drop reason (and dead letter's) of an output its broker's limits refuse
+BROKER_LIMIT = "broker_limit"
 
 
 @dataclass(slots=True)
@@ -62,6 +64,7 @@ class Pipeline:
         self._on_change = on_change
         self._chained = len(self.steps) > 1
         self._unrouted = BurstWarning()
+        self._over_limit = BurstWarning()
         self._failures = 0
         #: per-message debug events cost a call each even when filtered out, so they are opt-in
         self.debug = False
@@ -142,10 +145,34 @@ class Pipeline:
                     suppressed=self._unrouted.take_suppressed(),
                 )
             return
-        if self._publish(dest.topic, payload, dest.qos, dest.retain):
+        if len(payload) > dest.max_payload:
+            self._over_broker_limit(dest, topic, payload)
+            return
+        if self._publish(dest.topic, payload, dest.qos, dest.retain, dest.broker):
             self.counters.published += 1
         else:
             self.counters.dropped["publish_failed"] += 1
+
+    def _over_broker_limit(self, dest: Destination, topic: bytes, payload: bytes) -> None:
+        """An output its broker would drop without a word: counted and dead-lettered instead
+        (never the filter's fault, so no reason to quarantine it)."""
+        self.counters.dropped[BROKER_LIMIT] += 1
+        self._failures += 1
+        detail = dest.over_limit(payload)
+        if self._dead_letter is not None:
+            record = dead_letter_record(self.name, None, BROKER_LIMIT, detail, topic, payload)
+            record["output_topic"] = dest.topic
+            record["broker"] = dest.broker
+            self._dead_letter(record)
+        if self._over_limit.should_log(time.monotonic()):
+            log.warning(
+                "output_over_broker_limit",
+                pipeline=self.name,
+                broker=dest.broker,
+                topic=dest.topic,
+                detail=detail,
+                suppressed=self._over_limit.take_suppressed(),
+            )
 
     # -- violations and quarantine --------------------------------------------------------
 
@@ -160,7 +187,9 @@ class Pipeline:
         self.counters.dropped[exc.reason] += 1
         self._failures += 1
         if self._dead_letter is not None:
-            self._dead_letter(dead_letter_record(self.name, step.module, exc, topic, payload))
+            self._dead_letter(
+                dead_letter_record(self.name, step.module, exc.reason, exc.detail, topic, payload)
+            )
         now = time.monotonic()
         if step.warning.should_log(now):
             log.warning(

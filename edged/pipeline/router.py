@@ -8,6 +8,10 @@ the latter): a pipeline takes a copy only if it carries the lowest identifier of
 filters matching the topic, so it sees the message once either way.
 Under MQTT 3.1.1 the topic is matched here instead (cached per topic); a broker that sends one copy
 per overlapping filter then makes the pipelines on both see it twice, as the docs warn.
+
+With several brokers each filter belongs to one of them, and a message is matched only against
+the filters of the broker it came from (`Message.source`). A shared subscription
+(`$share/<group>/<filter>`) is matched by its filter without the prefix, as the broker does.
 """
 
 from __future__ import annotations
@@ -17,53 +21,72 @@ from collections.abc import Sequence
 from edged.config import Subscription
 from edged.mqtt.message import Message, TopicSubscription
 from edged.pipeline.pipeline import Pipeline
-from edged.topics import topic_matches
+from edged.topics import split_shared, topic_matches
 
 _CACHE_LIMIT = 4096
 
 
 class Router:
     def __init__(
-        self, routes: Sequence[tuple[Pipeline, Sequence[Subscription]]], *, first_ident: int = 1
+        self,
+        routes: Sequence[tuple[Pipeline, Sequence[Subscription]]],
+        *,
+        first_ident: int = 1,
+        brokers: Sequence[str] = ("default",),
     ) -> None:
-        qos: dict[str, int] = {}
-        owners: dict[str, list[Pipeline]] = {}
+        self.brokers = tuple(brokers)
+        source_of = {name: index for index, name in enumerate(self.brokers)}
+        qos: dict[tuple[str, str], int] = {}
+        owners: dict[tuple[str, str], list[Pipeline]] = {}
         for pipeline, subs in routes:
             for sub in subs:
-                qos[sub.topic] = max(qos.get(sub.topic, 0), sub.qos)
-                if pipeline not in owners.setdefault(sub.topic, []):
-                    owners[sub.topic].append(pipeline)
+                key = (sub.broker, sub.topic)
+                qos[key] = max(qos.get(key, 0), sub.qos)
+                if pipeline not in owners.setdefault(key, []):
+                    owners[key].append(pipeline)
         self.subscriptions = tuple(
-            TopicSubscription(topic, qos[topic], ident)
-            for ident, topic in enumerate(qos, start=first_ident)
+            TopicSubscription(topic, qos[(broker, topic)], ident, broker)
+            for ident, (broker, topic) in enumerate(qos, start=first_ident)
         )
         # A reload numbers its subscriptions after the old ones, so a delivery still tagged with
         # an old identifier is never taken for a new filter; it is routed by its topic instead.
         self.next_ident = first_ident + len(self.subscriptions)
-        self._by_ident = {s.ident: tuple(owners[s.topic]) for s in self.subscriptions}
-        self._owners = {topic: tuple(p) for topic, p in owners.items()}
-        self._by_topic: dict[bytes, tuple[Pipeline, ...]] = {}
-        # each pipeline's filters with their identifiers, lowest first
-        self._filters: dict[Pipeline, list[tuple[int, str]]] = {}
+        self._by_ident = {s.ident: tuple(owners[(s.broker, s.topic)]) for s in self.subscriptions}
+        # per source broker: each filter (as the broker matches it) with its pipelines
+        self._owners: list[dict[str, tuple[Pipeline, ...]]] = [{} for _ in self.brokers]
+        for (broker, topic), pipelines in owners.items():
+            table = self._owners[source_of[broker]]
+            pattern = split_shared(topic)[1]
+            table[pattern] = tuple(dict.fromkeys((*table.get(pattern, ()), *pipelines)))
+        self._by_topic: list[dict[bytes, tuple[Pipeline, ...]]] = [{} for _ in self.brokers]
+        # each pipeline's filters on each broker with their identifiers, lowest first
+        self._filters: dict[tuple[Pipeline, str], list[tuple[int, str]]] = {}
         for given in self.subscriptions:
-            for pipeline in owners[given.topic]:
-                self._filters.setdefault(pipeline, []).append((given.ident, given.topic))
-        # identifiers some of whose pipelines have other filters too, which may overlap: only
-        # their copies need a look at the topic
+            for pipeline in owners[(given.broker, given.topic)]:
+                self._filters.setdefault((pipeline, given.broker), []).append(
+                    (given.ident, split_shared(given.topic)[1])
+                )
+        self._broker_of = {s.ident: s.broker for s in self.subscriptions}
+        # identifiers some of whose pipelines have other filters on that broker too, which may
+        # overlap: only their copies need a look at the topic
         self._overlapping = frozenset(
             s.ident
             for s in self.subscriptions
-            if any(len(self._filters[p]) > 1 for p in owners[s.topic])
+            if any(len(self._filters[(p, s.broker)]) > 1 for p in owners[(s.broker, s.topic)])
         )
         self._by_copy: dict[tuple[bytes, tuple[int, ...]], tuple[Pipeline, ...]] = {}
         self.unrouted = 0
+
+    def for_broker(self, broker: str) -> list[TopicSubscription]:
+        """The subscriptions to make on one broker."""
+        return [s for s in self.subscriptions if s.broker == broker]
 
     def deliver(self, message: Message) -> None:
         idents = message.subscription_ids
         topic = message.topic
         pipelines = self._for_idents(idents, topic) if idents else None
         if pipelines is None:
-            pipelines = self._for_topic(topic)
+            pipelines = self._for_topic(topic, message.source)
             if not pipelines:
                 self.unrouted += 1  # e.g. a retained message for a filter we just unsubscribed
                 return
@@ -87,10 +110,12 @@ class Router:
         text = topic.decode(errors="replace")
         chosen: dict[Pipeline, None] = {}
         for ident in known:
+            broker = self._broker_of[ident]
             for pipeline in self._by_ident[ident]:
                 if pipeline in chosen:
                     continue
-                matching = [i for i, f in self._filters[pipeline] if topic_matches(f, text)]
+                filters = self._filters[(pipeline, broker)]
+                matching = [i for i, f in filters if topic_matches(f, text)]
                 if (matching[0] if matching else ident) in idents:
                     chosen[pipeline] = None
         if len(self._by_copy) >= _CACHE_LIMIT:
@@ -98,17 +123,20 @@ class Router:
         found = self._by_copy[key] = tuple(chosen)
         return found
 
-    def _for_topic(self, topic: bytes) -> tuple[Pipeline, ...]:
+    def _for_topic(self, topic: bytes, source: int) -> tuple[Pipeline, ...]:
+        if source >= len(self._by_topic):
+            return ()  # a link this router has no filters for
+        cache = self._by_topic[source]
         try:
-            return self._by_topic[topic]
+            return cache[topic]
         except KeyError:
             pass
-        if len(self._by_topic) >= _CACHE_LIMIT:
-            self._by_topic.clear()
+        if len(cache) >= _CACHE_LIMIT:
+            cache.clear()
         seen: dict[Pipeline, None] = {}
         text = topic.decode(errors="replace")
-        for pattern, pipelines in self._owners.items():
+        for pattern, pipelines in self._owners[source].items():
             if topic_matches(pattern, text):
                 seen.update(dict.fromkeys(pipelines))
-        found = self._by_topic[topic] = tuple(seen)
+        found = cache[topic] = tuple(seen)
         return found

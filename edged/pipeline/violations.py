@@ -11,7 +11,6 @@ from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from edged.errors import FilterCallError
 from edged.mqtt.message import payload_fields
 
 #: publishes one dead-letter record
@@ -68,15 +67,16 @@ class Guard:
 
 
 def dead_letter_record(
-    pipeline: str, module: str, exc: FilterCallError, topic: bytes, payload: bytes
+    pipeline: str, module: str | None, reason: str, detail: str, topic: bytes, payload: bytes
 ) -> dict[str, object]:
-    record: dict[str, object] = {
-        "pipeline": pipeline,
-        "module": module,
-        "reason": exc.reason,
-        "detail": exc.detail,
-        "topic": topic.decode(errors="replace"),
-    }
+    """One dead letter: the message's topic and payload, and why it was refused (by the filter
+    `module`, or after the filters when `module` is None)."""
+    record: dict[str, object] = {"pipeline": pipeline}
+    if module is not None:
+        record["module"] = module
+    record["reason"] = reason
+    record["detail"] = detail
+    record["topic"] = topic.decode(errors="replace")
     record.update(payload_fields(payload))
     record["ts"] = int(time.time() * 1000)
     return record

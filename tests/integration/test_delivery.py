@@ -293,10 +293,13 @@ def test_a_broker_restart_under_a_stream_loses_nothing(
     missing, _ = loss_and_repeats(got, total)
     assert missing == [], f"{len(missing)} missing, first {missing[:10]}"
     assert out_of_order(got, reference)[:5] == []
-    outbox = metrics["link"]["outbox"]
+    outbox = metrics["links"]["default"]["outbox"]
     assert outbox["entries"] == 0
     assert outbox["stored"] == (outbox["replayed"] + outbox["expired"] + outbox["dropped_oldest"])
-    assert metrics["link"]["reconnects"] >= 1 and metrics["link"]["session_lost"] == 0
+    assert (
+        metrics["links"]["default"]["reconnects"] >= 1
+        and metrics["links"]["default"]["session_lost"] == 0
+    )
 
 
 @pytest.mark.parametrize("version", VERSIONS)
@@ -356,7 +359,7 @@ def test_the_outbox_bound_drops_exactly_what_the_counters_say(
     watcher.close()
     assert node.process is not None
     node.process.stop()
-    outbox = metrics["link"]["outbox"]
+    outbox = metrics["links"]["default"]["outbox"]
     numbers = [int.from_bytes(p, "little") for _, p in collector.quiet(1.0)]
     dropped = outbox["dropped_oldest"] + outbox["dropped_newest"]
     assert outbox["stored"] + outbox["dropped_newest"] == outbox["replayed"] + dropped

@@ -196,7 +196,7 @@ def test_thousands_of_errors_show_the_first_fifty_and_a_count(confdir: Path) -> 
     assert time.perf_counter() - started < 1
     lines = str(caught.value).splitlines()
     assert lines[0] == "<config>: 110000 errors"
-    assert lines[1].startswith("  - key0: unknown key; known keys: broker, budgets, ")
+    assert lines[1].startswith("  - key0: unknown key; known keys: broker, brokers, budgets, ")
     assert len(lines) == 1 + ConfigError.SHOWN + 1
     assert lines[-1] == f"  ... and {110_000 - ConfigError.SHOWN} more"
     assert len(caught.value.errors) == 110_000

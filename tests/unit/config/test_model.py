@@ -50,7 +50,9 @@ def test_minimal_config_gets_documented_defaults(confdir: Path) -> None:
         reconnect_max_delay=60.0,
     )
     assert config.client_id == "edged-gw-1"
-    assert config.effective_client_id == "edged-gw-1"
+    assert list(config.brokers) == ["default"]
+    assert config.control_broker == "default"
+    assert config.broker.outbox_file == "outbox.sqlite3"
     assert config.status_topic == "edged/gw-1/status"
     (pipeline,) = config.pipelines
     assert pipeline.subscribe == (Subscription(topic="sensors/+/temperature", qos=0),)

@@ -7,7 +7,7 @@ from edged.mqtt.acks import AckWindow, next_token
 
 def window() -> tuple[AckWindow, list[tuple[int, int]]]:
     sent: list[tuple[int, int]] = []
-    return AckWindow(lambda mid, qos: sent.append((mid, qos))), sent
+    return AckWindow(lambda _source, mid, qos: sent.append((mid, qos))), sent
 
 
 def test_an_input_without_outputs_is_acknowledged_at_once() -> None:
@@ -45,7 +45,7 @@ def test_unknown_outputs_are_not_an_inputs_and_forget_drops_the_rest() -> None:
     inputs are forgotten, not acknowledged on the new connection."""
     acks, sent = window()
     acks.finished(1, 1, [10])
-    assert acks.backed(10) and not acks.backed(11)
+    assert acks.source_of(10) == 0 and acks.source_of(11) is None
     assert not acks.output_done(11)
     assert acks.forget() == 1
     assert not acks.output_done(10)
@@ -66,3 +66,32 @@ def test_a_stand_in_done_before_its_input_finished_is_not_waited_for() -> None:
     acks.finished(2, 1, [other])
     assert sent == [(1, 1)]
     assert acks.output_done(other) and sent == [(1, 1), (2, 1)]
+
+
+def test_each_source_link_keeps_its_own_order() -> None:
+    """Inputs from two brokers are acknowledged each on its own connection, in that
+    connection's order: a local input waiting for a slow cloud output holds back only later
+    local inputs, never those of the other broker."""
+    sent: list[tuple[int, int, int]] = []
+    acks = AckWindow(lambda source, mid, qos: sent.append((source, mid, qos)), sources=2)
+    acks.finished(1, 1, [70000], source=0)  # waits for an output on the second link
+    acks.finished(2, 1, source=0)  # behind it
+    acks.finished(5, 1, source=1)  # the other link: nothing ahead of it
+    assert sent == [(1, 5, 1)]
+    assert acks.waiting(0) == 2 and acks.waiting(1) == 0
+    acks.output_done(70000)
+    assert sent == [(1, 5, 1), (0, 1, 1), (0, 2, 1)]
+
+
+def test_forgetting_one_link_keeps_the_other_links_inputs() -> None:
+    """A lost connection forgets only its own inputs (its broker resends them); an input of
+    another link still waits for its outputs and is acknowledged when they are done."""
+    sent: list[tuple[int, int, int]] = []
+    acks = AckWindow(lambda source, mid, qos: sent.append((source, mid, qos)), sources=2)
+    acks.finished(1, 1, [10], source=0)
+    acks.finished(2, 1, [65546], source=1)
+    assert acks.forget(1) == 1
+    assert acks.source_of(65546) is None and acks.source_of(10) == 0
+    assert not acks.output_done(65546)
+    acks.output_done(10)
+    assert sent == [(0, 1, 1)]

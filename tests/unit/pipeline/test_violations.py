@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import time
 
-from edged.errors import FilterCallError
 from edged.pipeline.violations import Guard, ViolationPolicy, dead_letter_record
 
 POLICY = ViolationPolicy(quarantine_after=3, window=10.0, cooldown=60.0)
@@ -91,7 +90,8 @@ def test_dead_letter_record_with_a_text_payload() -> None:
     record = dead_letter_record(
         "temps",
         "threshold",
-        FilterCallError("trap", "wasm trap: unreachable"),
+        "trap",
+        "wasm trap: unreachable",
         b"room/1",
         '{"t": "21 °C"}'.encode(),
     )
@@ -112,12 +112,12 @@ def test_dead_letter_record_with_a_text_payload() -> None:
 def test_dead_letter_record_with_a_binary_payload() -> None:
     """A payload that is not UTF-8 is carried as base64, byte for byte, and not as text."""
     payload = bytes(range(256))
-    record = dead_letter_record("p", "m", FilterCallError("fuel", "out of fuel"), b"t", payload)
+    record = dead_letter_record("p", "m", "fuel", "out of fuel", b"t", payload)
     assert "payload" not in record
     assert base64.b64decode(str(record["payload_b64"])) == payload
 
 
 def test_dead_letter_record_of_an_empty_payload_is_text() -> None:
     """An empty payload (a tick's violation) is the empty text."""
-    record = dead_letter_record("p", "m", FilterCallError("trap", "x"), b"", b"")
+    record = dead_letter_record("p", "m", "trap", "x", b"", b"")
     assert (record["topic"], record["payload"]) == ("", "")

@@ -157,10 +157,12 @@ class Outbox:
 
     accept: bool = True
     sent: list[tuple[str, bytes, int, bool]] = field(default_factory=list)
+    brokers: list[str] = field(default_factory=list)  # the broker of each one sent
 
-    def __call__(self, topic: str, payload: bytes, qos: int, retain: bool) -> bool:
+    def __call__(self, topic: str, payload: bytes, qos: int, retain: bool, broker: str) -> bool:
         if self.accept:
             self.sent.append((topic, payload, qos, retain))
+            self.brokers.append(broker)
         return self.accept
 
     @property
