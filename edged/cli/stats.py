@@ -100,6 +100,8 @@ def render(metrics: dict[str, Any], out: TextIO) -> None:
 def _link_line(name: str, link: dict[str, Any], format_bytes: Any) -> str:
     """`broker cloud connected, 2 reconnects; unacked 12 out / 3 in; outbox 0 entries` etc."""
     state = "connected" if link.get("connected") else "DISCONNECTED"
+    if link.get("down"):
+        state += f" ({link['down']})"
     line = (
         f"broker {name} {state}, {link.get('reconnects', 0)} reconnects"
         f"; unacknowledged {link.get('unacked_outputs', 0)} outputs,"
@@ -107,6 +109,8 @@ def _link_line(name: str, link: dict[str, Any], format_bytes: Any) -> str:
     )
     if link.get("session_lost"):
         line += f"; SESSION LOST {link['session_lost']}x"
+    if link.get("rate_limited"):
+        line += f"; {link['rate_limited']} QoS 0 over the rate limit"
     outbox = link.get("outbox")
     if isinstance(outbox, dict):
         age = outbox.get("oldest_age_s")

@@ -271,3 +271,35 @@ def test_help_lists_the_exit_statuses() -> None:
         "69",
         "130",
     ]
+
+
+def test_check_says_which_broker_each_subscription_and_output_uses(tmp_path: Path) -> None:
+    """With several brokers, `edged check` lists where each pipeline reads and writes, and
+    where the control topics live, so a wrong `broker:` is seen before the daemon runs."""
+    path = write_config(
+        tmp_path / "two.yaml",
+        {
+            "node_id": "gw-1",
+            "brokers": {
+                "local": {"host": "localhost"},
+                "cloud": {"host": "cloud.example.com", "port": 8884, "client_id": "gw-1"},
+            },
+            "control_broker": "cloud",
+            "modules": {"threshold": {"file": wasm("threshold"), "params": {"limit": 30}}},
+            "pipelines": [
+                {
+                    "name": "temps",
+                    "subscribe": [{"topic": "sensors/#", "qos": 1}],
+                    "filters": ["threshold"],
+                    "outputs": [{"topic": "dt/{topic}", "qos": 1, "broker": "cloud"}],
+                }
+            ],
+        },
+    )
+    result = edged("check", "--config", str(path))
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert "brokers: local (localhost:1883), cloud (cloud.example.com:8884)" in lines[1]
+    assert lines[1].endswith("control topics on cloud")
+    assert "  in  sensors/# (QoS 1) from local" in lines
+    assert "  out # -> dt/{topic} (QoS 1) to cloud" in lines
