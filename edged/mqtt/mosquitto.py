@@ -9,6 +9,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
 
@@ -20,7 +21,7 @@ from edged.errors import EdgedError
 # which is the broker's latency, not the clients'.
 _CONF = """\
 listener {port} 127.0.0.1
-allow_anonymous true
+{listener_options}allow_anonymous {anonymous}
 max_queued_messages {max_queued}
 max_inflight_messages {max_inflight}
 set_tcp_nodelay true
@@ -36,6 +37,15 @@ persistence true
 persistence_location {directory}/
 autosave_interval 1
 user {user}
+"""
+# After the `listener` line, so they apply to it: TLS with a client certificate required, whose
+# Common Name becomes the client's user name (what an ACL names).
+_TLS = """\
+cafile {cafile}
+certfile {certfile}
+keyfile {keyfile}
+require_certificate {require}
+use_identity_as_username {require}
 """
 
 
@@ -59,6 +69,19 @@ class PrivateBroker:
     what it saved; `max_queued_messages` is what it queues per offline client and
     `max_inflight_messages` what it sends a client before that client acknowledges (0: no
     limit; mosquitto's own defaults are 1000 and 20).
+
+    For the tests of brokers that check who connects (all off by default, and the config is
+    then exactly the plain one):
+
+    - `cafile`, `certfile`, `keyfile`: the listener speaks TLS with this CA and server
+      certificate; with `require_certificate` (the default) a client must show a certificate
+      the CA signed, and its Common Name is the client's user name.
+    - `passwords`: user name to password; the broker admits only these users
+      (`allow_anonymous false`, a password file made with mosquitto_passwd).
+    - `acl`: the text of an ACL file (mosquitto.conf(5), acl_file): what each user may read and
+      write; anything it does not grant is refused.
+    - `log_connections`: log each connection with its client id and user name (`log`).
+    - `extra_conf`: lines added at the end of the config, for anything else.
     """
 
     def __init__(
@@ -68,14 +91,88 @@ class PrivateBroker:
         persistence: bool = False,
         max_queued_messages: int = 0,
         max_inflight_messages: int = 0,
+        cafile: Path | None = None,
+        certfile: Path | None = None,
+        keyfile: Path | None = None,
+        require_certificate: bool = True,
+        passwords: Mapping[str, str] | None = None,
+        acl: str | None = None,
+        log_connections: bool = False,
+        extra_conf: str = "",
     ) -> None:
         self.host = "127.0.0.1"
         self.port = port or free_port()
         self.persistence = persistence
         self.max_queued_messages = max_queued_messages
         self.max_inflight_messages = max_inflight_messages
+        tls = (cafile, certfile, keyfile)
+        if any(tls) and not all(tls):
+            raise ValueError("cafile, certfile and keyfile go together")
+        self.cafile, self.certfile, self.keyfile = cafile, certfile, keyfile
+        self.require_certificate = require_certificate
+        self.passwords = dict(passwords) if passwords is not None else None
+        self.acl = acl
+        self.log_connections = log_connections
+        self.extra_conf = extra_conf
         self._proc: subprocess.Popen[bytes] | None = None
         self._dir: tempfile.TemporaryDirectory[str] | None = None
+
+    @property
+    def tls(self) -> bool:
+        return self.cafile is not None
+
+    def _config(self, directory: Path) -> str:
+        listener_options = ""
+        if self.cafile is not None:
+            listener_options = _TLS.format(
+                cafile=self.cafile,
+                certfile=self.certfile,
+                keyfile=self.keyfile,
+                require=str(self.require_certificate).lower(),
+            )
+        text = _CONF.format(
+            port=self.port,
+            listener_options=listener_options,
+            anonymous="false" if self.passwords is not None else "true",
+            max_queued=self.max_queued_messages,
+            max_inflight=self.max_inflight_messages,
+        )
+        # Started as root, mosquitto switches to its own user before it reads the certificates,
+        # the password and ACL files (and, with persistence, writes its database): it must stay
+        # us to read them in our private directory.
+        if self.persistence:
+            text += _PERSISTENCE.format(directory=directory, user=getpass.getuser())
+        elif self.tls or self.passwords is not None or self.acl is not None:
+            text += f"user {getpass.getuser()}\n"
+        if self.passwords is not None:
+            text += f"password_file {self._password_file(directory)}\n"
+        if self.acl is not None:
+            acl = directory / "acl"
+            acl.write_text(self.acl)
+            text += f"acl_file {acl}\n"
+        if self.log_connections:
+            text += "connection_messages true\nlog_type notice\n"
+        if self.extra_conf:
+            text += self.extra_conf.rstrip("\n") + "\n"
+        return text
+
+    def _password_file(self, directory: Path) -> Path:
+        assert self.passwords is not None
+        tool = shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd"
+        path = directory / "passwords"
+        path.unlink(missing_ok=True)
+        for user, password in self.passwords.items():
+            # -c makes the file for the first user; -b takes the password from the command line
+            create = ["-c"] if not path.exists() else []
+            subprocess.run(
+                [tool, "-b", *create, str(path), user, password],
+                check=True,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+            )
+        if not self.passwords:
+            path.write_text("")
+        return path
 
     def start(self) -> PrivateBroker:
         binary = find_mosquitto()
@@ -87,14 +184,7 @@ class PrivateBroker:
         if self._dir is None:
             self._dir = tempfile.TemporaryDirectory(prefix="edged-broker-")
         conf = Path(self._dir.name) / "mosquitto.conf"
-        text = _CONF.format(
-            port=self.port,
-            max_queued=self.max_queued_messages,
-            max_inflight=self.max_inflight_messages,
-        )
-        if self.persistence:
-            text += _PERSISTENCE.format(directory=self._dir.name, user=getpass.getuser())
-        conf.write_text(text)
+        conf.write_text(self._config(Path(self._dir.name)))
         # Its log goes to a file, not a pipe: nobody reads a pipe during a long run, and a full
         # pipe would stall the broker.
         self._log = Path(self._dir.name) / "mosquitto.log"
