@@ -32,6 +32,13 @@ def check_config(args: argparse.Namespace) -> int:
             if several:
                 warning = warning.replace("broker.", f"brokers.{broker.name}.", 1)
             print(f"edged: warning: {warning}", file=sys.stderr)
+    if config.http is not None and not config.http.loopback:
+        print(
+            f"edged: warning: http.listen is {config.http.listen}: /metrics, /healthz and "
+            "/readyz are open to the network (no authentication); keep it on 127.0.0.1 or a "
+            "socket unless a firewall limits who reaches it (systemd/README.md)",
+            file=sys.stderr,
+        )
     print(
         f"{path}: OK: {len(config.modules)} modules, {len(pipelines)} pipelines, "
         f"{steps} filter instances"

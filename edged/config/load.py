@@ -24,6 +24,7 @@ from edged.config.model import (
     DeployConfig,
     EngineConfig,
     FilterConfig,
+    HttpConfig,
     LinkLimits,
     LogConfig,
     MetricsConfig,
@@ -371,6 +372,31 @@ def _outbox(r: _Reader, d: OutboxConfig) -> OutboxConfig:
     )
 
 
+def _listen_error(text: str) -> str | None:
+    if text.startswith("/"):
+        return None if len(text.encode()) < 108 else "a Unix socket path is under 108 bytes"
+    host, colon, port = text.rpartition(":")
+    if not colon or not host or not port.isdigit() or not 0 <= int(port) < 65536:
+        return 'expected "host:port" (e.g. "127.0.0.1:9108", "[::1]:9108") or a socket path'
+    if ":" in host and not (host.startswith("[") and host.endswith("]")):
+        return 'an IPv6 address is written in brackets: "[::1]:9108"'
+    return None
+
+
+def _http(r: _Reader) -> HttpConfig:
+    d = HttpConfig()
+    listen = r.text("listen", d.listen, check=_listen_error)
+    alive = r.real("alive_within", 0, above=True)
+    fill = r.real("ready_outbox_fill", 0, 1, above=True)
+    return r.done(
+        HttpConfig(
+            listen=listen,
+            alive_within=d.alive_within if alive is None else alive,
+            ready_outbox_fill=d.ready_outbox_fill if fill is None else fill,
+        )
+    )
+
+
 def _metrics(r: _Reader) -> MetricsConfig:
     interval = r.real("interval", 0)
     return r.done(MetricsConfig() if interval is None else MetricsConfig(interval=interval))
@@ -517,6 +543,7 @@ def parse_config(data: object, *, source: str = "<config>", base_dir: Path | Non
             metrics=_metrics(r.child("metrics")),
             deploy=_deploy(r.child("deploy")),
             outbox=outbox,
+            http=_http(r.child("http")) if r.has("http") else None,
         )
     )
     if errors:

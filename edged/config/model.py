@@ -156,6 +156,37 @@ class MetricsConfig:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class HttpConfig:
+    """The opt-in HTTP endpoint: /metrics, /healthz, /readyz (docs/monitoring.md)."""
+
+    # "host:port" (IPv6 as "[::1]:9108"), or the absolute path of a Unix socket to create
+    listen: str = "127.0.0.1:9108"
+    # /healthz fails once the loop has not come round for this long; under a systemd watchdog,
+    # its WatchdogSec instead
+    alive_within: float = 30.0
+    # /readyz fails while any outbox holds more than this fraction of its max_bytes
+    ready_outbox_fill: float = 0.8
+
+    @property
+    def unix_socket(self) -> bool:
+        return self.listen.startswith("/")
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """The host and port to listen on (not for a Unix socket)."""
+        host, _, port = self.listen.rpartition(":")
+        return host.strip("[]"), int(port)
+
+    @property
+    def loopback(self) -> bool:
+        """Reachable only from this machine (a Unix socket counts)."""
+        if self.unix_socket:
+            return True
+        host = self.address[0]
+        return host in ("localhost", "::1") or host.startswith("127.")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class DeployConfig:
     """Remote module delivery (docs/deploy.md); off unless trusted keys or unsigned are allowed."""
 
@@ -241,6 +272,7 @@ class Config:
     # The outbox settings every broker's own `outbox:` is laid over.
     outbox: OutboxConfig = field(default_factory=OutboxConfig)
     control_broker: str = DEFAULT_BROKER  # the status, metrics, deploy and dead-letter topics'
+    http: HttpConfig | None = None  # None: nothing listens
     source: Path | None = None
 
     @property

@@ -40,6 +40,7 @@ from edged.pipeline.intake import Intake
 from edged.pipeline.router import Router
 
 if TYPE_CHECKING:
+    from edged.daemon.http import HttpEndpoint
     from edged.deploy.manager import DeployManager
 
 log = structlog.get_logger("edged.daemon")
@@ -58,6 +59,9 @@ class Daemon:
         self.config_path = config_path
         self.notifier = Notifier()
         self.internal_errors = 0
+        self.started_at = self.loop_at = time.monotonic()  # loop_at: the loop's last round
+        self.stopping = False
+        self.http: HttpEndpoint | None = None
         self._stop = threading.Event()
         self._reload_requested = False
         self.engine = make_engine(config)
@@ -204,6 +208,16 @@ class Daemon:
             for link in self.links:
                 link.replace_subscriptions(self._subscriptions(link.name))
                 link.publish_status(pipelines=[p.name for p in self.pipelines], quarantined=[])
+        if (self.http is not None and config.http != self.http.settings) or (
+            self.http is None and config.http is not None
+        ):
+            if self.http is not None:
+                self.http.close()
+                self.http = None
+            try:
+                self._start_http()
+            except EdgedError as exc:
+                log.error("http_not_listening", reason=str(exc))
         log.info("reloaded", pipelines=[p.name for p in self.pipelines])
         self.notifier.ready(f"{len(self.pipelines)} pipelines (reloaded)")
 
@@ -225,10 +239,11 @@ class Daemon:
         )
         timers = Timers(self.config, self.notifier.watchdog_interval())
         timers.next_tick = next_due(self._ticks)
+        self._start_http()
         try:
             while not self._stop.is_set():
                 intake = self.intake
-                now = time.monotonic()
+                now = self.loop_at = time.monotonic()
                 if now >= timers.next_watchdog:
                     # Only a loop that comes round says it is alive; a stuck one gets restarted.
                     self.notifier.watchdog()
@@ -286,6 +301,7 @@ class Daemon:
                     timers.next_metrics = now + timers.metrics_every
                     self._publish_metrics()
         finally:
+            self.stopping = True
             self.notifier.stopping()
             if not all(link.persistent for link in self.links):
                 # A clean session ends with the connection: take in what the broker had queued.
@@ -305,7 +321,22 @@ class Daemon:
             if self.deploy is not None:
                 self.deploy.close()
             self._summary()
+            if self.http is not None:
+                self.http.close()
+                self.http = None
             log.info("stopped")
+
+    def _start_http(self) -> None:
+        """Listen on `http.listen` when the config has `http:` (the import costs RSS only
+        then); SetupError when it cannot bind."""
+        settings = self.config.http
+        if settings is None:
+            return
+        from edged.daemon.http import HttpEndpoint
+
+        endpoint = HttpEndpoint(settings, self, self.notifier.watchdog_interval())
+        endpoint.start()
+        self.http = endpoint
 
     def _wait(self, timeout: float) -> None:
         """Wait at most `timeout` seconds for any link's socket, then run each link's network."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -99,6 +100,8 @@ class DeployManager:
         self._compiling: _Compiling | None = None
         self._waiting: list[tuple[str, bytes, Done | None]] = []
         self._probation: dict[str, _Probation] = {}
+        #: acks sent, by (result, reason): the metrics' deploys by result
+        self.results: Counter[tuple[str, str]] = Counter()
         if d.allow_unsigned:
             log.warning(
                 "unsigned_deploys_allowed",
@@ -489,6 +492,7 @@ class DeployManager:
             failed_version=failed_version,
             ts=int(time.time() * 1000),
         )
+        self.results[(result, reason or "")] += 1
         level = "info" if result in (ACTIVATED, ALREADY_ACTIVE, REMOVED) else "warning"
         getattr(log, level)("deploy_ack", **{k: v for k, v in ack.fields().items() if k != "ts"})
         self._publish(self.ack_topic, ack.encode(), 1, False)

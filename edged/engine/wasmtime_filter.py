@@ -247,6 +247,7 @@ class WasmtimeFilter:
         elapsed_us = (perf_counter_ns() - started) >> 10
         stats = self.stats
         stats.calls += 1
+        stats.elapsed += elapsed_us
         stats.buckets[min(elapsed_us.bit_length(), 39)] += 1
         get_fuel(ctx, self._fuel_left_ref)
         stats.fuel_used += fuel - self._fuel_left.value
@@ -310,6 +311,7 @@ class WasmtimeFilter:
         elapsed_us = (perf_counter_ns() - started) >> 10
         stats = self.stats
         stats.calls += 1
+        stats.elapsed += elapsed_us
         stats.buckets[min(elapsed_us.bit_length(), 39)] += 1
         get_fuel(ctx, self._fuel_left_ref)
         stats.fuel_used += self._fuel - self._fuel_left.value
