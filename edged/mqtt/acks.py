@@ -66,8 +66,9 @@ class AckWindow:
         return sum(len(queue) for queue in self._held)
 
     def waiting(self, source: int) -> int:
-        """Inputs of one source link not yet acknowledged."""
-        return len(self._held[source])
+        """Inputs of one source link not yet acknowledged (0 for a link it does not know: a
+        scrape may look while a reload swaps links and window)."""
+        return len(self._held[source]) if source < len(self._held) else 0
 
     @property
     def outputs(self) -> int:
