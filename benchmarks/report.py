@@ -139,6 +139,80 @@ def detail_table(results: Results) -> list[str]:
     return lines
 
 
+def _rates(row: dict[str, Any]) -> str:
+    """The median msgs/s, with the range over the alternated floods when there are several."""
+    text = _num(row["msgs_per_s"])
+    rounds = row["msgs_per_s_rounds"]
+    if len(rounds) > 1 and all(rounds):
+        text += f" ({min(rounds):,} to {max(rounds):,})"
+    if not row["complete"]:
+        text += " (outputs missing)"
+    return text
+
+
+def _busy(row: dict[str, Any]) -> str:
+    return f"{_num(row['cores_busy'], 2)} / {_num(row['machine_cores_busy'], 2)}"
+
+
+def brokers_tables(section: dict[str, Any]) -> list[str]:
+    """The two-broker and the shared-subscription measurements."""
+    cpu = "CPU s / 100k inputs"
+    out = [
+        "",
+        f"## Several brokers ({section['workload']}, QoS {section['qos']}, "
+        f"{section['payload_bytes']} B)",
+        "",
+        f"Floods of {section['messages']:,} messages, {section['rounds']} per setup, alternated "
+        "between the setups; medians (range of msgs/s). CPU per 100k inputs of the flood; "
+        "load + receiver is the harness process; cores busy: the CPU seconds of all of them per "
+        "second of the flood, then of the whole machine (2.0 is both cores).",
+        "",
+        f"| setup | msgs/s | edged {cpu} | local broker {cpu} | cloud broker {cpu} "
+        f"| load + receiver {cpu} | cores busy (ours / machine) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    two = section["two_brokers"]
+    for name in ("one broker", "two brokers"):
+        row = two[name]
+        shares = row["cpu_s_per_100k"]
+        out.append(
+            f"| {name} | {_rates(row)} | {_num(row['edged_cpu_s_per_100k'], 2)} | "
+            f"{_num(shares.get('broker local'), 2)} | {_num(shares.get('broker cloud'), 2)} | "
+            f"{_num(shares.get('harness'), 2)} | {_busy(row)} |"
+        )
+    ratio = two["two ÷ one"]
+    out.append(
+        f"| two ÷ one | {_num(ratio['msgs_per_s'], 2)} | "
+        f"{_num(ratio['edged_cpu_s_per_100k'], 2)} | | | | |"
+    )
+    if section["shared"] is None:
+        return out
+    out += [
+        "",
+        "Shared subscription `$share/bench/<prefix>/in/#` on one mosquitto, the same floods. "
+        "Per node: CPU per 100k of the inputs that node took (its metrics, "
+        "`pipelines.bench.in`), and its share of all inputs.",
+        "",
+        f"| setup | msgs/s in | outputs/s | per node {cpu} | split | edged total {cpu} "
+        f"| broker {cpu} | load + receiver {cpu} | cores busy (ours / machine) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name in ("one node", "two nodes"):
+        row = section["shared"][name]
+        nodes = row["nodes"].values()
+        shares = row["cpu_s_per_100k"]
+        out.append(
+            f"| {name} | {_rates(row)} | {_num(row['outputs_per_s'])} | "
+            + " / ".join(_num(n["cpu_s_per_100k"], 2) for n in nodes)
+            + " | "
+            + " / ".join(f"{n['share']:.1%}" for n in nodes)
+            + f" | {_num(row['edged_cpu_s_per_100k'], 2)} | "
+            f"{_num(shares.get('broker local'), 2)} | {_num(shares.get('harness'), 2)} | "
+            f"{_busy(row)} |"
+        )
+    return out
+
+
 def markdown(results: Results) -> str:
     meta = results["meta"]
     out = [
@@ -206,6 +280,8 @@ def markdown(results: Results) -> str:
                 f"| {row['pipelines']} | {_num(row['msgs_per_s'])} | {row['steady_rss_mib']:.1f} | "
                 f"{row['peak_rss_mib']:.1f} | {row['cpu_s_per_100k']:.2f} |"
             )
+    if section := results.get("brokers"):
+        out += brokers_tables(section)
     if calls := results.get("call_cost"):
         out += [
             "",

@@ -25,6 +25,7 @@ import edged
 from edged.config import BrokerConfig, Config, load_config
 from edged.daemon import reports
 from edged.daemon.reload import plan_reload
+from edged.daemon.statelock import lock_state_dir
 from edged.daemon.systemd import Notifier
 from edged.daemon.timers import Timers, next_due, run_due, ticks_of
 from edged.engine import WasmtimeEngine
@@ -202,6 +203,7 @@ class Daemon:
             fresh.items.extend(self.intake.items)  # nothing already taken in is dropped
             self.intake = fresh
         if plan.new_link:
+            self._orphan_intake()
             self._close_links()
             self._make_links(config)
         else:
@@ -239,7 +241,12 @@ class Daemon:
         )
         timers = Timers(self.config, self.notifier.watchdog_interval())
         timers.next_tick = next_due(self._ticks)
-        self._start_http()
+        lock = lock_state_dir(state_dir(self.config))
+        try:
+            self._start_http()
+        except BaseException:
+            lock.close()
+            raise
         try:
             while not self._stop.is_set():
                 intake = self.intake
@@ -324,7 +331,25 @@ class Daemon:
             if self.http is not None:
                 self.http.close()
                 self.http = None
+            lock.close()
             log.info("stopped")
+
+    def _orphan_intake(self) -> None:
+        """The links are about to be replaced: a QoS 1/2 input taken in over an old connection
+        can never be acknowledged on a new one (its message id means another message there).
+        With a persistent session its broker sends it again, so it is dropped here; with a
+        clean one it is still processed, as QoS 0 (nothing will acknowledge it)."""
+        items = self.intake.items
+        kept: list[Message] = []
+        for message in items:
+            if message.qos:
+                if self.links[message.source].persistent:
+                    self.left_to_broker[message.source] += 1
+                    continue
+                message.qos = 0
+            kept.append(message)
+        items.clear()
+        items.extend(kept)
 
     def _start_http(self) -> None:
         """Listen on `http.listen` when the config has `http:` (the import costs RSS only

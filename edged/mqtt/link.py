@@ -203,8 +203,14 @@ class BrokerLink:
         return self._connecting is None and self.client.want_write()
 
     def readable_now(self) -> bool:
-        """Data already read and buffered, which select cannot see."""
-        return self._connecting is None and bool(self.client.buffered())
+        """Data already read and buffered (by us, or decrypted by TLS), which select cannot
+        see."""
+        if self._connecting is not None:
+            return False
+        if self.client.buffered():
+            return True
+        pending = getattr(self.client.socket(), "pending", None)
+        return bool(pending and pending())
 
     def next_event(self, now: float) -> float:
         """Seconds until this link needs the loop without any packet arriving: a reconnect

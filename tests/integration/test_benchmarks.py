@@ -11,8 +11,9 @@ from tests.helpers.paths import ROOT
 
 
 def test_harness_quick_mode_runs_every_section(tmp_path: Path) -> None:
-    """`python -m benchmarks --quick` measures every contender, workload and scenario, every
-    output arrives, and the JSON, Markdown and chart (or the reason it is missing) are written."""
+    """`python -m benchmarks --quick` measures every contender, workload and scenario (two
+    brokers, a shared subscription split by two nodes among them), every output arrives, and the
+    JSON, Markdown and chart (or the reason it is missing) are written."""
     result = subprocess.run(
         [sys.executable, "-m", "benchmarks", "--quick", "--out", str(tmp_path)],
         cwd=ROOT,
@@ -56,6 +57,18 @@ def test_harness_quick_mode_runs_every_section(tmp_path: Path) -> None:
     assert (swap["lost"], swap["duplicated"], swap["unexpected"]) == (0, 0, 0)
     assert [row["pipelines"] for row in results["scale"]] == [1, 4, 16, 64]
     assert all(row["outputs"] == row["expected_outputs"] for row in results["scale"])
+    brokers = results["brokers"]
+    inputs = brokers["messages"] * brokers["rounds"]
+    for measurement, setups in (
+        ("two_brokers", ("one broker", "two brokers")),
+        ("shared", ("one node", "two nodes")),
+    ):
+        for name in setups:
+            row = brokers[measurement][name]
+            assert row["complete"] and row["msgs_per_s"] > 0, row
+            assert sum(node["inputs"] for node in row["nodes"].values()) == inputs, row
+    split = brokers["shared"]["two nodes"]["nodes"].values()
+    assert len(split) == 2 and all(node["inputs"] > 0 for node in split), split
     assert len(results["call_cost"]) == 3
     assert (tmp_path / "results.png").exists() or any(
         note.startswith("chart skipped") for note in results["notes"]

@@ -303,3 +303,36 @@ def test_check_says_which_broker_each_subscription_and_output_uses(tmp_path: Pat
     assert lines[1].endswith("control topics on cloud")
     assert "  in  sensors/# (QoS 1) from local" in lines
     assert "  out # -> dt/{topic} (QoS 1) to cloud" in lines
+
+
+def test_two_daemons_cannot_share_a_state_dir(broker: Any, tmp_path: Path) -> None:
+    """A second `edged run` with the first one's state directory exits 2 at once, naming the
+    directory and the first one's pid, instead of replaying the first one's outbox."""
+    from tests.helpers.daemon import DaemonProcess
+
+    def config(name: str) -> Path:
+        return write_config(
+            tmp_path / f"{name}.yaml",
+            {
+                "node_id": name,
+                "state_dir": str(tmp_path / "shared-state"),
+                "broker": {"host": broker.host, "port": broker.port},
+                "modules": {"passthrough": {"file": wasm("passthrough")}},
+                "pipelines": [
+                    {
+                        "name": "p",
+                        "subscribe": [f"{name}/in/#"],
+                        "filters": ["passthrough"],
+                        "outputs": [{"topic": f"{name}/out/{{topic}}"}],
+                    }
+                ],
+            },
+        )
+
+    first = DaemonProcess(config("lock-a"), "edged/lock-a/status", broker)
+    first.wait_online()
+    second = edged("run", "--config", str(config("lock-b")))
+    assert second.returncode == 2
+    assert f"in use by another edged (pid {first.proc.pid})" in second.stderr
+    assert str(tmp_path / "shared-state") in second.stderr
+    assert first.stop() == 0
