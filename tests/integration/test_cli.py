@@ -336,3 +336,34 @@ def test_two_daemons_cannot_share_a_state_dir(broker: Any, tmp_path: Path) -> No
     assert f"in use by another edged (pid {first.proc.pid})" in second.stderr
     assert str(tmp_path / "shared-state") in second.stderr
     assert first.stop() == 0
+
+
+def test_check_warns_when_the_http_endpoint_is_not_on_loopback(tmp_path: Path) -> None:
+    """`http.listen` on every interface is allowed, with a warning that the endpoint has no
+    authentication; on loopback there is no warning."""
+
+    def check(listen: str) -> subprocess.CompletedProcess[str]:
+        path = write_config(
+            tmp_path / "http.yaml",
+            {
+                "node_id": "gw-1",
+                "broker": {"host": "localhost"},
+                "http": {"listen": listen},
+                "modules": {"passthrough": {"file": wasm("passthrough")}},
+                "pipelines": [
+                    {
+                        "name": "p",
+                        "subscribe": ["a/#"],
+                        "filters": ["passthrough"],
+                        "outputs": [{"topic": "b/{topic}"}],
+                    }
+                ],
+            },
+        )
+        return edged("check", "--config", str(path))
+
+    open_to_all = check("0.0.0.0:9108")
+    assert open_to_all.returncode == 0
+    assert "http.listen is 0.0.0.0:9108" in open_to_all.stderr
+    assert "no authentication" in open_to_all.stderr
+    assert "http.listen" not in check("127.0.0.1:9108").stderr
