@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from benchmarks import endpoint
 from benchmarks.contenders import CONTENDERS, LABELS, WORKLOADS
 
 Results = dict[str, Any]
@@ -213,6 +214,84 @@ def brokers_tables(section: dict[str, Any]) -> list[str]:
     return out
 
 
+def endpoint_tables(section: dict[str, Any]) -> list[str]:
+    """The HTTP endpoint: floods without it, with it, with it scraped; one idle scrape; RSS."""
+    floods, idle, rss = section["floods"], section["idle"], section["rss_mib"]
+    every = section["scrape_interval_s"]
+    out = [
+        "",
+        f"## HTTP endpoint ({section['workload']}, QoS {section['qos']}, "
+        f"{section['payload_bytes']} B)",
+        "",
+        f"Three edged side by side: (a) without `http:`, (b) with it, never scraped, (c) with it, "
+        f"GET /metrics every {every:g} s through each flood. Floods of "
+        f"{section['messages']:,} messages, {section['rounds']} per variant, alternated "
+        "(A B C, C B A, ...); medians (range).",
+        "",
+        "| edged | msgs/s | edged CPU s / 100k msgs | broker CPU s / 100k | edged cores busy "
+        "| scrapes (200 and parsed) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for label, name in zip(("(a)", "(b)", "(c)"), endpoint.NAMES, strict=True):
+        row = floods[name]
+        cpu = row["edged_cpu_s_per_100k_rounds"]
+        cpu_text = _num(row["edged_cpu_s_per_100k"], 2)
+        if len(cpu) > 1:
+            cpu_text += f" ({min(cpu):.2f} to {max(cpu):.2f})"
+        scrapes = f"{row['scrapes_ok']} of {row['scrapes']}" if row["scrapes"] else "—"
+        out.append(
+            f"| {label} {name} | {_rates(row)} | {cpu_text} | "
+            f"{_num(row['broker_cpu_s_per_100k'], 2)} | {_num(row['edged_cores_busy'], 2)} | "
+            f"{scrapes} |"
+        )
+    for label, key in (("(b) ÷ (a)", "b ÷ a"), ("(c) ÷ (a)", "c ÷ a")):
+        ratio = floods[key]
+        out.append(
+            f"| {label} | {_num(ratio['msgs_per_s'], 3)} | "
+            f"{_num(ratio['edged_cpu_s_per_100k'], 3)} | | | |"
+        )
+    idle_cpu = idle["idle_cpu_ms_per_s"]
+    share = section["scrape_share_of_flood_cpu"]
+    pairs = idle["scrape_cpu_ms_pairs"]
+    out += [
+        "",
+        f"One scrape, idle: (c)'s CPU over {idle['window_s']:g} s windows with a scrape every "
+        f"{every:g} s, minus the same windows without, alternated ({idle['pairs']} pair"
+        f"{'s' if idle['pairs'] != 1 else ''}, "
+        f"{idle['scrapes_ok']} of {idle['scrapes']} scrapes 200 and parsed): "
+        f"**{_num(idle['scrape_cpu_ms'], 2)} ms of edged CPU a scrape** (per pair: "
+        + ", ".join(f"{ms:.2f}" for ms in pairs)
+        + f"); answered in {_num(idle['scrape_wall_ms'], 1)} ms (median), "
+        f"{_num(idle['scrape_bytes'])} bytes of text. Idle edged CPU ms/s, unscraped: "
+        + ", ".join(f"{name} {_num(idle_cpu[name], 2)}" for name in endpoint.NAMES)
+        + f"; (c) scraped: {_num(idle['scraped_idle_cpu_ms_per_s'], 2)}.",
+        "",
+        "| edged | RSS after warm-up MiB | RSS after the floods MiB | added vs (a) MiB |",
+        "|---|---|---|---|",
+    ]
+    for label, name in zip(("(a)", "(b)", "(c)"), endpoint.NAMES, strict=True):
+        added = rss["added_vs_no_http"].get(name)
+        out.append(
+            f"| {label} {name} | {_num(rss['after_warm_up'][name], 1)} | "
+            f"{_num(rss['after_floods'][name], 1)} | "
+            f"{'—' if added is None else f'{added:+.1f}'} |"
+        )
+    worst = max(rss["added_vs_no_http"].values())
+    goal = endpoint.GOAL_SCRAPE_SHARE
+    out += [
+        "",
+        "| goal | measured | met |",
+        "|---|---|---|",
+        f"| one scrape every {every:g} s ≤ {goal:.0%} of a flooded edged's CPU "
+        f"(idle scrape ÷ (a)'s CPU per second of flood) | "
+        f"{'—' if share is None else f'{share:.3%}'} | "
+        f"{'—' if share is None else 'yes' if share <= goal else 'no'} |",
+        f"| RSS with the endpoint ≤ (a) + {endpoint.GOAL_RSS_MIB:g} MiB | {worst:+.1f} MiB | "
+        f"{'yes' if worst <= endpoint.GOAL_RSS_MIB else 'no'} |",
+    ]
+    return out
+
+
 def markdown(results: Results) -> str:
     meta = results["meta"]
     out = [
@@ -282,6 +361,8 @@ def markdown(results: Results) -> str:
             )
     if section := results.get("brokers"):
         out += brokers_tables(section)
+    if section := results.get("endpoint"):
+        out += endpoint_tables(section)
     if calls := results.get("call_cost"):
         out += [
             "",

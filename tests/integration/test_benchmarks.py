@@ -12,8 +12,9 @@ from tests.helpers.paths import ROOT
 
 def test_harness_quick_mode_runs_every_section(tmp_path: Path) -> None:
     """`python -m benchmarks --quick` measures every contender, workload and scenario (two
-    brokers, a shared subscription split by two nodes among them), every output arrives, and the
-    JSON, Markdown and chart (or the reason it is missing) are written."""
+    brokers, a shared subscription split by two nodes among them, edged with and without its HTTP
+    endpoint, scraped and not), every output arrives, every scrape answers Prometheus text, and
+    the JSON, Markdown and chart (or the reason it is missing) are written."""
     result = subprocess.run(
         [sys.executable, "-m", "benchmarks", "--quick", "--out", str(tmp_path)],
         cwd=ROOT,
@@ -69,6 +70,18 @@ def test_harness_quick_mode_runs_every_section(tmp_path: Path) -> None:
             assert sum(node["inputs"] for node in row["nodes"].values()) == inputs, row
     split = brokers["shared"]["two nodes"]["nodes"].values()
     assert len(split) == 2 and all(node["inputs"] > 0 for node in split), split
+    http = results["endpoint"]
+    for name in ("no http", "http, not scraped", "http, scraped 1/s"):
+        row = http["floods"][name]
+        assert row["complete"] and row["msgs_per_s"] > 0 < row["edged_cpu_s_per_100k"], row
+        assert http["rss_mib"]["after_floods"][name] > 0
+    scraped = http["floods"]["http, scraped 1/s"]
+    assert scraped["scrapes_ok"] == scraped["scrapes"] >= http["rounds"], scraped
+    assert http["floods"]["http, not scraped"]["scrapes"] == 0
+    assert http["idle"]["scrapes_ok"] == http["idle"]["scrapes"] >= 1, http["idle"]
+    assert http["idle"]["scrape_cpu_ms"] is not None and http["idle"]["scrape_bytes"] > 0
+    assert not [note for note in results["notes"] if note.startswith("endpoint")]
+    assert "## HTTP endpoint" in markdown
     assert len(results["call_cost"]) == 3
     assert (tmp_path / "results.png").exists() or any(
         note.startswith("chart skipped") for note in results["notes"]
