@@ -246,7 +246,11 @@ class BrokerLink:
     @contextlib.contextmanager
     def batched_writes(self) -> Iterator[None]:
         """Publishes inside the block are queued and written together afterwards: a slice of
-        filtered messages costs one write call, not one per output."""
+        filtered messages costs one write call, not one per output. Mid-connect the client is
+        the connect thread's (and nothing is published on it): it is left alone."""
+        if self._connecting is not None:
+            yield
+            return
         with self.client.deferred_writes():
             yield
 
