@@ -303,4 +303,4 @@ def test_daemon_writes_its_log_file(start_daemon: Any, tmp_path: Path, topic_roo
         timeout=30,
     )
     assert result.returncode == 0, result.stderr
-    assert " info    ready subscriptions=" in result.stdout
+    assert " info    ready broker=default subscriptions=" in result.stdout
