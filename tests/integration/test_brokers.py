@@ -13,7 +13,6 @@ import queue
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator, Sequence
@@ -33,6 +32,7 @@ from tests.helpers.brokers import (
     tls_client,
 )
 from tests.helpers.daemon import DaemonProcess, write_config
+from tests.helpers.delivery import Stream
 from tests.helpers.mqtt import Client
 from tests.helpers.paths import wasm
 
@@ -222,28 +222,6 @@ def sequence(messages: Sequence[tuple[str, bytes]]) -> list[int]:
     return [json.loads(payload)["seq"] for _, payload in messages]
 
 
-class Stream(threading.Thread):
-    """Publishes `count` QoS 1 messages `{"seq": n}` at `rate` per second, message n on
-    `{root}/{n % topics}`: one publisher, so each topic's order at the broker is seq order."""
-
-    def __init__(self, client: Client, root: str, count: int, rate: float, topics: int = 4):
-        super().__init__(daemon=True)
-        self.client, self.root, self.topics = client, root, topics
-        self.count, self.rate = count, rate
-        self.published = 0
-
-    def run(self) -> None:
-        started = time.monotonic()
-        for seq in range(self.count):
-            delay = started + seq / self.rate - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
-            self.client.paho.publish(
-                f"{self.root}/{seq % self.topics}", json.dumps({"seq": seq}), 1
-            )
-            self.published += 1
-
-
 def per_topic_breaks(messages: list[tuple[str, bytes]]) -> dict[str, list[int]]:
     """Per topic, the numbers whose first arrival came after a higher number's."""
     breaks: dict[str, list[int]] = defaultdict(list)
@@ -388,7 +366,7 @@ def test_a_cloud_outage_under_a_stream_does_not_stall_the_local_link_and_loses_n
     here = local_client(local)
     here.subscribe("loc/#")
     total = 36_000
-    stream = Stream(local_client(local, inflight=100), "in", total, rate=1000)
+    stream = Stream(local_client(local, inflight=100), lambda seq: f"in/{seq % 4}", total, 1000)
     stream.start()
     time.sleep(3)
     cloud.halt()

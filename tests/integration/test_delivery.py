@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import json
 import signal
-import threading
 import time
 import uuid
-from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,6 +20,7 @@ import wasmtime
 
 from edged.mqtt.mosquitto import PrivateBroker
 from tests.helpers.daemon import DaemonProcess, write_config
+from tests.helpers.delivery import Stream, loss_and_repeats, out_of_order, received
 from tests.helpers.mqtt import Client
 from tests.helpers.paths import MODULES, wasm
 
@@ -47,6 +46,11 @@ def ticker(tmp_path: Path) -> str:
     path = tmp_path / "ticker.wasm"
     path.write_bytes(wasmtime.wat2wasm((MODULES / "ticker.wat").read_text()))
     return str(path)
+
+
+def _publisher(broker: PrivateBroker, version: str) -> Client:
+    """A publisher whose session keeps what the broker has not acknowledged yet."""
+    return Client(broker, v5=version == "5", persistent=True, inflight=INFLIGHT)
 
 
 class Node:
@@ -124,83 +128,6 @@ class Node:
         raise AssertionError(f"no metrics on {topic}")
 
 
-class Stream(threading.Thread):
-    """Publishes `count` QoS 1 messages `{"seq": n}` at `rate` per second (0: as fast as it
-    can), through a client that keeps what the broker has not acknowledged and sends it again
-    after reconnecting, so that every message reaches the broker whatever it goes through."""
-
-    def __init__(self, broker: PrivateBroker, topic: str, count: int, rate: float, v5: bool):
-        super().__init__(daemon=True)
-        self.client = Client(broker, v5=v5, persistent=True, inflight=INFLIGHT)
-        self.topic, self.count, self.rate = topic, count, rate
-        self.published = 0
-
-    def run(self) -> None:
-        started = time.monotonic()
-        for seq in range(self.count):
-            if self.rate:
-                delay = started + seq / self.rate - time.monotonic()
-                if delay > 0:
-                    time.sleep(delay)
-            self.client.paho.publish(self.topic, json.dumps({"seq": seq}), qos=1)
-            self.published += 1
-
-    def finish(self, timeout: float = 120.0) -> None:
-        """Wait until every message was published and acknowledged by the broker."""
-        self.join(timeout)
-        deadline = time.monotonic() + timeout
-        while self.client.paho._out_messages and time.monotonic() < deadline:
-            time.sleep(0.05)
-        self.client.close()
-
-
-def received(
-    client: Client, want: int, timeout: float, before: list[int] | None = None
-) -> list[int]:
-    """Every sequence number that arrives until all of 0..want-1 have (counting those already
-    in `before`), or the time is up."""
-    got: list[int] = []
-    seen: set[int] = set(before or ())
-    deadline = time.monotonic() + timeout
-    while len(seen) < want and time.monotonic() < deadline:
-        for _, payload in client.quiet(0.2):
-            seq = json.loads(payload)["seq"]
-            got.append(seq)
-            seen.add(seq)
-    return got + [json.loads(p)["seq"] for _, p in client.quiet(0.5)]
-
-
-def loss_and_repeats(got: list[int], want: int) -> tuple[list[int], int]:
-    counts = Counter(got)
-    missing = [seq for seq in range(want) if seq not in counts]
-    return missing, sum(n - 1 for n in counts.values())
-
-
-def first_arrivals(got: list[int]) -> list[int]:
-    seen: dict[int, None] = {}
-    for seq in got:
-        seen.setdefault(seq)
-    return list(seen)
-
-
-def out_of_order(got: list[int], reference: list[int] | None = None) -> list[tuple[int, int]]:
-    """Where a number arrived for the first time after one that came later in `reference`
-    (the order the inputs reached the broker; by default, counting order): (earlier, number).
-
-    A publisher may itself reorder around a reconnect (paho sends a new message before the
-    ones it still had to send again), so order is judged against what the broker received."""
-    rank = {seq: i for i, seq in enumerate(reference)} if reference is not None else {}
-    highest, highest_seq = -1, -1
-    breaks = []
-    for seq in first_arrivals(got):
-        at = rank.get(seq, seq)
-        if at < highest:
-            breaks.append((highest_seq, seq))
-        elif at > highest:
-            highest, highest_seq = at, seq
-    return breaks
-
-
 @pytest.mark.parametrize("version", VERSIONS)
 def test_messages_published_while_edged_is_stopped_all_come_out(
     own_broker: PrivateBroker, tmp_path: Path, version: str
@@ -212,7 +139,7 @@ def test_messages_published_while_edged_is_stopped_all_come_out(
     collector.subscribe(f"{node.root}/out/#")
     node.start()
     assert node.process is not None and node.process.stop() == 0
-    stream = Stream(own_broker, f"{node.root}/in/a", 1000, 0, v5=version == "5")
+    stream = Stream(_publisher(own_broker, version), f"{node.root}/in/a", 1000, 0)
     stream.start()
     stream.finish()
     node.start()
@@ -237,7 +164,7 @@ def test_kill_9_in_a_flood_loses_nothing(
     inputs = Client(own_broker, v5=version == "5", persistent=True)  # what the broker received
     inputs.subscribe(f"{node.root}/in/#")
     first = node.start()
-    stream = Stream(own_broker, f"{node.root}/in/a", 10_000, 0, v5=version == "5")
+    stream = Stream(_publisher(own_broker, version), f"{node.root}/in/a", 10_000, 0)
     stream.start()
     got: list[int] = []
     deadline = time.monotonic() + 30
@@ -276,7 +203,7 @@ def test_a_broker_restart_under_a_stream_loses_nothing(
     inputs.subscribe(f"{node.root}/in/#")
     node.start()
     total = 35_000
-    stream = Stream(own_broker, f"{node.root}/in/a", total, 1000, v5=version == "5")
+    stream = Stream(_publisher(own_broker, version), f"{node.root}/in/a", total, 1000)
     stream.start()
     time.sleep(3)
     own_broker.halt()
