@@ -139,20 +139,31 @@ def test_sighup_reloads_a_good_config_and_keeps_the_old_one_on_errors(
 def test_sigterm_processes_what_was_published_before_it(
     broker: PrivateBroker, tmp_path: Path
 ) -> None:
-    """Messages published just before SIGTERM are all filtered and published, none lost."""
+    """Messages published just before SIGTERM are all filtered and published, none lost: what
+    the daemon had taken in goes out before it exits, and what the broker had not sent it yet
+    (it sends at most the Receive Maximum ahead of the acknowledgements) stays queued in the
+    persistent session and goes out after the next start, in order."""
     root = f"t/{uuid.uuid4().hex[:8]}"
     config = _pass_config(tmp_path, broker, root, ["a"])
     client = Client(broker)
     client.subscribe(f"{root}/a/out")
     daemon = DaemonProcess(config, "edged/signals/status", broker)
+    again: DaemonProcess | None = None
+    want = [str(i).encode() for i in range(300)] + [b"last"]
     try:
         daemon.wait_online()
         for i in range(300):
             client.paho.publish(f"{root}/a/in", str(i), qos=1)
         client.publish(f"{root}/a/in", "last")  # waits for its PUBACK: the broker has them all
         assert daemon.stop(signal.SIGTERM) == 0
-        got = client.collect(301, timeout=15)
-        assert [p for _, p in got] == [str(i).encode() for i in range(300)] + [b"last"]
+        got = [p for _, p in client.quiet(1.0)]
+        if len(got) < len(want):
+            again = DaemonProcess(config, "edged/signals/status", broker)
+            again.wait_online()
+            got += [p for _, p in client.collect(len(want) - len(got), timeout=15)]
+        assert got == want
     finally:
         daemon.stop()
+        if again is not None:
+            again.stop()
         client.close()
