@@ -7,11 +7,12 @@ Both do only what the workload needs: no budgets, no queue, no routing, no metri
 QoS 1 deliveries when `on_message` returns. Ticks (windowed average) are checked between network
 reads.
 
-The client is edged's own paho subclass (`edged.mqtt.client.Client`: one 64 KiB `recv` for many
-packets, a direct PUBLISH decoder), and every packet already read is handled before the outputs
-are written in one go, as the daemon does. So ceiling and daemon share one network stack, and
-edged's ratio to ceiling 2 is the cost of what the daemon adds: budgets, the intake queue,
-routing, counters. `--stock-paho` runs the same loop on paho's own client instead.
+The client is edged's own paho subclass (`edged.mqtt._paho.Client`: one 64 KiB `recv` for many
+packets, a direct PUBLISH decoder, direct QoS 0 and 1 publishes), and every packet already read
+is handled before the outputs are written in one go, as the daemon does. So ceiling and daemon
+share one network stack, and edged's ratio to ceiling 2 is the cost of what the daemon adds:
+budgets, the intake queue, routing, counters. `--stock-paho` runs the same loop on paho's own
+client instead.
 """
 
 from __future__ import annotations
@@ -201,13 +202,16 @@ def main() -> None:
         protocol=paho.MQTTv5 if v5 else paho.MQTTv311,
     )
 
-    publish_qos0 = client.publish_qos0 if isinstance(client, Client) and qos == 0 else None
+    # edged's own direct publishes, as the daemon uses them (QoS 0 and 1)
+    direct = None
+    if isinstance(client, Client):
+        direct = client.publish_qos0 if qos == 0 else client.publish_qos1
     out_bytes = out.encode()
 
     def filtered(in_topic: bytes, in_payload: bytes) -> None:
         for topic, payload in on_message(in_topic, in_payload):
-            if publish_qos0 is not None:
-                publish_qos0(out_bytes + topic, payload)
+            if direct is not None:
+                direct(out_bytes + topic, payload)
             else:
                 client.publish(out + topic.decode(), payload, qos)
 

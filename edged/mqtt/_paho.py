@@ -29,7 +29,7 @@ from typing import Any
 
 import paho.mqtt.client as paho
 from paho.mqtt.client import MQTTMessage, MQTTMessageInfo
-from paho.mqtt.enums import MQTTErrorCode
+from paho.mqtt.enums import MessageState, MQTTErrorCode
 
 from edged.mqtt.message import Message
 
@@ -65,6 +65,36 @@ class _SentInfo(MQTTMessageInfo):
 
 
 _SENT_INFO = _SentInfo(0)
+_QUEUED = MessageState.MQTT_MS_QUEUED
+_WAIT_FOR_PUBACK = MessageState.MQTT_MS_WAIT_FOR_PUBACK
+_WAIT_FOR_PUBREC = MessageState.MQTT_MS_WAIT_FOR_PUBREC
+
+
+class _Outgoing:
+    """One QoS 1 publish of ours in paho's table of unacknowledged publishes: the fields paho
+    reads of an `MQTTMessage` there (to send it later, to resend it after a reconnect, to
+    finish it on its PUBACK), without the `MQTTMessageInfo` and `threading.Condition` paho
+    builds for every publish."""
+
+    __slots__ = ("dup", "mid", "payload", "retain", "state", "timestamp", "topic_bytes")
+    qos = 1
+    properties = None
+    info = _SENT_INFO
+
+    def __init__(
+        self, mid: int, topic: bytes, payload: bytes, retain: bool, state: MessageState
+    ) -> None:
+        self.mid = mid
+        self.topic_bytes = topic
+        self.payload = payload
+        self.retain = retain
+        self.state = state
+        self.dup = False
+        self.timestamp = 0.0
+
+    @property
+    def topic(self) -> str:
+        return self.topic_bytes.decode()
 
 
 def remaining_length(n: int) -> bytes:
@@ -131,6 +161,8 @@ class Client(paho.Client):
         self.on_received: Receiver | None = None
         self.on_acked: Acked | None = None
         self.source = 0  # what the Messages it builds say in `source`
+        # message ids of QoS 1/2 publishes held back by the send window, oldest first
+        self._held_back: deque[int] = deque()
         self.on_message = self._converted
 
     def _converted(self, _client: paho.Client, _userdata: object, message: MQTTMessage) -> None:
@@ -160,6 +192,7 @@ class Client(paho.Client):
             taken = list(self._out_messages.values())  # paho private: unacknowledged publishes
             self._out_messages.clear()
             self._inflight_messages = 0  # paho private: its count of those in flight
+            self._held_back.clear()
         # paho private: its write queue may still hold some of them
         self._out_packet = deque(
             packet
@@ -171,13 +204,52 @@ class Client(paho.Client):
         ]
 
     def _do_on_publish(self, mid: int, reason_code: Any, properties: Any) -> MQTTErrorCode:
-        # paho private: called for each PUBACK (QoS 1) or PUBCOMP (QoS 2) of our publishes; paho's
-        # public on_publish also fires for every QoS 0 write, a cost per message this avoids
-        rc: MQTTErrorCode = super()._do_on_publish(mid, reason_code, properties)
+        # paho private: called for each PUBACK (QoS 1) or PUBCOMP (QoS 2) of our publishes, with
+        # its lock of the table held. paho's own pops the publish and then walks its whole
+        # table looking for held-back ones to send: with a window of 100 that walk was most of
+        # the cost of an acknowledgement. Here the held-back ones wait in their own queue.
+        # (paho's public on_publish, which also fires per QoS 0 write, is not used.)
+        msg = self._out_messages.pop(mid)  # paho private: unacknowledged publishes
+        msg.info._set_as_published()  # wakes a caller of wait_for_publish (our status)
         on_acked = self.on_acked
         if on_acked is not None:
             on_acked(mid, bool(getattr(reason_code, "is_failure", False)))
-        return rc
+        if msg.qos:
+            self._inflight_messages -= 1  # paho private: its count of those in flight
+            if self._held_back:
+                return self._send_held_back()
+        return _SUCCESS
+
+    def _send_held_back(self) -> MQTTErrorCode:
+        """Send what the window now has room for, oldest first."""
+        out = self._out_messages  # paho private: unacknowledged publishes
+        window = self._max_inflight_messages  # paho private: its outgoing window
+        held = self._held_back
+        while held and (window == 0 or self._inflight_messages < window):
+            m = out.get(held.popleft())
+            if m is None or m.state != _QUEUED:
+                continue  # acknowledged or taken meanwhile
+            self._inflight_messages += 1
+            if isinstance(m, _Outgoing):
+                m.state = _WAIT_FOR_PUBACK
+                self._queue_publish(m.mid, m.topic_bytes, m.payload, 1, m.retain)
+                continue
+            m.state = _WAIT_FOR_PUBACK if m.qos == 1 else _WAIT_FOR_PUBREC
+            rc: MQTTErrorCode = self._send_publish(  # paho private: its encoder
+                m.mid, m.topic.encode(), m.payload, m.qos, m.retain, m.dup, m.info, m.properties
+            )
+            if rc != _SUCCESS:
+                return rc
+        return _SUCCESS
+
+    def publish(self, *args: Any, **kwargs: Any) -> MQTTMessageInfo:
+        """paho's publish (the status, replays, QoS 2); one the window holds back is queued
+        with ours, so that the acknowledgements that make room send it."""
+        info: MQTTMessageInfo = super().publish(*args, **kwargs)
+        held = self._out_messages.get(info.mid)  # paho private: unacknowledged publishes
+        if held is not None and held.state == _QUEUED:
+            self._held_back.append(info.mid)
+        return info
 
     def ack(self, mid: int, qos: int) -> MQTTErrorCode:
         """Queue the PUBACK (QoS 1) or PUBCOMP (QoS 2) of input `mid`, for the next write.
@@ -277,13 +349,52 @@ class Client(paho.Client):
             return False
         if not topic or b"+" in topic or b"#" in topic:
             raise ValueError(f"cannot publish to {topic!r}")
-        size = 2 + len(topic) + len(payload) + self._v5
+        self._queue_publish(0, topic, payload, 0, retain)
+        return True
+
+    def publish_qos1(self, topic: bytes, payload: bytes, retain: bool = False) -> int | None:
+        """Queue a QoS 1 PUBLISH without properties; its message id, or None when not
+        connected or paho's queue of unacknowledged publishes is full (nothing queued).
+
+        What paho's `publish` does for QoS 1, in paho's own table (so a reconnect, paho's
+        acknowledgement handling and `take_unacked` treat it alike), without the per-message
+        `MQTTMessage`, `MQTTMessageInfo` and `threading.Condition`. Sent at once while the
+        broker's window has room, else held back until an acknowledgement makes room.
+        """
+        if self._sock is None:  # paho private: the connection's socket
+            return None
+        if not topic or b"+" in topic or b"#" in topic:
+            raise ValueError(f"cannot publish to {topic!r}")
+        out = self._out_messages  # paho private: unacknowledged publishes
+        limit = self._max_queued_messages  # paho private: the bound of that table
+        if limit and len(out) >= limit:
+            return None
+        mid: int = self._mid_generate()  # paho private: its message id counter
+        if mid in out:
+            return None  # 65,535 unacknowledged: as paho, refused
+        window = self._max_inflight_messages  # paho private: its outgoing window
+        if window == 0 or self._inflight_messages < window:
+            self._inflight_messages += 1  # paho private: its count of those in flight
+            out[mid] = _Outgoing(mid, topic, payload, retain, _WAIT_FOR_PUBACK)  # type: ignore[assignment]
+            self._queue_publish(mid, topic, payload, 1, retain)
+        else:
+            out[mid] = _Outgoing(mid, topic, payload, retain, _QUEUED)  # type: ignore[assignment]
+            self._held_back.append(mid)
+        return mid
+
+    def _queue_publish(
+        self, mid: int, topic: bytes, payload: bytes, qos: int, retain: bool
+    ) -> None:
+        """Append one PUBLISH without properties to paho's write queue; write it at once as
+        paho would (unless inside one of its callbacks or a batch)."""
+        size = 2 + len(topic) + len(payload) + self._v5 + (2 if qos else 0)
         packet = b"".join(
             (
-                b"\x31" if retain else b"\x30",
+                bytes((_PUBLISH | qos << 1 | retain,)),
                 remaining_length(size),
                 len(topic).to_bytes(2, "big"),
                 topic,
+                mid.to_bytes(2, "big") if qos else b"",
                 b"\x00" if self._v5 else b"",  # MQTT 5: an empty property list
                 payload,
             )
@@ -291,8 +402,8 @@ class Client(paho.Client):
         self._out_packet.append(  # paho private: its queue of packets to write, in order
             {
                 "command": _PUBLISH,
-                "mid": 0,
-                "qos": 0,
+                "mid": mid,
+                "qos": qos,
                 "pos": 0,
                 "to_process": len(packet),
                 "packet": packet,
@@ -308,7 +419,6 @@ class Client(paho.Client):
         elif self._sockpairW is not None:
             with contextlib.suppress(BlockingIOError):
                 self._sockpairW.send(b"0")  # wakes paho's own network thread, if one runs
-        return True
 
     def message_callback_add(self, sub: str, callback: Any) -> None:
         self._topic_callbacks = True  # they need paho's matching on every message

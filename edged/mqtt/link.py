@@ -303,6 +303,9 @@ class BrokerLink:
         if outbox is not None and (not self.connected or outbox.entries or self._spill):
             # Away, or a replay under way (this output goes behind the older ones, in order).
             return self._keep(topic, payload, qos, retain, awaited)
+        if qos == 1:
+            mid = self.client.publish_qos1(topic.encode(), payload, retain)
+            return None if mid is None else mid + self.key_base
         info = self.client.publish(topic, payload, qos, retain)
         return info.mid + self.key_base if info.rc == paho.MQTT_ERR_SUCCESS else None
 

@@ -243,3 +243,79 @@ def test_qos0_publish_refuses_when_not_connected_and_wildcards() -> None:
         with pytest.raises(ValueError):
             client.publish_qos0(bad, b"x")
     client._sock = None
+
+
+@pytest.mark.parametrize("v5", [True, False], ids=["mqtt5", "mqtt311"])
+@pytest.mark.parametrize("retain", [False, True])
+@pytest.mark.parametrize("size", [0, 1, 118, 119, 16_380, 2_097_200])
+def test_qos1_publish_writes_the_packet_paho_writes(v5: bool, retain: bool, size: int) -> None:
+    """`publish_qos1` queues byte for byte the PUBLISH paho's own `publish` queues for the
+    same message id, and puts it in paho's table of unacknowledged publishes, where
+    `take_unacked` finds it like one of paho's own."""
+    client = Client(paho.CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5 if v5 else paho.MQTTv311)
+    client._sock = _NoSend()  # type: ignore[assignment]
+    topic, payload = "out/sensor/1", bytes(range(256)) * (size // 256) + b"x" * (size % 256)
+    with client._in_callback_mutex:  # as inside a callback: queued, not written
+        mid = client.publish_qos1(topic.encode(), payload, retain)
+        client._last_mid = 0  # paho's next message id is the same one
+        del client._out_messages[mid]
+        client.publish(topic, payload, 1, retain)
+        assert client.publish_qos1(topic.encode(), payload, retain) == 2
+    ours, pahos, _ = client._out_packet
+    assert mid == 1
+    assert ours["packet"] == pahos["packet"]
+    assert (ours["command"], ours["qos"], ours["mid"], ours["to_process"]) == (
+        pahos["command"],
+        pahos["qos"],
+        pahos["mid"],
+        pahos["to_process"],
+    )
+    taken = client.take_unacked()
+    assert [(u.mid, u.topic, u.payload, u.qos, u.retain) for u in taken] == [
+        (1, topic, payload, 1, retain),
+        (2, topic, payload, 1, retain),
+    ]
+    client._sock = None
+
+
+def test_the_window_holds_back_publishes_and_acks_send_them_in_order() -> None:
+    """With a send window of 2, a third and fourth publish wait (ours and paho's own alike);
+    each acknowledgement sends the oldest waiting one, so the broker never has more than 2
+    unacknowledged and gets them in publish order."""
+    client = Client(paho.CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5)
+    client._sock = _NoSend()  # type: ignore[assignment]
+    acked: list[int] = []
+    client.on_acked = lambda mid, _refused: acked.append(mid)
+    client.set_send_window(2)
+
+    def sent() -> list[int]:
+        return [p["mid"] for p in client._out_packet]
+
+    with client._in_callback_mutex:
+        first = client.publish_qos1(b"t", b"1")
+        second = client.publish_qos1(b"t", b"2")
+        third = client.publish("t", b"3", 1).mid  # paho's own publish, e.g. the status
+        fourth = client.publish_qos1(b"t", b"4")
+        assert sent() == [first, second]
+        client._do_on_publish(first, None, None)
+        assert sent() == [first, second, third]
+        client._do_on_publish(second, None, None)
+        assert sent() == [first, second, third, fourth]
+        client._do_on_publish(third, None, None)
+        client._do_on_publish(fourth, None, None)
+    assert acked == [first, second, third, fourth]
+    assert client.unacked_publishes() == 0 and client._inflight_messages == 0
+    client._sock = None
+
+
+def test_qos1_publish_refuses_past_the_queue_bound() -> None:
+    """paho's bound on unacknowledged publishes holds for ours too: past it, None."""
+    client = Client(paho.CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5)
+    assert client.publish_qos1(b"a/b", b"x") is None  # not connected
+    client._sock = _NoSend()  # type: ignore[assignment]
+    client.max_queued_messages_set(2)
+    with client._in_callback_mutex:
+        assert client.publish_qos1(b"a", b"1") is not None
+        assert client.publish_qos1(b"a", b"2") is not None
+        assert client.publish_qos1(b"a", b"3") is None
+    client._sock = None
