@@ -63,9 +63,15 @@ def _config(
     }
 
 
-def _next(client: Client, timeout: float = 10.0) -> tuple[str, bytes]:
-    topic, payload, _ = client.messages.get(timeout=timeout)
-    return topic, payload
+def _first_on(client: Client, topic: str, timeout: float = 10.0) -> dict[str, Any]:
+    """The first JSON message on `topic` among whatever else `client` receives."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(queue.Empty):
+            got, payload, _ = client.messages.get(timeout=0.5)
+            if got == topic:
+                return dict(json.loads(payload))
+    raise AssertionError(f"nothing on {topic} within {timeout} s")
 
 
 def test_the_control_topics_live_on_the_control_broker(
@@ -97,28 +103,16 @@ def test_the_control_topics_live_on_the_control_broker(
 
     on_local.publish(f"edged/{node}/deploy", b"not a request", qos=1)
     on_cloud.publish(f"edged/{node}/deploy", b"not a request", qos=1)
-    acks = []
-    deadline = time.monotonic() + 10
-    while not acks and time.monotonic() < deadline:
-        with contextlib.suppress(queue.Empty):
-            topic, payload = _next(on_cloud, 0.5)
-            if topic == f"edged/{node}/ack":
-                acks.append(json.loads(payload))
-    assert [a["result"] for a in acks] == ["refused"] and acks[0]["reason"] == "malformed"
+    ack = _first_on(on_cloud, f"edged/{node}/ack")
+    assert (ack["result"], ack["reason"]) == ("refused", "malformed")
     time.sleep(0.5)
     later_acks = [p for t, p in on_cloud.quiet(0.5) if t == f"edged/{node}/ack"]
     assert later_acks == []  # the local broker's request was never taken
 
     sender = Client(local)
     sender.publish(f"{node}/in/x", b"bad", qos=1)  # trap.wat traps on "b..."
-    letters = []
-    deadline = time.monotonic() + 10
-    while not letters and time.monotonic() < deadline:
-        with contextlib.suppress(queue.Empty):
-            topic, payload = _next(on_cloud, 0.5)
-            if topic == f"edged/{node}/deadletter":
-                letters.append(json.loads(payload))
-    assert letters and letters[0]["reason"] == "trap" and letters[0]["topic"] == f"{node}/in/x"
+    letter = _first_on(on_cloud, f"edged/{node}/deadletter")
+    assert (letter["reason"], letter["topic"]) == ("trap", f"{node}/in/x")
 
     reader_local = Client(local)
     reader_local.subscribe(f"{node}/out/#")
