@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import getpass
+import random
 import shutil
 import signal
 import socket
@@ -49,7 +50,29 @@ use_identity_as_username {require}
 """
 
 
+# Ports are taken below the kernel's ephemeral range. A client that keeps reconnecting to a
+# stopped broker on a port inside that range can be given that very port as its own source port
+# and connect to itself (TCP simultaneous open), and then the broker cannot listen there again
+# when it restarts: seen once in the test suite as mosquitto's "Address already in use".
+_EPHEMERAL_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+_LOWEST = 10_000
+
+
 def free_port() -> int:
+    """A loopback TCP port nothing listens on, outside the ephemeral range where possible."""
+    try:
+        low = int(_EPHEMERAL_RANGE.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 0
+    if low > _LOWEST + 1000:
+        for _ in range(200):
+            port = random.randrange(_LOWEST, low)
+            with socket.socket() as sock:
+                try:
+                    sock.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+                return port
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
