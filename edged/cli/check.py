@@ -19,6 +19,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 def check_config(args: argparse.Namespace) -> int:
     from edged.config import load_config
+    from edged.config.model import DEFAULT_BROKER
     from edged.mqtt.mosquitto import session_warnings
     from edged.pipeline.assembly import build_pipelines, make_engine
 
@@ -26,11 +27,10 @@ def check_config(args: argparse.Namespace) -> int:
     config = load_config(path)
     pipelines = build_pipelines(config, make_engine(config), lambda *_: True)
     steps = sum(len(p.steps) for p in pipelines)
-    several = len(config.brokers) > 1
     for broker in config.brokers.values():
-        for warning in session_warnings(broker.host, broker.session_expiry):
-            if several:
-                warning = warning.replace("broker.", f"brokers.{broker.name}.", 1)
+        # where the broker is in the config: `broker:` is the one named `default`
+        key = "broker" if broker.name == DEFAULT_BROKER else f"brokers.{broker.name}"
+        for warning in session_warnings(broker.host, broker.session_expiry, key=key):
             print(f"edged: warning: {warning}", file=sys.stderr)
     if config.http is not None and not config.http.loopback:
         print(
@@ -43,7 +43,7 @@ def check_config(args: argparse.Namespace) -> int:
         f"{path}: OK: {len(config.modules)} modules, {len(pipelines)} pipelines, "
         f"{steps} filter instances"
     )
-    if several:
+    if len(config.brokers) > 1:
         print(_routes(config))
     return 0
 

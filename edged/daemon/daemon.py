@@ -16,6 +16,7 @@ import select
 import signal
 import threading
 import time
+from collections.abc import Container
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -170,11 +171,6 @@ class Daemon:
             max_queued_publishes=max(config.daemon.queue_size, 1000),
         )
 
-    @property
-    def link(self) -> BrokerLink:
-        """The control broker's link (the only one of a config with `broker:`)."""
-        return self.control
-
     def request_reload(self) -> None:
         self._reload_requested = True
 
@@ -203,16 +199,14 @@ class Daemon:
             fresh.items.extend(self.intake.items)  # nothing already taken in is dropped
             self.intake = fresh
         if plan.new_link:
-            self._orphan_intake()
+            self._orphan_inputs(range(len(self.links)))
             self._close_links()
             self._make_links(config)
         else:
             for link in self.links:
                 link.replace_subscriptions(self._subscriptions(link.name))
                 link.publish_status(pipelines=[p.name for p in self.pipelines], quarantined=[])
-        if (self.http is not None and config.http != self.http.settings) or (
-            self.http is None and config.http is not None
-        ):
+        if config.http != (self.http.settings if self.http is not None else None):
             if self.http is not None:
                 self.http.close()
                 self.http = None
@@ -334,22 +328,25 @@ class Daemon:
             lock.close()
             log.info("stopped")
 
-    def _orphan_intake(self) -> None:
-        """The links are about to be replaced: a QoS 1/2 input taken in over an old connection
-        can never be acknowledged on a new one (its message id means another message there).
-        With a persistent session its broker sends it again, so it is dropped here; with a
-        clean one it is still processed, as QoS 0 (nothing will acknowledge it)."""
+    def _orphan_inputs(self, sources: Container[int]) -> int:
+        """QoS 1/2 inputs in the intake that came over a connection now gone (of these link
+        indexes) can never be acknowledged on another: their message ids mean other messages
+        there. With a persistent session their broker sends them again, so they are dropped
+        (and counted); with a clean one they are still processed, as QoS 0. Returns how many
+        were dropped."""
         items = self.intake.items
         kept: list[Message] = []
         for message in items:
-            if message.qos:
+            if message.qos and message.source in sources:
                 if self.links[message.source].persistent:
                     self.left_to_broker[message.source] += 1
                     continue
                 message.qos = 0
             kept.append(message)
+        dropped = len(items) - len(kept)
         items.clear()
         items.extend(kept)
+        return dropped
 
     def _start_http(self) -> None:
         """Listen on `http.listen` when the config has `http:` (the import costs RSS only
@@ -481,7 +478,8 @@ class Daemon:
         With a persistent session its broker sends every unacknowledged input again after the
         reconnect, and the filters make their outputs again: so an output an input of this same
         link stands behind is let go, and so is every QoS 1/2 input of this link still in the
-        intake (it would only be a duplicate). What no redelivery makes again goes to the
+        intake (it would only be a duplicate; with a clean session it is processed, never
+        acknowledged: see `_orphan_inputs`). What no redelivery makes again goes to the
         outbox: ticks' outputs, everything with a clean session, and the outputs of inputs from
         another broker, whose connection is still up and which are acknowledged once those
         outputs are committed.
@@ -504,14 +502,7 @@ class Daemon:
         waiting = window.forget(index)
         for key in committed:
             window.output_done(key)
-        dropped = 0
-        if redelivered:
-            items = self.intake.items
-            kept_items = [m for m in items if not (m.qos and m.source == index)]
-            dropped = len(items) - len(kept_items)
-            items.clear()
-            items.extend(kept_items)
-            self.left_to_broker[index] += dropped
+        dropped = self._orphan_inputs((index,))
         log.info(
             "connection_lost_outputs",
             broker=link.name,

@@ -54,7 +54,7 @@ class DaemonCollector(Collector):
 
     def __init__(self, daemon: Daemon) -> None:
         self._daemon = daemon
-        self._digests: dict[tuple[Path, int, int], str] = {}
+        self._digests: dict[Path, tuple[tuple[int, int], str]] = {}
         self._build = {
             "version": edged.__version__,
             "python": platform.python_version(),
@@ -312,14 +312,16 @@ class DaemonCollector(Collector):
             st = path.stat()
         except OSError:
             return ""
-        key = (path, st.st_mtime_ns, st.st_size)
-        digest = self._digests.get(key)
-        if digest is None:
-            try:
-                digest = hashlib.sha256(path.read_bytes()).hexdigest()
-            except OSError:
-                return ""
-            self._digests = {key: digest, **self._digests}
+        stamp = (st.st_mtime_ns, st.st_size)
+        known = self._digests.get(path)
+        if known is not None and known[0] == stamp:
+            return known[1]
+        try:
+            digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        except OSError:
+            return ""
+        # replaced, not updated: the scraping threads share this collector
+        self._digests = {**self._digests, path: (stamp, digest)}
         return digest
 
 

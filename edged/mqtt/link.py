@@ -290,19 +290,21 @@ class BrokerLink:
         a negative stand-in while it waits for the outbox's commit; 0 when nothing is to be
         awaited (QoS 0 written, or kept for the outbox with no input waiting); None when it
         was refused (QoS 0 and not connected or over the rate, or paho's queue full)."""
-        if self._rate is not None and not self._take_token():
-            if qos == 0:
-                self.rate_limited += 1
-                return None
-            return self._keep(topic, payload, qos, retain, awaited)
+        # A token of the rate is taken only for a publish that goes out now: one kept for the
+        # outbox takes its token when it is replayed.
         if qos == 0:
             if not self.connected:  # mid-connect the connect thread owns the client
+                return None
+            if self._rate is not None and not self._take_token():
+                self.rate_limited += 1
                 return None
             return 0 if self.client.publish_qos0(topic.encode(), payload, retain) else None
         outbox = self.outbox
         if outbox is not None and (not self.connected or outbox.entries or self._spill):
             # Away, or a replay under way (this output goes behind the older ones, in order).
             return self._keep(topic, payload, qos, retain, awaited)
+        if self._rate is not None and not self._take_token():
+            return self._keep(topic, payload, qos, retain, awaited)  # sent at the rate
         if qos == 1:
             mid = self.client.publish_qos1(topic.encode(), payload, retain)
             return None if mid is None else mid + self.key_base

@@ -297,12 +297,15 @@ def read_settings(conf: Path) -> dict[str, str]:
     return settings
 
 
-def session_warnings(host: str, session_expiry: int, conf: Path = SYSTEM_CONF) -> list[str]:
+def session_warnings(
+    host: str, session_expiry: int, conf: Path = SYSTEM_CONF, key: str = "broker"
+) -> list[str]:
     """What a local mosquitto's config would lose of what edged's session relies on (see
-    docs/delivery.md); nothing when the broker is elsewhere or its config cannot be read."""
+    docs/delivery.md); nothing when the broker is elsewhere or its config cannot be read.
+    `key` is the broker's place in the config (`broker`, or `brokers.<name>`)."""
     if session_expiry == 0:
         return [
-            "broker.session_expiry is 0: a clean session on every connect, so messages "
+            f"{key}.session_expiry is 0: a clean session on every connect, so messages "
             "published while edged is stopped or disconnected are not delivered to it"
         ]
     if host not in _LOCAL_HOSTS or not conf.is_file():

@@ -114,7 +114,7 @@ class DaemonThread:
     def start(self, timeout: float = 20.0) -> DaemonThread:
         self._thread.start()
         deadline = time.monotonic() + timeout
-        while not self.daemon.link.ready:
+        while not self.daemon.control.ready:
             if not self._thread.is_alive() or time.monotonic() > deadline:
                 self.stop()
                 raise AssertionError(f"the daemon did not become ready: {self.error!r}")
