@@ -5,6 +5,7 @@
     ├── ModuleError             a filter module was refused at load (file, ABI, exports, init)
     ├── FilterCallError         one call into a loaded filter failed (trap, bad result, bad output)
     ├── BrokerError             the MQTT broker could not be reached or refused us
+    │   └── OutputRefused       one output its broker will never take (too large, or poison)
     ├── SetupError              modules or pipelines could not be built from a valid config
     ├── ServiceError            the systemd unit could not be installed or removed
     ├── StateError              the state directory, or a file in it, cannot be used
@@ -65,6 +66,18 @@ class FilterCallError(EdgedError):
 
 class BrokerError(EdgedError):
     """The broker could not be reached, or refused the connection."""
+
+
+class OutputRefused(BrokerError):
+    """An output its broker will never take: over the Maximum Packet Size it announced, or a
+    publish it disconnected on again and again (`edged.mqtt.poison`). `reason` is the counter
+    and the dead letter's reason; `detail` names the broker, the size and the limit."""
+
+    def __init__(self, broker: str, reason: str, detail: str) -> None:
+        self.broker = broker
+        self.reason = reason
+        self.detail = detail
+        super().__init__(f"{reason}: {detail}")
 
 
 class SetupError(EdgedError):

@@ -10,6 +10,7 @@ keeps what did not change.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import functools
 import select
@@ -24,18 +25,18 @@ import structlog
 
 import edged
 from edged.config import BrokerConfig, Config, load_config
-from edged.daemon import reports
+from edged.daemon import health, reports
 from edged.daemon.reload import plan_reload
 from edged.daemon.statelock import lock_state_dir
 from edged.daemon.systemd import Notifier
 from edged.daemon.timers import Timers, next_due, run_due, ticks_of
 from edged.engine import WasmtimeEngine
-from edged.errors import EdgedError
-from edged.mqtt._paho import Unacked
+from edged.errors import EdgedError, OutputRefused
 from edged.mqtt.acks import AckWindow, next_token
 from edged.mqtt.link import BrokerLink
-from edged.mqtt.message import Message, TopicSubscription
+from edged.mqtt.message import Message, TopicSubscription, Unacked, payload_fields
 from edged.mqtt.outbox import Outbox
+from edged.mqtt.poison import packet_size
 from edged.pipeline import Pipeline
 from edged.pipeline.assembly import build_pipelines, make_engine, state_dir
 from edged.pipeline.intake import Intake
@@ -52,6 +53,13 @@ _MAX_WAIT = 0.25
 # At most this many packets are read per round, and filters run at most this long per round.
 _READ_BATCH = 1000
 _SLICE = 0.02
+# While a link holds more outputs in memory than it may (its outbox cannot be written), every
+# broker is read at most this many packets a round, and rounds are this far apart: ~200 packets
+# a second a link, which keeps acknowledgements and keep-alives flowing.
+_TRICKLE = 10
+_TRICKLE_WAIT = 0.05
+# What a dead letter keeps of a payload its control broker would refuse whole.
+_LETTER_HEAD = 256
 
 
 class Daemon:
@@ -165,6 +173,7 @@ class Daemon:
             on_ready=functools.partial(self._ready, index),
             on_acked=self._output_acked,
             on_lost=functools.partial(self._connection_lost, index),
+            on_refused=self._output_refused,
             outbox=outbox,
             # Unacknowledged QoS 1/2 outputs; never below 1000, so a small intake queue does not
             # also throttle publishing to one round trip per few messages.
@@ -264,13 +273,19 @@ class Daemon:
                     if deploy is not None and deploy.busy:
                         wait = min(wait, 0.02)  # look often for the compile to finish
                     self._wait(max(0.0, wait))
-                # Under `block` read only what fits: the rest waits at the broker.
+                # Under `block` read only what fits: the rest waits at the broker. Outputs held
+                # for an outbox that cannot be written slow every link down to a trickle.
+                trickle = any(link.holding for link in links)
+                if trickle:
+                    time.sleep(_TRICKLE_WAIT)
                 for link in links:
                     room = (
                         intake.size - len(intake.items)
                         if intake.overload == "block"
                         else _READ_BATCH
                     )
+                    if trickle:
+                        room = min(room, _TRICKLE)
                     if room > 0:
                         link.drain(room)
                 if intake.items and not self._awaiting_acks():
@@ -487,27 +502,39 @@ class Daemon:
         link = self.links[index]
         window = self.window
         redelivered = link.persistent
-        keep: list[Unacked] = []
-        committed: list[int] = []  # outputs that inputs of other links wait for
+        kept = 0
         for u in unacked:
             source = window.source_of(u.mid)
             if redelivered and source == index:
                 continue
-            keep.append(u)
-            if source is not None and source != index:
-                committed.append(u.mid)
-        for u in keep:
-            link.keep_for_outbox(u.topic, u.payload, u.qos, u.retain)
+            kept += 1
+            token = 0
+            if source is not None:
+                # An input of another link waits for it: now for its commit to the outbox
+                # (the message id will mean another publish on the next connection).
+                token = next_token()
+                window.rename(u.mid, token)
+            if not link.keep_for_outbox(u.topic, u.payload, u.qos, u.retain, token) and token:
+                window.output_done(token)  # dead-lettered instead (edged.mqtt.poison)
         link.flush_outbox(now=True)  # nothing else holds them now
         waiting = window.forget(index)
-        for key in committed:
-            window.output_done(key)
         dropped = self._orphan_inputs((index,))
+        if self.stopping:
+            # Our own goodbye, not a lost connection: worth a line only when it left work.
+            if unacked or waiting or dropped:
+                log.info(
+                    "stopped_with_outputs_unacknowledged",
+                    broker=link.name,
+                    to_outbox=kept,
+                    made_again_on_redelivery=len(unacked) - kept,
+                    inputs_left_to_the_broker=waiting + dropped,
+                )
+            return
         log.info(
             "connection_lost_outputs",
             broker=link.name,
-            to_outbox=len(keep),
-            made_again_on_redelivery=len(unacked) - len(keep),
+            to_outbox=kept,
+            made_again_on_redelivery=len(unacked) - kept,
             inputs_awaiting_redelivery=waiting + dropped,
         )
         self._update_health()
@@ -532,22 +559,20 @@ class Daemon:
         if self.deploy is not None and link is self.control:
             self.deploy.publish_status()
 
+    def catching_up(self, index: int) -> bool:
+        """Link `index` is replaying what waited in its outbox (after an outage)."""
+        return index < len(self._catching_up) and self._catching_up[index]
+
     def _update_health(self) -> None:
         """Say in every link's retained status whether the node is `online` or `degraded`, and
-        why: a link that is down (`<name> unreachable`), or one replaying its outbox."""
-        several = len(self.links) > 1
-        down = [link.name for link in self.links if link.down is not None]
-        reasons = [f"{name} unreachable" for name in down]
-        for index, link in enumerate(self.links):
-            if self._catching_up[index] and link.outbox is not None:
-                text = f"replaying {link.outbox.entries} outbox entries"
-                reasons.append(f"{link.name}: {text}" if several else text)
-        health = ("degraded", "; ".join(reasons)) if reasons else ("online", None)
-        if health == self._health:
+        why (`edged.daemon.health`): a link that is down (`<name> unreachable`), one replaying
+        its outbox, one whose outbox cannot be written."""
+        state, reason, down = health.status(self)
+        if (state, reason) == self._health:
             return
-        self._health = health
+        self._health = (state, reason)
         for link in self.links:
-            link.set_health(*health, links_down=down)
+            link.set_health(state, reason, links_down=down)
 
     # -- filtering -------------------------------------------------------------------------
 
@@ -588,14 +613,49 @@ class Daemon:
         return key is not None
 
     def _publish_control(self, topic: str, payload: bytes, qos: int, retain: bool) -> bool:
-        return self._publish(topic, payload, qos, retain, self.config.control_broker)
+        try:
+            return self._publish(topic, payload, qos, retain, self.config.control_broker)
+        except OutputRefused as refused:
+            log.error("control_message_refused", topic=topic, reason=refused.reason,
+                      detail=refused.detail)  # fmt: skip
+            return False
 
     def _dead_letter(self, record: dict[str, object]) -> None:
-        self._publish_control(
-            self.config.dead_letter_topic,
-            reports.dead_letter_body(self.config.node_id, record),
-            self.config.violations.dead_letter_qos,
-            False,
+        topic = self.config.dead_letter_topic
+        qos = self.config.violations.dead_letter_qos
+        body = reports.dead_letter_body(self.config.node_id, record)
+        limit = self.control.max_packet
+        if limit is not None and packet_size(len(topic.encode()), len(body), qos, True) > limit:
+            # The control broker would refuse the letter whole: it keeps the payload's head.
+            raw = record.pop("payload", None)
+            data = (
+                raw.encode()
+                if isinstance(raw, str)
+                else base64.b64decode(str(record.pop("payload_b64", "")))
+            )
+            record["payload_size"] = len(data)
+            record["payload_truncated"] = True
+            record.update(payload_fields(data[:_LETTER_HEAD]))
+            body = reports.dead_letter_body(self.config.node_id, record)
+        self._publish_control(topic, body, qos, False)
+
+    def _output_refused(self, refused: OutputRefused, topic: str, payload: bytes, qos: int) -> None:
+        """An output its broker will never take, found outside a pipeline (kept for the outbox,
+        or replayed from it): dead-lettered, counted by its link."""
+        log.warning("output_refused", broker=refused.broker, topic=topic,
+                    reason=refused.reason, detail=refused.detail)  # fmt: skip
+        if topic == self.config.dead_letter_topic:
+            return  # a dead letter of a dead letter would never end
+        self._dead_letter(
+            {
+                "reason": refused.reason,
+                "detail": refused.detail,
+                "broker": refused.broker,
+                "output_topic": topic,
+                "qos": qos,
+                **payload_fields(payload),
+                "ts": int(time.time() * 1000),
+            }
         )
 
     def _quarantine_changed(self) -> None:
@@ -618,7 +678,12 @@ class Daemon:
         return record
 
     def _publish_metrics(self) -> None:
-        self.control.publish(self.config.metrics_topic, reports.to_json(self.metrics()), 0, True)
+        try:
+            self.control.publish(
+                self.config.metrics_topic, reports.to_json(self.metrics()), 0, True
+            )
+        except OutputRefused as refused:
+            log.error("metrics_refused", reason=refused.reason, detail=refused.detail)
 
     def _summary(self) -> None:
         reports.log_summary(

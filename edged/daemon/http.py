@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from edged.config.model import HttpConfig
+from edged.daemon.health import readiness
 from edged.errors import SetupError
 
 if TYPE_CHECKING:
@@ -46,38 +47,6 @@ def liveness(daemon: Daemon, alive_within: float) -> tuple[bool, float]:
     """Whether the loop came round within `alive_within` seconds, and how long ago it did."""
     since = max(0.0, time.monotonic() - daemon.loop_at)
     return since <= alive_within, since
-
-
-def readiness(daemon: Daemon, settings: HttpConfig, alive_within: float) -> list[dict[str, Any]]:
-    """Why the daemon is not ready, one dict per reason; empty when it is."""
-    reasons: list[dict[str, Any]] = []
-    alive, since = liveness(daemon, alive_within)
-    if not alive:
-        reasons.append(
-            {"reason": "loop_stalled", "detail": f"the loop last came round {since:.1f} s ago"}
-        )
-    if daemon.stopping:
-        reasons.append({"reason": "stopping"})
-    for link in daemon.links:
-        if not link.connected:
-            detail = link.down or "not connected yet"
-            reasons.append({"reason": "broker_down", "broker": link.name, "detail": detail})
-        elif not link.ready:
-            reasons.append({"reason": "subscriptions_pending", "broker": link.name})
-        box = link.outbox
-        if box is not None and box.bytes > settings.ready_outbox_fill * box.max_bytes:
-            reasons.append(
-                {
-                    "reason": "outbox_filling",
-                    "broker": link.name,
-                    "detail": f"{box.bytes} of {box.max_bytes} bytes ({box.entries} entries)",
-                }
-            )
-    for pipeline in daemon.pipelines:
-        steps = pipeline.steps
-        if steps and all(step.guard.out for step in steps):
-            reasons.append({"reason": "all_filters_quarantined", "pipeline": pipeline.name})
-    return reasons
 
 
 class _UnixHTTPServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
@@ -191,7 +160,9 @@ def _handler(endpoint: HttpEndpoint) -> type[BaseHTTPRequestHandler]:
                 body = {"alive": alive, "loop_last_round_s": round(since, 3)}
                 self._json(200 if alive else 503, body)
             elif path == "/readyz":
-                reasons = readiness(daemon, endpoint.settings, endpoint.alive_within)
+                reasons = readiness(
+                    daemon, endpoint.settings.ready_outbox_fill, endpoint.alive_within
+                )
                 self._json(503 if reasons else 200, {"ready": not reasons, "reasons": reasons})
             else:
                 self._json(

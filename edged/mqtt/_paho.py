@@ -24,14 +24,13 @@ from __future__ import annotations
 import contextlib
 from collections import deque
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import paho.mqtt.client as paho
 from paho.mqtt.client import MQTTMessage, MQTTMessageInfo
 from paho.mqtt.enums import MessageState, MQTTErrorCode
 
-from edged.mqtt.message import Message
+from edged.mqtt.message import Message, Unacked
 
 _SUBSCRIPTION_IDENTIFIER = 0x0B
 _READ_SIZE = 65536
@@ -44,17 +43,6 @@ Receiver = Callable[[Message], None]
 #: told of each outgoing QoS 1/2 publish the broker acknowledged: `(mid, refused)`, where
 #: `refused` is an MQTT 5 reason code of failure (the broker took the packet but not the message)
 Acked = Callable[[int, bool], None]
-
-
-@dataclass(frozen=True, slots=True)
-class Unacked:
-    """An outgoing QoS 1/2 publish the broker had not acknowledged when the connection went."""
-
-    mid: int
-    topic: str
-    payload: bytes
-    qos: int
-    retain: bool
 
 
 class _SentInfo(MQTTMessageInfo):
@@ -200,7 +188,9 @@ class Client(paho.Client):
             if not ((packet["command"] & 0xF0) == _PUBLISH and packet["qos"])
         )
         return [
-            Unacked(m.mid, m.topic, bytes(m.payload), m.qos, bool(m.retain)) for m in taken if m.qos
+            Unacked(m.mid, m.topic, bytes(m.payload), m.qos, bool(m.retain), m.state != _QUEUED)
+            for m in taken
+            if m.qos
         ]
 
     def _do_on_publish(self, mid: int, reason_code: Any, properties: Any) -> MQTTErrorCode:

@@ -110,6 +110,16 @@ class AckWindow:
                 self._release(queue)
         return True
 
+    def rename(self, out_id: int, new_id: int) -> bool:
+        """The input waiting for output `out_id` waits for `new_id` instead (an output handed
+        from a gone connection, whose message id will be reused, to the outbox's commit);
+        False when no input waits for it."""
+        held = self._by_output.pop(out_id, None)
+        if held is None:
+            return False
+        self._by_output[new_id] = held
+        return True
+
     def source_of(self, out_id: int) -> int | None:
         """The source link of the unacknowledged input output `out_id` was made for, or None
         when no input waits for it."""

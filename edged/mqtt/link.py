@@ -44,11 +44,13 @@ from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from edged.config.model import BrokerConfig
-from edged.mqtt._paho import Client, Unacked
+from edged.errors import OutputRefused
+from edged.mqtt._paho import Client
 from edged.mqtt.acks import next_token
 from edged.mqtt.connect import make_client
-from edged.mqtt.message import Message, TopicSubscription
+from edged.mqtt.message import Message, TopicSubscription, Unacked
 from edged.mqtt.outbox import Outbox
+from edged.mqtt.poison import STRIKES, PoisonWatch, packet_size
 
 log = structlog.get_logger("edged.mqtt")
 
@@ -60,6 +62,31 @@ _SPILL_DELAY = 0.25
 # until they are acknowledged, so this bounds that link's rate to 100 / 0.02 s = 5,000 msgs/s
 # while keeping the commits (each an fsync) to 50 a second.
 _SPILL_DELAY_AWAITED = 0.02
+# A write the outbox's disk refused (full, read-only, I/O error) is tried again after this long,
+# doubling up to the longest: each try is one failed transaction, cheap, but never in a loop.
+_STORE_RETRY_MIN = 0.5
+_STORE_RETRY_MAX = 8.0
+#: outputs held in memory while the outbox cannot be written, past which the daemon reads its
+#: brokers slowly: their inputs stay unacknowledged, and an MQTT 5 broker sends no more than its
+#: Receive Maximum of them anyway, but an MQTT 3.1.1 broker may have no such bound
+HOLD_MAX = 10_000
+
+#: what refused outputs are handed to: `(refusal, topic, payload, qos)`
+Refused = Callable[[OutputRefused, str, bytes, int], None]
+
+
+class _Kept:
+    """One output for the outbox, not yet committed; `token` is what an input waits for
+    (0: nothing does)."""
+
+    __slots__ = ("payload", "qos", "retain", "token", "topic")
+
+    def __init__(self, topic: str, payload: bytes, qos: int, retain: bool, token: int) -> None:
+        self.topic = topic
+        self.payload = payload
+        self.qos = qos
+        self.retain = retain
+        self.token = token
 
 
 class BrokerLink:
@@ -78,6 +105,7 @@ class BrokerLink:
         on_ready: Callable[[], None] | None = None,
         on_acked: Callable[[int], None] | None = None,
         on_lost: Callable[[list[Unacked]], None] | None = None,
+        on_refused: Refused | None = None,
         outbox: Outbox | None = None,
         max_queued_publishes: int = 10_000,
     ) -> None:
@@ -89,13 +117,24 @@ class BrokerLink:
         self.outbox = outbox
         self._on_acked = on_acked
         self._on_lost = on_lost
+        self._on_refused = on_refused
         #: outgoing mid of a replayed outbox entry -> its sequence number
         self._replaying: dict[int, int] = {}
         self._replay_cursor = 0
         self._replayed: list[int] = []  # acknowledged, to delete from the outbox
-        self._spill: list[tuple[str, bytes, int, bool]] = []  # for the outbox, not yet written
+        self._undeleted: set[int] = set()  # replayed and acknowledged, deletion failed
+        self._spill: list[_Kept] = []  # for the outbox, not yet written
         self._spill_since = 0.0
-        self._spill_tokens: list[int] = []  # outputs kept while connected, awaited by inputs
+        self._spill_awaited = 0  # of those, outputs inputs wait for
+        self._store_at = 0.0  # not before: the last write failed
+        self._store_delay = _STORE_RETRY_MIN
+        #: the largest packet the broker takes (MQTT 5 CONNACK Maximum Packet Size), and the
+        #: outputs it would never take: kept across reconnects, a broker says it again
+        self.max_packet: int | None = None
+        self._poison = PoisonWatch()
+        self._window = 0  # the broker's Receive Maximum (0: none)
+        self.over_packet_size = 0  # outputs over max_packet, dead-lettered
+        self.poison_outputs = 0  # outputs found to be poison, dead-lettered
         self._health = "online"
         self.refused_by_broker = 0  # MQTT 5 PUBACKs with a failure reason code
         self.session_lost = 0  # reconnects where the broker had forgotten the session
@@ -221,8 +260,9 @@ class BrokerLink:
         elif not self.connected and self.client.socket() is None:
             wait = max(0.0, self._retry_at - now)
         if self._spill:
-            delay = _SPILL_DELAY_AWAITED if self._spill_tokens else _SPILL_DELAY
-            wait = min(wait, max(0.0, self._spill_since + delay - now))
+            delay = _SPILL_DELAY_AWAITED if self._spill_awaited else _SPILL_DELAY
+            at = max(self._spill_since + delay, self._store_at)
+            wait = min(wait, max(0.0, at - now))
         return wait
 
     def drain(self, limit: int) -> int:
@@ -275,7 +315,7 @@ class BrokerLink:
             while not info.is_published() and self.connected and time.monotonic() < deadline:
                 self.client.loop(0.05)
             if self.connected:
-                self._take_unacked()  # what the broker has not acknowledged by now
+                self._take_unacked(dropped=False)  # what the broker has not acknowledged yet
             self.connected = False  # what follows is our own goodbye, not a lost broker
             self.client.disconnect()
             self.client.loop(0.05)
@@ -292,6 +332,10 @@ class BrokerLink:
         was refused (QoS 0 and not connected or over the rate, or paho's queue full)."""
         # A token of the rate is taken only for a publish that goes out now: one kept for the
         # outbox takes its token when it is replayed.
+        if self.max_packet is not None or self._poison:
+            refused = self.refusal(topic, payload, qos)
+            if refused is not None:
+                raise refused
         if qos == 0:
             if not self.connected:  # mid-connect the connect thread owns the client
                 return None
@@ -318,11 +362,8 @@ class BrokerLink:
         stand-in id, negative)."""
         if self.outbox is None:
             return None
-        self.keep_for_outbox(topic, payload, qos, retain)
-        if not awaited:
-            return 0
-        token = next_token()
-        self._spill_tokens.append(token)
+        token = next_token() if awaited else 0
+        self.keep_for_outbox(topic, payload, qos, retain, token)
         return token
 
     def _refill(self) -> float:
@@ -342,11 +383,50 @@ class BrokerLink:
 
     # -- the outbox ------------------------------------------------------------------------
 
-    def keep_for_outbox(self, topic: str, payload: bytes, qos: int, retain: bool) -> None:
-        """Store this publish in the outbox with the next `flush_outbox()`."""
+    def refusal(self, topic: str, payload: bytes, qos: int) -> OutputRefused | None:
+        """Why the broker would never take this publish (counted), or None."""
+        limit = self.max_packet
+        poison = self._poison
+        # A packet is at most 10 bytes besides its topic (<= 4 bytes a character) and payload.
+        if not poison and (limit is None or len(payload) + 4 * len(topic) + 10 <= limit):
+            return None
+        size = packet_size(len(topic.encode()), len(payload), qos, self.v5)
+        if limit is not None and size > limit:
+            self.over_packet_size += 1
+            return OutputRefused(
+                self.name,
+                "broker_limit",
+                f"a packet of {size} bytes is over the Maximum Packet Size of broker "
+                f"{self.name!r} ({limit} bytes, from its CONNACK)",
+            )
+        if poison.is_poison(topic, payload):
+            self.poison_outputs += 1
+            return OutputRefused(
+                self.name,
+                "poison_output",
+                f"broker {self.name!r} closed the connection each time this publish (a packet "
+                f"of {size} bytes) was the one in flight, {STRIKES} times",
+            )
+        return None
+
+    def keep_for_outbox(
+        self, topic: str, payload: bytes, qos: int, retain: bool, token: int = 0
+    ) -> bool:
+        """Store this publish in the outbox with the next `flush_outbox()`, which releases
+        `token` once it is committed. False when the broker would never take it: it is handed
+        to `on_refused` instead, and `token` is the caller's to release."""
+        if self.max_packet is not None or self._poison:
+            refused = self.refusal(topic, payload, qos)
+            if refused is not None:
+                if self._on_refused is not None:
+                    self._on_refused(refused, topic, payload, qos)
+                return False
         if not self._spill:
             self._spill_since = time.monotonic()
-        self._spill.append((topic, payload, qos, retain))
+        self._spill.append(_Kept(topic, payload, qos, retain, token))
+        if token:
+            self._spill_awaited += 1
+        return True
 
     def flush_outbox(self, *, now: bool = False) -> int:
         """Write what was kept for the outbox (in one transaction) once there is enough of it or
@@ -361,24 +441,78 @@ class BrokerLink:
             return 0
         stored = 0
         spill = self._spill
-        if spill and (
-            now
-            or len(spill) >= _SPILL_BATCH
-            or time.monotonic() - self._spill_since
-            >= (_SPILL_DELAY_AWAITED if self._spill_tokens else _SPILL_DELAY)
+        clock = time.monotonic()
+        if (
+            spill
+            and clock >= self._store_at
+            and (
+                now
+                or len(spill) >= _SPILL_BATCH
+                or clock - self._spill_since
+                >= (_SPILL_DELAY_AWAITED if self._spill_awaited else _SPILL_DELAY)
+            )
         ):
-            self._spill = []
-            stored = outbox.put(spill, sent_through=self._replay_cursor if self._replaying else 0)
-            tokens, self._spill_tokens = self._spill_tokens, []
-            if self._on_acked is not None:
-                # Stored, or refused and counted by the outbox: either way nothing more will
-                # come of them, and their inputs are released.
-                for token in tokens:
-                    self._on_acked(token)
-        if self._replayed:
+            stored = outbox.put(
+                [(k.topic, k.payload, k.qos, k.retain) for k in spill],
+                sent_through=self._replay_cursor if self._replaying else 0,
+            )
+            if outbox.problem is None:
+                self._spill = []
+                self._spill_awaited = 0
+                self._store_delay = _STORE_RETRY_MIN
+                if self._on_acked is not None:
+                    # Stored, or refused and counted by the outbox's bounds: either way nothing
+                    # more will come of them, and their inputs are released.
+                    for kept in spill:
+                        if kept.token:
+                            self._on_acked(kept.token)
+            else:
+                self._store_failed(clock)
+        if self._replayed and clock >= self._store_at:
             done, self._replayed = self._replayed, []
-            outbox.delete(done)
+            if outbox.delete(done):
+                self._undeleted.difference_update(done)
+            else:
+                # Still in the file, and sent: kept out of every replay until the deletion goes
+                # through, so a full disk never sends an entry twice.
+                self._replayed = done
+                self._undeleted.update(done)
+                self._store_failed(clock)
         return stored
+
+    def _store_failed(self, clock: float) -> None:
+        """The outbox's disk refused a write. An output an input waits for stays here, and its
+        input unacknowledged: its broker keeps the input, and the daemon reads more slowly
+        (`holding`). What no input stands behind (a tick's output, a QoS 0 input's) is lost,
+        counted as `unstored`."""
+        outbox = self.outbox
+        assert outbox is not None
+        held = [kept for kept in self._spill if kept.token]
+        lost = len(self._spill) - len(held)
+        if lost:
+            outbox.counters.unstored += lost
+            log.error(
+                "outputs_unstored",
+                broker=self.name,
+                entries=lost,
+                reason=outbox.problem,
+                held_for_their_inputs=len(held),
+            )
+        self._spill = held
+        self._spill_awaited = len(held)
+        self._store_at = clock + self._store_delay
+        self._store_delay = min(self._store_delay * 2, _STORE_RETRY_MAX)
+
+    @property
+    def write_failing(self) -> str | None:
+        """Why the outbox cannot be written (full disk, read-only, I/O error), while it cannot."""
+        return None if self.outbox is None else self.outbox.problem
+
+    @property
+    def holding(self) -> bool:
+        """So many outputs wait in memory for an outbox that cannot be written that reading
+        more inputs must slow down."""
+        return len(self._spill) >= HOLD_MAX and self.write_failing is not None
 
     def replay(self, batch: int = 200) -> int:
         """Send up to `batch` more outbox entries, oldest first, while connected and the
@@ -391,8 +525,21 @@ class BrokerLink:
             room = min(room, int(self._refill()))
         if room <= 0:
             return 0
+        if outbox.entries <= len(self._undeleted):
+            return 0  # only what was delivered and could not be deleted yet
         sent = 0
         for entry in outbox.oldest(min(batch, room), after=self._replay_cursor):
+            if entry.seq in self._undeleted:
+                self._replay_cursor = entry.seq
+                continue
+            if self.max_packet is not None or self._poison:
+                refused = self.refusal(entry.topic, entry.payload, entry.qos)
+                if refused is not None:
+                    self._replay_cursor = entry.seq
+                    self._replayed.append(entry.seq)  # out of the outbox: dead-lettered
+                    if self._on_refused is not None:
+                        self._on_refused(refused, entry.topic, entry.payload, entry.qos)
+                    continue
             if self._rate is not None and not self._take_token():
                 break
             info = self.client.publish(entry.topic, entry.payload, entry.qos, entry.retain)
@@ -405,22 +552,37 @@ class BrokerLink:
 
     @property
     def replay_pending(self) -> bool:
-        return self.outbox is not None and self.outbox.entries > 0
+        return self.outbox is not None and self.outbox.entries > len(self._undeleted)
 
     def _acked(self, mid: int, refused: bool) -> None:
         if refused:
             self.refused_by_broker += 1
+        poison = self._poison
+        if poison.careful:
+            poison.acked()
+            if not poison.careful:
+                self.client.set_send_window(self._window)  # the suspects went through
         seq = self._replaying.pop(mid, None)
         if seq is not None:
             self._replayed.append(seq)
         elif self._on_acked is not None:
             self._on_acked(mid + self.key_base)
 
-    def _take_unacked(self) -> None:
+    def _take_unacked(self, dropped: bool = True) -> None:
         """The connection went: hand every unacknowledged output to the daemon (which keeps in
         the outbox what no redelivery would make again) and forget the replays under way: their
-        entries are still in the outbox and go again after the reconnect."""
+        entries are still in the outbox and go again after the reconnect. When the broker
+        `dropped` it, what was in flight may be poison (`edged.mqtt.poison`)."""
         unacked = self.client.take_unacked()
+        if dropped:
+            found = self._poison.dropped([(u.topic, u.payload) for u in unacked if u.sent])
+            if found is not None:
+                log.warning(
+                    "poison_output_found",
+                    broker=self.name,
+                    strikes=STRIKES,
+                    hint="the broker disconnects whenever it is sent: it will be dead-lettered",
+                )
         replaying, self._replaying = self._replaying, {}
         self._replay_cursor = 0
         base = self.key_base
@@ -566,7 +728,15 @@ class BrokerLink:
         self.connects += 1
         self._delay = self._broker.reconnect_min_delay
         window = getattr(props, "ReceiveMaximum", 0) if self.v5 else 0
-        self.client.set_send_window(window if 0 < window < self._max_queued else 0)
+        self._window = window if 0 < window < self._max_queued else 0
+        # After a disconnect with publishes in flight, one at a time until as many went through
+        # (edged.mqtt.poison).
+        self.client.set_send_window(1 if self._poison.careful else self._window)
+        if self.v5:
+            announced = getattr(props, "MaximumPacketSize", None)
+            if announced != self.max_packet:
+                log.info("broker_max_packet_size", broker=self.name, bytes=announced)
+            self.max_packet = None if announced is None else int(announced)
         session = bool(flags.session_present)
         log.info(
             "broker_connected",
@@ -658,5 +828,9 @@ class BrokerLink:
             "unacked_outputs": self.client.unacked_publishes(),
             "refused_by_broker": self.refused_by_broker,
             "rate_limited": self.rate_limited,
+            "max_packet_size": self.max_packet,
+            "over_packet_size": self.over_packet_size,
+            "poison_outputs": self.poison_outputs,
+            "outbox_write_failing": self.write_failing,
             "outbox": None if self.outbox is None else self.outbox.snapshot(),
         }

@@ -85,3 +85,15 @@ def payload_fields(payload: bytes) -> dict[str, str]:
         return {"payload": payload.decode()}
     except UnicodeDecodeError:
         return {"payload_b64": base64.b64encode(payload).decode()}
+
+
+@dataclass(frozen=True, slots=True)
+class Unacked:
+    """An outgoing QoS 1/2 publish the broker had not acknowledged when the connection went."""
+
+    mid: int
+    topic: str
+    payload: bytes
+    qos: int
+    retain: bool
+    sent: bool = True  # written to the broker (not held back by the send window)

@@ -190,8 +190,9 @@ class Outbox:
                     rows,
                 )
         except sqlite3.Error as exc:
+            # Nothing stored: the caller decides what becomes of them (BrokerLink holds the
+            # outputs inputs wait for and counts the rest as `unstored`).
             self._failed(exc)
-            self.counters.unstored += len(rows)
             return 0
         self.problem = None
         refused = len(items) - len(rows)
@@ -223,11 +224,12 @@ class Outbox:
         db.executemany("DELETE FROM outbox WHERE seq = ?", ((s,) for s in seqs))
         return len(seqs), freed
 
-    def delete(self, seqs: Iterable[int]) -> None:
-        """Forget entries the broker acknowledged after their replay."""
+    def delete(self, seqs: Iterable[int]) -> bool:
+        """Forget entries the broker acknowledged after their replay; False when the disk
+        refused (they are still here)."""
         wanted = sorted(set(seqs))
         if not wanted:
-            return
+            return True
         gone, size = 0, 0
         try:
             with self._transaction() as db:
@@ -242,12 +244,14 @@ class Outbox:
                     db.execute(f"DELETE FROM outbox WHERE seq IN ({marks})", chunk)
                     gone, size = gone + count, size + freed
         except sqlite3.Error as exc:
-            self._failed(exc)  # they stay, and are sent again: at least once, not lost
-            return
+            self._failed(exc)  # they stay; the caller keeps them out of the replays
+            return False
+        self.problem = None
         self.counters.replayed += gone
         self.entries -= gone
         self.bytes -= size
         self._oldest = self._min_created() if self.entries else None
+        return True
 
     def expire(self, now: float | None = None) -> int:
         """Delete the entries older than `max_age`; how many went."""

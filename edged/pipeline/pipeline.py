@@ -10,12 +10,13 @@ from typing import Literal
 import structlog
 
 from edged.engine import Filter, Outcome, Record
-from edged.errors import FilterCallError, ModuleError
+from edged.errors import FilterCallError, ModuleError, OutputRefused
 from edged.pipeline.counters import BurstWarning, PipelineCounters
 from edged.pipeline.outputs import Destination, OutputRules
 from edged.pipeline.violations import DeadLetter, Guard, ViolationPolicy, dead_letter_record
 
-#: `(topic, payload, qos, retain, broker) -> accepted`
+#: `(topic, payload, qos, retain, broker) -> accepted`; raises OutputRefused for an output
+#: its broker would never take
 Publisher = Callable[[str, bytes, int, bool, str], bool]
 
 log = structlog.get_logger("edged.pipeline")
@@ -148,19 +149,28 @@ class Pipeline:
         if len(payload) > dest.max_payload:
             self._over_broker_limit(dest, topic, payload)
             return
-        if self._publish(dest.topic, payload, dest.qos, dest.retain, dest.broker):
+        try:
+            published = self._publish(dest.topic, payload, dest.qos, dest.retain, dest.broker)
+        except OutputRefused as refused:
+            self._refused(dest, topic, payload, refused.reason, refused.detail)
+            return
+        if published:
             self.counters.published += 1
         else:
             self.counters.dropped["publish_failed"] += 1
 
     def _over_broker_limit(self, dest: Destination, topic: bytes, payload: bytes) -> None:
-        """An output its broker would drop without a word: counted and dead-lettered instead
-        (never the filter's fault, so no reason to quarantine it)."""
-        self.counters.dropped[BROKER_LIMIT] += 1
+        self._refused(dest, topic, payload, BROKER_LIMIT, dest.over_limit(payload))
+
+    def _refused(
+        self, dest: Destination, topic: bytes, payload: bytes, reason: str, detail: str
+    ) -> None:
+        """An output its broker would drop without a word, or disconnect on: counted and
+        dead-lettered instead (never the filter's fault, so no reason to quarantine it)."""
+        self.counters.dropped[reason] += 1
         self._failures += 1
-        detail = dest.over_limit(payload)
         if self._dead_letter is not None:
-            record = dead_letter_record(self.name, None, BROKER_LIMIT, detail, topic, payload)
+            record = dead_letter_record(self.name, None, reason, detail, topic, payload)
             record["output_topic"] = dest.topic
             record["broker"] = dest.broker
             self._dead_letter(record)

@@ -22,12 +22,18 @@ class Stream(threading.Thread):
     the broker is seq order."""
 
     def __init__(
-        self, client: Client, topic: str | Callable[[int], str], count: int, rate: float
+        self,
+        client: Client,
+        topic: str | Callable[[int], str],
+        count: int,
+        rate: float,
+        pad: int = 0,
     ) -> None:
         super().__init__(daemon=True)
         self.client = client
         self.topic = topic if callable(topic) else (lambda _seq, fixed=topic: fixed)
         self.count, self.rate = count, rate
+        self.pad = "x" * pad  # a `pad` field of this many bytes in each payload, for size
         self.published = 0
 
     def run(self) -> None:
@@ -37,7 +43,8 @@ class Stream(threading.Thread):
                 delay = started + seq / self.rate - time.monotonic()
                 if delay > 0:
                     time.sleep(delay)
-            self.client.paho.publish(self.topic(seq), json.dumps({"seq": seq}), qos=1)
+            body = {"seq": seq, "pad": self.pad} if self.pad else {"seq": seq}
+            self.client.paho.publish(self.topic(seq), json.dumps(body), qos=1)
             self.published += 1
 
     def finish(self, timeout: float = 120.0) -> None:

@@ -35,6 +35,7 @@ from tests.helpers.daemon import DaemonProcess, write_config
 from tests.helpers.delivery import Stream
 from tests.helpers.mqtt import Client
 from tests.helpers.paths import wasm
+from tests.integration.conftest import Start
 
 PREFIX = "edged"
 NODE = "gw-1"
@@ -51,7 +52,6 @@ topic read #
 """
 #: the local broker's users (a password file): the gateway's and the test side's own
 LOCAL_USERS = {"gateway": "gw-secret", "tester": "t-secret"}
-Start = Callable[..., DaemonProcess]
 
 
 @pytest.fixture(scope="module")
@@ -72,24 +72,6 @@ def cloud(pki: Pki) -> Iterator[PrivateBroker]:
     persistence, so that `halt()` and `start()` keep the test side's session."""
     with tls_broker(pki, persistence=True, acl=CLOUD_ACL) as running:
         yield running
-
-
-@pytest.fixture
-def start(tmp_path: Path) -> Iterator[Start]:
-    """Start `edged run` on a config dict; every daemon started is stopped at the end."""
-    started: list[DaemonProcess] = []
-
-    def run(data: dict[str, Any], control: PrivateBroker | None = None) -> DaemonProcess:
-        name = f"{data['node_id']}-{len(started)}"
-        path = write_config(tmp_path / f"{name}.yaml", data)
-        status = f"{data.get('topic_prefix', PREFIX)}/{data['node_id']}/status"
-        daemon = DaemonProcess(path, status, control)
-        started.append(daemon)
-        return daemon
-
-    yield run
-    for daemon in started:
-        daemon.stop()
 
 
 def link(broker: PrivateBroker, pki: Pki | None = None, **settings: Any) -> dict[str, Any]:

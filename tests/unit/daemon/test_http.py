@@ -192,6 +192,33 @@ def test_readyz_says_when_an_outbox_fills(tmp_path: Path) -> None:
         d._close_links()
 
 
+def test_readyz_and_the_status_name_an_outbox_the_disk_refuses(daemon: Daemon) -> None:
+    """Outputs for the cloud (down) that its outbox cannot store: /readyz says
+    outbox_write_failing for the cloud with the disk's words, and so does the retained status;
+    the inputs they came from stay unacknowledged."""
+    from edged.daemon import health
+
+    cloud = daemon.links[1]
+    assert cloud.outbox is not None
+    cloud.outbox._db.execute("PRAGMA query_only=1")  # every write refused, as read-only
+    _feed(daemon, [40, 41, 42])
+    cloud.flush_outbox(now=True)
+    _, body = _get(daemon, "/readyz")
+    failing = [r for r in json.loads(body)["reasons"] if r["reason"] == "outbox_write_failing"]
+    assert [r["broker"] for r in failing] == ["cloud"]
+    assert "readonly" in failing[0]["detail"] or "read-only" in failing[0]["detail"]
+    assert len(daemon.window) == 3
+    state, reason, _ = health.status(daemon)
+    assert state == "degraded" and reason is not None
+    assert "cloud: outbox write failing" in reason
+    cloud.outbox._db.execute("PRAGMA query_only=0")
+    cloud._store_at = 0.0
+    cloud.flush_outbox(now=True)
+    assert len(daemon.window) == 0
+    _, body = _get(daemon, "/readyz")
+    assert "outbox_write_failing" not in body.decode()
+
+
 def test_unknown_paths_get_404(daemon: Daemon) -> None:
     """A wrong path says which ones exist."""
     status, body = _get(daemon, "/metric")

@@ -99,7 +99,8 @@ def test_entries_past_max_age_expire(tmp_path: Path) -> None:
 
 def test_a_full_disk_is_counted_not_raised(tmp_path: Path) -> None:
     """A write the disk refuses stores nothing, is counted and logged once; what was stored
-    before stays, and writing works again once there is room."""
+    before stays, and writing works again once there is room. What becomes of the refused
+    entries is the link's to decide (and count): none is `unstored` here."""
     outbox = Outbox(tmp_path / "o.sqlite3", max_bytes=1 << 30)
     outbox.put(items(2))
     pages = outbox._db.execute("PRAGMA page_count").fetchone()[0]
@@ -108,7 +109,7 @@ def test_a_full_disk_is_counted_not_raised(tmp_path: Path) -> None:
         assert outbox.put(items(2000, size=1000)) == 0
         assert outbox.put(items(2000, size=1000)) == 0
     assert outbox.counters.write_errors == 2
-    assert outbox.counters.unstored == 4000
+    assert outbox.counters.unstored == 0
     assert [e["event"] for e in logs] == ["outbox_write_failed"]
     assert outbox.problem is not None and "full" in outbox.problem
     assert outbox.entries == 2 and len(outbox.oldest(10)) == 2
@@ -182,3 +183,17 @@ def test_entry_overhead_is_what_the_file_spends(tmp_path: Path) -> None:
     assert per_row <= ENTRY_OVERHEAD + 8  # within a page's rounding
     with sqlite3.connect(path) as db:
         assert db.execute("SELECT count(*) FROM outbox").fetchone()[0] == 10_000
+
+
+def test_a_deletion_the_disk_refuses_says_so_and_keeps_the_entries(tmp_path: Path) -> None:
+    """Deleting needs room too (the WAL): refused, the entries stay, `delete` says False, and
+    a later deletion goes through."""
+    outbox = Outbox(tmp_path / "o.sqlite3", max_bytes=1 << 30)
+    outbox.put(items(3))
+    seqs = [e.seq for e in outbox.oldest(3)]
+    outbox._db.execute("PRAGMA query_only=1")  # every write refused, as on a read-only disk
+    assert outbox.delete(seqs[:2]) is False
+    assert outbox.entries == 3 and outbox.problem is not None
+    outbox._db.execute("PRAGMA query_only=0")
+    assert outbox.delete(seqs[:2]) is True
+    assert [e.seq for e in outbox.oldest(3)] == seqs[2:] and outbox.problem is None
