@@ -30,7 +30,8 @@ def check_config(args: argparse.Namespace) -> int:
     for broker in config.brokers.values():
         # where the broker is in the config: `broker:` is the one named `default`
         key = "broker" if broker.name == DEFAULT_BROKER else f"brokers.{broker.name}"
-        for warning in session_warnings(broker.host, broker.session_expiry, key=key):
+        warnings = session_warnings(broker.host, broker.session_expiry, key=key, port=broker.port)
+        for warning in warnings:
             print(f"edged: warning: {warning}", file=sys.stderr)
     if config.http is not None and not config.http.loopback:
         print(

@@ -297,11 +297,39 @@ def read_settings(conf: Path) -> dict[str, str]:
     return settings
 
 
+def listener_ports(conf: Path) -> set[int]:
+    """The TCP ports a mosquitto config listens on (`listener`, `port`, in its `include_dir`s
+    too); mosquitto's default 1883 when it names none."""
+    ports: set[int] = set()
+
+    def scan(path: Path) -> None:
+        try:
+            lines = path.read_text(errors="replace").splitlines()
+        except OSError:
+            return
+        for line in lines:
+            words = line.split()
+            if len(words) >= 2 and words[0] in ("listener", "port") and words[1].isdigit():
+                ports.add(int(words[1]))
+            elif len(words) >= 2 and words[0] == "include_dir":
+                directory = path.parent / words[1]
+                for part in sorted(directory.glob("*.conf")) if directory.is_dir() else ():
+                    scan(part)
+
+    scan(conf)
+    return ports or {1883}
+
+
 def session_warnings(
-    host: str, session_expiry: int, conf: Path = SYSTEM_CONF, key: str = "broker"
+    host: str,
+    session_expiry: int,
+    conf: Path = SYSTEM_CONF,
+    key: str = "broker",
+    port: int | None = None,
 ) -> list[str]:
     """What a local mosquitto's config would lose of what edged's session relies on (see
-    docs/delivery.md); nothing when the broker is elsewhere or its config cannot be read.
+    docs/delivery.md); nothing when the broker is elsewhere, listens on another `port` than any
+    of that config's (another broker, with a config of its own), or its config cannot be read.
     `key` is the broker's place in the config (`broker`, or `brokers.<name>`)."""
     if session_expiry == 0:
         return [
@@ -309,6 +337,8 @@ def session_warnings(
             "published while edged is stopped or disconnected are not delivered to it"
         ]
     if host not in _LOCAL_HOSTS or not conf.is_file():
+        return []
+    if port is not None and port not in listener_ports(conf):
         return []
     settings = read_settings(conf)
     warnings = []

@@ -53,3 +53,18 @@ def test_a_clean_session_is_always_said(tmp_path: Path) -> None:
     """session_expiry 0 keeps nothing for a stopped edged, wherever the broker is."""
     (warning,) = session_warnings("broker.example", 0, tmp_path / "missing.conf")
     assert "session_expiry is 0" in warning
+
+
+def test_a_broker_on_a_port_the_system_config_does_not_listen_on_is_not_judged(
+    tmp_path: Path,
+) -> None:
+    """A private mosquitto on port 18830 with its own config is not the one whose file is read:
+    no warning about that file. On the port it does listen on (1883 when it names none, or its
+    `listener` lines, include_dir files too), the warning stands."""
+    path = conf(tmp_path, "persistence true\n")
+    assert session_warnings("localhost", 86400, path, port=18830) == []
+    (warning,) = session_warnings("localhost", 86400, path, port=1883)
+    assert "max_queued_messages is 1000" in warning
+    path = conf(tmp_path, "persistence true\ninclude_dir conf.d\n", extra="listener 18830\n")
+    (warning,) = session_warnings("localhost", 86400, path, port=18830)
+    assert session_warnings("localhost", 86400, path, port=1883) == []
