@@ -22,6 +22,7 @@ anything else, QoS 2 or any other property, takes paho's own path and is then co
 from __future__ import annotations
 
 import contextlib
+import ssl
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -164,6 +165,9 @@ class Client(paho.Client):
         # message ids of QoS 1/2 publishes held back by the send window, oldest first
         self._held_back: deque[int] = deque()
         self.on_message = self._converted
+        #: why the last read failed (a TLS alert such as "sslv3 alert certificate revoked",
+        #: or a reset), which paho only logs; the link clears it for each connection
+        self.read_error: str | None = None
 
     def _converted(self, _client: paho.Client, _userdata: object, message: MQTTMessage) -> None:
         if self.on_received is not None:
@@ -287,6 +291,15 @@ class Client(paho.Client):
         if self.socket() is not None:
             self.loop_write()
 
+    def use_tls(self, context: ssl.SSLContext) -> None:
+        """Connect with this TLS context from the next connect on, in place of any earlier one:
+        the files it was made from are read again for every attempt (edged.mqtt.credentials),
+        and paho's `tls_set_context` refuses to be called a second time."""
+        self._ssl = True  # paho private: wrap the socket in TLS when connecting
+        self._ssl_context = context  # paho private: the context it wraps it with
+        # paho private: paho checks the host name itself only when the context does not
+        self._tls_insecure = not context.check_hostname
+
     # -- buffered reading ------------------------------------------------------------------
 
     def buffered(self) -> int:
@@ -298,7 +311,14 @@ class Client(paho.Client):
         pos = self._rpos
         buf = self._rbuf
         if pos >= len(buf):
-            data: bytes = super()._sock_recv(_READ_SIZE)
+            try:
+                data: bytes = super()._sock_recv(_READ_SIZE)
+            except BlockingIOError:
+                raise  # nothing to read yet (paho's own turns TLS's want-read into this)
+            except OSError as exc:
+                reason = exc.reason if isinstance(exc, ssl.SSLError) else None
+                self.read_error = reason.lower().replace("_", " ") if reason else str(exc)
+                raise
             if len(data) <= bufsize:
                 return data  # all of it wanted, or b"" for a closed connection
             self._rbuf = buf = data

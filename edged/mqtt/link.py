@@ -115,6 +115,14 @@ class BrokerLink:
         self._ever_connected = False
         self._connecting: threading.Thread | None = None
         self._connect_error: str | None = None
+        # A connection is open and CONNECT sent, with no CONNACK yet. A broker that refuses
+        # the client certificate under TLS 1.3 does so after the client's side of the
+        # handshake completed (the alert arrives on the first read), and a broker may close
+        # before its CONNACK: either way the attempt failed and must wait its backoff.
+        # Without this, a close first seen by `drain` (the daemon reads before it steps)
+        # went unnoticed and the next `step` reconnected at once: measured at ~27 TLS
+        # attempts a second against a broker refusing the certificate, 1,631 in 60 s.
+        self._attempting = False
         #: why the link is down, from its last failed attempt or drop; None while it is up or
         #: has not tried yet
         self.down: str | None = None
@@ -169,14 +177,10 @@ class BrokerLink:
             self._try_connect()
             return
         rc = self.client.loop(timeout)
-        # A drop after CONNACK reaches `_disconnected`; this catches one before it, without
-        # backing off twice for the same failure.
-        if (
-            rc != paho.MQTT_ERR_SUCCESS
-            and not self.connected
-            and time.monotonic() >= self._retry_at
-        ):
-            self._lost(f"network loop: {paho.error_string(rc)}")
+        # A drop reaches `_disconnected`, before CONNACK as after it; this catches an error of
+        # paho's loop that closed nothing, once per attempt.
+        if rc != paho.MQTT_ERR_SUCCESS and self._attempting:
+            self._lost(f"network loop before CONNACK: {paho.error_string(rc)}")
 
     def service(self) -> None:
         """Write what is queued and keep the connection alive, without reading anything."""
@@ -509,6 +513,8 @@ class BrokerLink:
         self._connecting = None
         if self._connect_error is not None:
             self._lost(self._connect_error)
+        else:
+            self._attempting = True  # until CONNACK, or the connection's end
 
     def _connect(self) -> None:
         """Open the connection and send CONNECT (paho blocks for all of it). Runs on the
@@ -537,6 +543,7 @@ class BrokerLink:
         was_connected = self.connected
         self.connected = False
         self.ready = False
+        self._attempting = False
         self.down = why
         if was_connected:
             self._take_unacked()
@@ -554,6 +561,7 @@ class BrokerLink:
         reason: ReasonCode,
         props: Properties | None,
     ) -> None:
+        self._attempting = False
         if reason.is_failure:
             log.error(
                 "broker_refused", broker=self.name, reason=str(reason), host=self._broker.host
@@ -644,6 +652,8 @@ class BrokerLink:
     ) -> None:
         if self.connected:
             self._lost(f"disconnected: {reason}")
+        elif self._attempting:
+            self._lost(f"connection closed before CONNACK: {self.client.read_error or reason}")
 
     def _status_payload(self, state: str) -> bytes:
         return json.dumps({"state": state, **self._status}, separators=(",", ":")).encode()
