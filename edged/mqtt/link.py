@@ -44,9 +44,11 @@ from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from edged.config.model import BrokerConfig
+from edged.errors import CredentialsError
 from edged.mqtt._paho import Client, Unacked
 from edged.mqtt.acks import next_token
-from edged.mqtt.connect import make_client
+from edged.mqtt.connect import apply_credentials, make_client
+from edged.mqtt.credentials import files_digest, load_credentials
 from edged.mqtt.message import Message, TopicSubscription
 from edged.mqtt.outbox import Outbox
 
@@ -133,10 +135,16 @@ class BrokerLink:
         self._tokens_at = time.monotonic()
         self.rate_limited = 0  # QoS 0 outputs over the rate, dropped (QoS 1/2 wait in the outbox)
 
+        # The password and TLS files are read for each connection attempt (see _connect).
+        self._credentials_error: CredentialsError | None = None
+        #: the digest of the credential files the current (or last) connection was made with
+        self._credentials_digest: str | None = None
+        self._recheck_credentials = False  # asked while an attempt was under way
         self.client = client = make_client(
             Client,
             broker,
             client_id,
+            credentials=False,
             # MQTT 3.1.1 keeps the session with clean_session false; MQTT 5 decides per connect
             # (clean_start) and by the Session Expiry Interval, see _try_connect.
             clean_session=None if self.v5 else not self.persistent,
@@ -169,6 +177,8 @@ class BrokerLink:
                 return
             self._connect_finished()
             return
+        if self._recheck_credentials and not self._attempting:
+            self.refresh_credentials()
         if not self.connected and self.client.socket() is None:
             now = time.monotonic()
             if now < self._retry_at:
@@ -511,6 +521,10 @@ class BrokerLink:
 
     def _connect_finished(self) -> None:
         self._connecting = None
+        error = self._credentials_error
+        if error is not None:
+            self._credentials_error = None
+            self._log_credentials_error(error)
         if self._connect_error is not None:
             self._lost(self._connect_error)
         else:
@@ -520,6 +534,17 @@ class BrokerLink:
         """Open the connection and send CONNECT (paho blocks for all of it). Runs on the
         connect thread while the loop leaves this link's client alone."""
         b = self._broker
+        # Read for every attempt, so a certificate or password renewed in its files is used
+        # from the next reconnect on, without a restart or a reload.
+        try:
+            credentials = load_credentials(b)
+        except CredentialsError as exc:
+            self._credentials_error = exc
+            self._connect_error = f"credentials: {exc}"
+            return
+        apply_credentials(self.client, b, credentials)
+        self._credentials_digest = credentials.digest
+        self.client.read_error = None
         properties = None
         if self.v5:
             properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
@@ -539,7 +564,7 @@ class BrokerLink:
         except (OSError, ssl.SSLError, socket.gaierror, ValueError) as exc:
             self._connect_error = f"cannot connect to {b.host}:{b.port}: {exc}"
 
-    def _lost(self, why: str) -> None:
+    def _lost(self, why: str, *, at_once: bool = False) -> None:
         was_connected = self.connected
         self.connected = False
         self.ready = False
@@ -547,11 +572,59 @@ class BrokerLink:
         self.down = why
         if was_connected:
             self._take_unacked()
+        if at_once:  # our own choice (new credentials), not a failure: no backoff
+            self._retry_at = time.monotonic()
+            return
         jitter = random.uniform(0.8, 1.2)
         wait = min(self._delay, self._broker.reconnect_max_delay) * jitter
         self._retry_at = time.monotonic() + wait
         log.warning("broker_unreachable", broker=self.name, reason=why, retry_in_s=round(wait, 1))
         self._delay = min(self._delay * 2, self._broker.reconnect_max_delay)
+
+    def refresh_credentials(self) -> bool:
+        """On a reload: reconnect when the password or TLS files changed since the current
+        connection was made (a renewed certificate, a new password); True when it does.
+
+        New files that do not load (a key that does not match its certificate, a bad PEM, an
+        unreadable file) are logged as `broker_credentials_invalid` and the connection is kept;
+        a link that is down tries the new files at once rather than after its backoff. The
+        reconnect is the same as after any drop: unacknowledged outputs go to the daemon
+        (`on_lost`), and with a persistent session the broker sends unacknowledged inputs again.
+        """
+        if self._connecting is not None or self._attempting:
+            self._recheck_credentials = True  # once this attempt has its outcome
+            return False
+        self._recheck_credentials = False
+        if files_digest(self._broker) == self._credentials_digest:
+            return False
+        try:
+            load_credentials(self._broker)
+        except CredentialsError as exc:
+            self._log_credentials_error(exc, keeping="the current connection")
+            return False
+        was_connected = self.connected
+        log.info(
+            "broker_credentials_changed",
+            broker=self.name,
+            action="reconnecting" if was_connected else "trying them now",
+        )
+        self._delay = self._broker.reconnect_min_delay
+        if was_connected:
+            self._lost("reconnecting with changed credentials", at_once=True)
+            self.client.disconnect()  # a normal disconnect: the session stays, no will
+        else:
+            self._retry_at = time.monotonic()
+        return True
+
+    def _log_credentials_error(self, exc: CredentialsError, **fields: object) -> None:
+        log.error(
+            "broker_credentials_invalid",
+            broker=self.name,
+            key=exc.key,
+            file=str(exc.path),
+            reason=exc.reason,
+            **fields,
+        )
 
     def _connected(
         self,
