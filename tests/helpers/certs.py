@@ -168,7 +168,7 @@ def handshake(client: ssl.SSLContext, ca: Authority, host: str = "broker.test") 
     if not peer:
         return None
     for rdn in peer.get("subject", ()):
-        for attr, value in rdn:
-            if attr == "commonName":
-                return str(value)
+        for pair in rdn:
+            if pair[0] == "commonName":
+                return str(pair[1])
     return None
