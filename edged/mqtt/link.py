@@ -607,7 +607,8 @@ class BrokerLink:
         try:
             load_credentials(self._broker)
         except CredentialsError as exc:
-            self._log_credentials_error(exc, keeping="the current connection")
+            keeping = "the current connection" if self.connected else "trying with backoff"
+            self._log_credentials_error(exc, keeping=keeping)
             return False
         was_connected = self.connected
         log.info(

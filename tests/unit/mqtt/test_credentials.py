@@ -140,3 +140,43 @@ def test_expiry_warnings_name_the_key_the_file_and_the_date(tmp_path: Path) -> N
     (tmp_path / "ca.pem").write_bytes(pem_cert(ca.cert))
     assert expiry_warnings(broker, "broker") == []
     assert expiry_warnings(BrokerConfig(), "broker") == []
+
+
+def test_a_reload_retries_a_down_link_at_once_with_new_files_and_not_with_broken_ones(
+    ca: Authority, tmp_path: Path
+) -> None:
+    """A link that is down (its broker unreachable, backing off) tries again at once after a
+    reload that found new files that load; new files that do not load are logged as
+    `broker_credentials_invalid` with the key and file, and change nothing."""
+    import time
+
+    from structlog.testing import capture_logs
+
+    from edged.mqtt.link import BrokerLink
+
+    broker = tls_broker(tmp_path, port=1, reconnect_min_delay=30.0, reconnect_max_delay=60.0)
+    ca.write_ca(tmp_path / "ca.pem")
+    ca.issue("gw").write(tmp_path / "gw.pem", tmp_path / "gw.key")
+    link = BrokerLink(
+        broker, client_id="gw", status_topic="s", status={}, subscriptions=[],
+        on_message=lambda _m: None,
+    )  # fmt: skip
+    with capture_logs() as logs:
+        link.step(0)  # the first attempt: port 1 refuses
+        deadline = time.monotonic() + 5
+        while link.down is None and time.monotonic() < deadline:
+            link.step(0.05)
+        assert link.down is not None and "cannot connect" in link.down
+        assert link.next_event(time.monotonic()) > 20  # backing off
+        assert link.refresh_credentials() is False  # nothing changed
+        (tmp_path / "gw.key").write_bytes(pem_key(ca.issue("gw").key))
+        assert link.refresh_credentials() is False
+        assert link.next_event(time.monotonic()) > 20
+        ca.issue("gw").write(tmp_path / "gw.pem", tmp_path / "gw.key")
+        assert link.refresh_credentials() is True
+        assert link.next_event(time.monotonic()) == 0
+    [invalid] = [e for e in logs if e["event"] == "broker_credentials_invalid"]
+    assert invalid["key"] == "tls.key_file" and invalid["file"] == str(tmp_path / "gw.key")
+    assert [e["action"] for e in logs if e["event"] == "broker_credentials_changed"] == [
+        "trying them now"
+    ]
