@@ -6,6 +6,7 @@
     ├── FilterCallError         one call into a loaded filter failed (trap, bad result, bad output)
     ├── BrokerError             the MQTT broker could not be reached or refused us
     │   └── OutputRefused       one output its broker will never take (too large, or poison)
+    ├── CredentialsError        a broker's certificate, key, CA or password file cannot be used
     ├── SetupError              modules or pipelines could not be built from a valid config
     ├── ServiceError            the systemd unit could not be installed or removed
     ├── StateError              the state directory, or a file in it, cannot be used
@@ -17,6 +18,8 @@ error's `reason`, and goes on with the next one.
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 
 class EdgedError(Exception):
@@ -78,6 +81,17 @@ class OutputRefused(BrokerError):
         self.reason = reason
         self.detail = detail
         super().__init__(f"{reason}: {detail}")
+
+
+class CredentialsError(EdgedError):
+    """A broker's TLS or password file cannot be used: `key` is its config key under the
+    broker's section (`tls.key_file`, `password_file`, ...), `path` the file."""
+
+    def __init__(self, key: str, path: Path, reason: str) -> None:
+        self.key = key
+        self.path = path
+        self.reason = reason
+        super().__init__(f"{key} {path}: {reason}")
 
 
 class SetupError(EdgedError):

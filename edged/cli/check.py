@@ -20,6 +20,8 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 def check_config(args: argparse.Namespace) -> int:
     from edged.config import load_config
     from edged.config.model import DEFAULT_BROKER
+    from edged.errors import CredentialsError
+    from edged.mqtt.credentials import expiry_warnings, load_credentials
     from edged.mqtt.mosquitto import session_warnings
     from edged.pipeline.assembly import build_pipelines, make_engine
 
@@ -32,6 +34,13 @@ def check_config(args: argparse.Namespace) -> int:
         key = "broker" if broker.name == DEFAULT_BROKER else f"brokers.{broker.name}"
         warnings = session_warnings(broker.host, broker.session_expiry, key=key, port=broker.port)
         for warning in warnings:
+            print(f"edged: warning: {warning}", file=sys.stderr)
+        # The daemon would start and retry these for ever: a broken pair is an error here.
+        try:
+            load_credentials(broker)
+        except CredentialsError as exc:
+            raise CredentialsError(f"{key}.{exc.key}", exc.path, exc.reason) from None
+        for warning in expiry_warnings(broker, key):
             print(f"edged: warning: {warning}", file=sys.stderr)
     if config.http is not None and not config.http.loopback:
         print(

@@ -141,12 +141,14 @@ def _broker(r: _Reader, name: str, outbox: OutboxConfig) -> BrokerConfig:
     username = r.text("username", d.username)
     password = r.text("password", d.password, secret=True)
     password_file = r.path("password_file", must_exist=True)
+    secret = password
     if password is not None and r.has("password_file"):
         r.fail("password_file", "cannot be used together with password")
     elif password_file is not None:
-        password = _read_secret(r, "password_file", password_file)
+        # checked now; the link reads it again for every connection attempt
+        secret = _read_secret(r, "password_file", password_file)
     # MQTT 3.1.1 forbids a password without a user name, and the link never sends one alone.
-    if password is not None and username is None:
+    if secret is not None and username is None:
         r.fail("username", "required when a password is given")
     tls = _tls(r.child("tls")) if r.has("tls") else d.tls
     min_delay = r.number("reconnect_min_delay", d.reconnect_min_delay)
@@ -166,6 +168,7 @@ def _broker(r: _Reader, name: str, outbox: OutboxConfig) -> BrokerConfig:
             mqtt_version=version,
             username=username,
             password=password,
+            password_file=password_file,
             tls=tls,
             reconnect_min_delay=min_delay,
             reconnect_max_delay=max_delay,

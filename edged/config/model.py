@@ -85,6 +85,10 @@ class BrokerConfig:
     mqtt_version: MqttVersion = "5"
     username: str | None = None
     password: str | None = field(default=None, repr=False)
+    # Read again for every connection attempt (edged.mqtt.credentials), like the TLS files, so a
+    # new password is used from the next reconnect; `password` is then None. Only the path is
+    # compared on a reload: a changed file keeps the link, which reconnects (daemon/reload.py).
+    password_file: Path | None = None
     tls: TLSConfig | None = None
     reconnect_min_delay: float = 1.0  # seconds; doubled after each failure ...
     reconnect_max_delay: float = 60.0  # ... up to this

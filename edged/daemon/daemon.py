@@ -215,6 +215,8 @@ class Daemon:
             for link in self.links:
                 link.replace_subscriptions(self._subscriptions(link.name))
                 link.publish_status(pipelines=[p.name for p in self.pipelines], quarantined=[])
+                # a renewed certificate or password in the same files: reconnect with it
+                link.refresh_credentials()
         if config.http != (self.http.settings if self.http is not None else None):
             if self.http is not None:
                 self.http.close()

@@ -7,21 +7,32 @@ password or a certificate is applied.
 
 from __future__ import annotations
 
-import ssl
 from typing import Any, TypeVar
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
 from edged.config.model import BrokerConfig
+from edged.mqtt._paho import Client
+from edged.mqtt.credentials import Credentials, load_credentials
 
 _C = TypeVar("_C", bound=paho.Client)
 
 
-def make_client(cls: type[_C], broker: BrokerConfig, client_id: str, **options: Any) -> _C:
+def make_client(
+    cls: type[_C],
+    broker: BrokerConfig,
+    client_id: str,
+    *,
+    credentials: bool = True,
+    **options: Any,
+) -> _C:
     """A client of class `cls` (paho's, or a subclass) for `broker`, not yet connected.
 
-    `options` go to the class as they are (`manual_ack`, `clean_session`, ...).
+    With `credentials`, the password and TLS files are read and applied now (CredentialsError
+    when they cannot be used); the daemon's link leaves them out and applies them anew before
+    each connection attempt (`apply_credentials`). `options` go to the class as they are
+    (`manual_ack`, `clean_session`, ...).
     """
     v5 = broker.mqtt_version == "5"
     client = cls(
@@ -30,14 +41,18 @@ def make_client(cls: type[_C], broker: BrokerConfig, client_id: str, **options: 
         protocol=paho.MQTTv5 if v5 else paho.MQTTv311,
         **options,
     )
-    if broker.username is not None:
-        client.username_pw_set(broker.username, broker.password)
-    if broker.tls is not None:
-        tls = broker.tls
-        client.tls_set(
-            ca_certs=str(tls.ca_file) if tls.ca_file else None,
-            certfile=str(tls.cert_file) if tls.cert_file else None,
-            keyfile=str(tls.key_file) if tls.key_file else None,
-            cert_reqs=ssl.CERT_REQUIRED,
-        )
+    if credentials:
+        apply_credentials(client, broker, load_credentials(broker))
     return client
+
+
+def apply_credentials(client: paho.Client, broker: BrokerConfig, creds: Credentials) -> None:
+    """Log in with the user name and this password, over TLS with this context, from the next
+    connect on. Only edged's own client can take a second TLS context (paho refuses one)."""
+    if broker.username is not None:
+        client.username_pw_set(broker.username, creds.password)
+    if creds.tls is not None:
+        if isinstance(client, Client):
+            client.use_tls(creds.tls)
+        else:
+            client.tls_set_context(creds.tls)

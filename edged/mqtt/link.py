@@ -44,10 +44,11 @@ from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from edged.config.model import BrokerConfig
-from edged.errors import OutputRefused
+from edged.errors import CredentialsError, OutputRefused
 from edged.mqtt._paho import Client
 from edged.mqtt.acks import next_token
-from edged.mqtt.connect import make_client
+from edged.mqtt.connect import apply_credentials, make_client
+from edged.mqtt.credentials import files_digest, load_credentials
 from edged.mqtt.message import Message, TopicSubscription, Unacked
 from edged.mqtt.outbox import Outbox
 from edged.mqtt.poison import STRIKES, PoisonWatch, packet_size
@@ -154,6 +155,14 @@ class BrokerLink:
         self._ever_connected = False
         self._connecting: threading.Thread | None = None
         self._connect_error: str | None = None
+        # A connection is open and CONNECT sent, with no CONNACK yet. A broker that refuses
+        # the client certificate under TLS 1.3 does so after the client's side of the
+        # handshake completed (the alert arrives on the first read), and a broker may close
+        # before its CONNACK: either way the attempt failed and must wait its backoff.
+        # Without this, a close first seen by `drain` (the daemon reads before it steps)
+        # went unnoticed and the next `step` reconnected at once: measured at ~27 TLS
+        # attempts a second against a broker refusing the certificate, 1,631 in 60 s.
+        self._attempting = False
         #: why the link is down, from its last failed attempt or drop; None while it is up or
         #: has not tried yet
         self.down: str | None = None
@@ -164,10 +173,16 @@ class BrokerLink:
         self._tokens_at = time.monotonic()
         self.rate_limited = 0  # QoS 0 outputs over the rate, dropped (QoS 1/2 wait in the outbox)
 
+        # The password and TLS files are read for each connection attempt (see _connect).
+        self._credentials_error: CredentialsError | None = None
+        #: the digest of the credential files the current (or last) connection was made with
+        self._credentials_digest: str | None = None
+        self._recheck_credentials = False  # asked while an attempt was under way
         self.client = client = make_client(
             Client,
             broker,
             client_id,
+            credentials=False,
             # MQTT 3.1.1 keeps the session with clean_session false; MQTT 5 decides per connect
             # (clean_start) and by the Session Expiry Interval, see _try_connect.
             clean_session=None if self.v5 else not self.persistent,
@@ -200,6 +215,8 @@ class BrokerLink:
                 return
             self._connect_finished()
             return
+        if self._recheck_credentials and not self._attempting:
+            self.refresh_credentials()
         if not self.connected and self.client.socket() is None:
             now = time.monotonic()
             if now < self._retry_at:
@@ -208,14 +225,10 @@ class BrokerLink:
             self._try_connect()
             return
         rc = self.client.loop(timeout)
-        # A drop after CONNACK reaches `_disconnected`; this catches one before it, without
-        # backing off twice for the same failure.
-        if (
-            rc != paho.MQTT_ERR_SUCCESS
-            and not self.connected
-            and time.monotonic() >= self._retry_at
-        ):
-            self._lost(f"network loop: {paho.error_string(rc)}")
+        # A drop reaches `_disconnected`, before CONNACK as after it; this catches an error of
+        # paho's loop that closed nothing, once per attempt.
+        if rc != paho.MQTT_ERR_SUCCESS and self._attempting:
+            self._lost(f"network loop before CONNACK: {paho.error_string(rc)}")
 
     def service(self) -> None:
         """Write what is queued and keep the connection alive, without reading anything."""
@@ -669,13 +682,30 @@ class BrokerLink:
 
     def _connect_finished(self) -> None:
         self._connecting = None
+        error = self._credentials_error
+        if error is not None:
+            self._credentials_error = None
+            self._log_credentials_error(error)
         if self._connect_error is not None:
             self._lost(self._connect_error)
+        else:
+            self._attempting = True  # until CONNACK, or the connection's end
 
     def _connect(self) -> None:
         """Open the connection and send CONNECT (paho blocks for all of it). Runs on the
         connect thread while the loop leaves this link's client alone."""
         b = self._broker
+        # Read for every attempt, so a certificate or password renewed in its files is used
+        # from the next reconnect on, without a restart or a reload.
+        try:
+            credentials = load_credentials(b)
+        except CredentialsError as exc:
+            self._credentials_error = exc
+            self._connect_error = f"credentials: {exc}"
+            return
+        apply_credentials(self.client, b, credentials)
+        self._credentials_digest = credentials.digest
+        self.client.read_error = None
         properties = None
         if self.v5:
             properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
@@ -685,7 +715,7 @@ class BrokerLink:
             # acknowledgements wait for outputs, so a small window would idle the broker.
             properties.ReceiveMaximum = b.inflight
         try:
-            self.client.connect(
+            rc = self.client.connect(
                 b.host,
                 b.port,
                 keepalive=b.keepalive,
@@ -694,19 +724,76 @@ class BrokerLink:
             )
         except (OSError, ssl.SSLError, socket.gaierror, ValueError) as exc:
             self._connect_error = f"cannot connect to {b.host}:{b.port}: {exc}"
+            return
+        if self.client.socket() is None:
+            # Writing CONNECT failed and paho closed the connection, returning rather than
+            # raising: a broker that refused the certificate can have closed it already
+            # (measured: 2 of ~10 attempts against a revoking mosquitto).
+            why = self.client.read_error or paho.error_string(rc)
+            self._connect_error = f"connection closed before CONNACK: {why}"
 
-    def _lost(self, why: str) -> None:
+    def _lost(self, why: str, *, at_once: bool = False) -> None:
         was_connected = self.connected
         self.connected = False
         self.ready = False
+        self._attempting = False
         self.down = why
         if was_connected:
-            self._take_unacked()
+            self._take_unacked(dropped=not at_once)
+        if at_once:  # our own choice (new credentials), not a failure: no backoff
+            self._retry_at = time.monotonic()
+            return
         jitter = random.uniform(0.8, 1.2)
         wait = min(self._delay, self._broker.reconnect_max_delay) * jitter
         self._retry_at = time.monotonic() + wait
         log.warning("broker_unreachable", broker=self.name, reason=why, retry_in_s=round(wait, 1))
         self._delay = min(self._delay * 2, self._broker.reconnect_max_delay)
+
+    def refresh_credentials(self) -> bool:
+        """On a reload: reconnect when the password or TLS files changed since the current
+        connection was made (a renewed certificate, a new password); True when it does.
+
+        New files that do not load (a key that does not match its certificate, a bad PEM, an
+        unreadable file) are logged as `broker_credentials_invalid` and the connection is kept;
+        a link that is down tries the new files at once rather than after its backoff. The
+        reconnect is the same as after any drop: unacknowledged outputs go to the daemon
+        (`on_lost`), and with a persistent session the broker sends unacknowledged inputs again.
+        """
+        if self._connecting is not None or self._attempting:
+            self._recheck_credentials = True  # once this attempt has its outcome
+            return False
+        self._recheck_credentials = False
+        if files_digest(self._broker) == self._credentials_digest:
+            return False
+        try:
+            load_credentials(self._broker)
+        except CredentialsError as exc:
+            keeping = "the current connection" if self.connected else "trying with backoff"
+            self._log_credentials_error(exc, keeping=keeping)
+            return False
+        was_connected = self.connected
+        log.info(
+            "broker_credentials_changed",
+            broker=self.name,
+            action="reconnecting" if was_connected else "trying them now",
+        )
+        self._delay = self._broker.reconnect_min_delay
+        if was_connected:
+            self._lost("reconnecting with changed credentials", at_once=True)
+            self.client.disconnect()  # a normal disconnect: the session stays, no will
+        else:
+            self._retry_at = time.monotonic()
+        return True
+
+    def _log_credentials_error(self, exc: CredentialsError, **fields: object) -> None:
+        log.error(
+            "broker_credentials_invalid",
+            broker=self.name,
+            key=exc.key,
+            file=str(exc.path),
+            reason=exc.reason,
+            **fields,
+        )
 
     def _connected(
         self,
@@ -716,6 +803,7 @@ class BrokerLink:
         reason: ReasonCode,
         props: Properties | None,
     ) -> None:
+        self._attempting = False
         if reason.is_failure:
             log.error(
                 "broker_refused", broker=self.name, reason=str(reason), host=self._broker.host
@@ -814,6 +902,8 @@ class BrokerLink:
     ) -> None:
         if self.connected:
             self._lost(f"disconnected: {reason}")
+        elif self._attempting:
+            self._lost(f"connection closed before CONNACK: {self.client.read_error or reason}")
 
     def _status_payload(self, state: str) -> bytes:
         return json.dumps({"state": state, **self._status}, separators=(",", ":")).encode()

@@ -5,16 +5,23 @@ make_pki        a CA, a server certificate for 127.0.0.1 and client certificates
 tls_broker      a PrivateBroker (not started) whose listener wants a client certificate
 password_broker a PrivateBroker (not started) that admits only the users it is given
 tls_client      a test-side Client of a TLS broker, with a client certificate of the PKI
+renew_client    a new key and certificate for a client's Common Name (the old pair unchanged)
+revoke          a CRL of the PKI's CA revoking certificates, for mosquitto's `crlfile`
 """
 
 from __future__ import annotations
 
+import datetime
 import secrets
 import subprocess
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.serialization import Encoding, load_pem_private_key
 
 from edged.mqtt.mosquitto import PrivateBroker
 from tests.helpers.mqtt import Client
@@ -131,3 +138,35 @@ def tls_client(broker: PrivateBroker, pki: Pki, cn: str = TESTER_CN, **options: 
     """A test-side client of a TLS broker, showing the PKI's certificate for `cn`."""
     pair = pki.client(cn)
     return Client(broker, ca_file=pki.ca, cert_file=pair.cert, key_file=pair.key, **options)
+
+
+def renew_client(pki: Pki, cn: str, directory: Path) -> CertPair:
+    """A new key and certificate for `cn`, signed by the PKI's CA, in `directory` (the pair in
+    `pki` stays as it is: copy the new files over it to renew in place)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    name = f"client-{cn}-renewed"
+    key, csr = _key_and_request(directory, name, cn)
+    cert = _sign(directory, name, csr, pki.ca, pki.ca_key, "extendedKeyUsage = clientAuth\n")
+    return CertPair(cert, key)
+
+
+def revoke(pki: Pki, certs: Iterable[Path], path: Path) -> Path:
+    """Write to `path` a CRL of the PKI's CA (valid for a day) that revokes these certificates;
+    mosquitto refuses them once its listener has `crlfile <path>` (read at its start)."""
+    ca = x509.load_pem_x509_certificate(pki.ca.read_bytes())
+    ca_key = load_pem_private_key(pki.ca_key.read_bytes(), password=None)
+    now = datetime.datetime.now(datetime.UTC)
+    builder = (
+        x509.CertificateRevocationListBuilder()
+        .issuer_name(ca.subject)
+        .last_update(now - datetime.timedelta(minutes=1))
+        .next_update(now + datetime.timedelta(days=1))
+    )
+    for cert_file in certs:
+        serial = x509.load_pem_x509_certificate(cert_file.read_bytes()).serial_number
+        builder = builder.add_revoked_certificate(
+            x509.RevokedCertificateBuilder().serial_number(serial).revocation_date(now).build()
+        )
+    crl = builder.sign(ca_key, hashes.SHA256())  # type: ignore[arg-type]
+    path.write_bytes(crl.public_bytes(Encoding.PEM))
+    return path

@@ -367,3 +367,58 @@ def test_check_warns_when_the_http_endpoint_is_not_on_loopback(tmp_path: Path) -
     assert "http.listen is 0.0.0.0:9108" in open_to_all.stderr
     assert "no authentication" in open_to_all.stderr
     assert "http.listen" not in check("127.0.0.1:9108").stderr
+
+
+def test_check_warns_about_certificates_near_their_end_and_refuses_a_broken_pair(
+    tmp_path: Path,
+) -> None:
+    """A client certificate that ends in 3 days and a CA file holding an expired certificate
+    each get a warning with the key path, the file and the date (exit 0); a key that does not
+    match its certificate is an error naming the key and the file (exit 2)."""
+    import datetime
+
+    from tests.helpers.certs import Authority, pem_cert, pem_key
+
+    now = datetime.datetime.now(datetime.UTC)
+    ca = Authority(days=365)
+    expired = Authority("retired CA", not_after=now - datetime.timedelta(days=1))
+    (tmp_path / "ca.pem").write_bytes(pem_cert(ca.cert) + pem_cert(expired.cert))
+    pair = ca.issue("gw-1", days=3)
+    pair.write(tmp_path / "gw.pem", tmp_path / "gw.key")
+    tls = {key: str(tmp_path / name) for key, name in
+           (("ca_file", "ca.pem"), ("cert_file", "gw.pem"), ("key_file", "gw.key"))}  # fmt: skip
+    path = write_config(
+        tmp_path / "tls.yaml",
+        {
+            "node_id": "gw-1",
+            "brokers": {"local": {"host": "localhost"}, "cloud": {"host": "cloud", "tls": tls}},
+            "modules": {"passthrough": {"file": wasm("passthrough")}},
+            "pipelines": [
+                {
+                    "name": "p",
+                    "subscribe": ["a/#"],
+                    "filters": ["passthrough"],
+                    "outputs": [{"topic": "b/{topic}", "broker": "cloud"}],
+                }
+            ],
+        },
+    )
+    result = edged("check", "--config", str(path))
+    assert result.returncode == 0, result.stderr
+    warnings = [line for line in result.stderr.splitlines() if ".tls." in line]
+    ends = pair.cert.not_valid_after_utc.strftime("%Y-%m-%d %H:%M UTC")
+    assert (
+        f"edged: warning: brokers.cloud.tls.cert_file: {tmp_path / 'gw.pem'} (CN=gw-1) "
+        f"expires on {ends}, in 3 days" in warnings
+    ), result.stderr
+    [ca_line] = [line for line in warnings if "tls.ca_file" in line]
+    assert f"{tmp_path / 'ca.pem'} (certificate 2) (CN=retired CA) expired on" in ca_line
+    assert len(warnings) == 2, result.stderr
+
+    (tmp_path / "gw.key").write_bytes(pem_key(ca.issue("gw-1").key))
+    broken = edged("check", "--config", str(path))
+    assert broken.returncode == 2, broken.stderr
+    assert broken.stderr.strip().splitlines()[-1] == (
+        f"edged: brokers.cloud.tls.key_file {tmp_path / 'gw.key'}: "
+        f"the key does not match the certificate {tmp_path / 'gw.pem'}"
+    )

@@ -27,6 +27,7 @@ from edged.config import (
     load_config,
     parse_config,
 )
+from edged.mqtt.credentials import load_credentials
 from tests.helpers.paths import ROOT
 from tests.unit.config.samples import FULL, MIB, SECRET, errors_of, minimal, write
 
@@ -215,12 +216,15 @@ def test_password_never_appears_in_errors_or_repr(confdir: Path) -> None:
 def test_password_file_is_read_and_one_newline_stripped(
     confdir: Path, content: str, password: str
 ) -> None:
-    """password_file is read at load, relative to the config file, minus one trailing newline."""
+    """password_file is relative to the config file and checked at load; the link reads it
+    (again for every connection attempt) minus one trailing newline."""
     (confdir / "secrets").mkdir()
     (confdir / "secrets" / "mqtt").write_text(content, newline="")
     data = minimal()
     data["broker"] = {"username": "edge", "password_file": "secrets/mqtt"}
-    assert parse_config(data, base_dir=confdir).broker.password == password
+    broker = parse_config(data, base_dir=confdir).broker
+    assert (broker.password, broker.password_file) == (None, confdir / "secrets" / "mqtt")
+    assert load_credentials(broker).password == password
 
 
 def test_password_file_problems_are_errors(confdir: Path) -> None:

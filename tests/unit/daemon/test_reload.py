@@ -79,3 +79,17 @@ def test_each_change_rebuilds_only_what_depends_on_it(change: dict[str, Any], re
         "new_link": plan.new_link,
     }
     assert [name for name, on in flags.items() if on] == [rebuilt]
+
+
+def test_a_password_file_is_compared_by_path_not_by_what_it_holds(tmp_path: Path) -> None:
+    """A new password in the same file keeps the link (it reconnects with the new one, as for
+    renewed certificates); another file is another broker setting and rebuilds it."""
+    secret = tmp_path / "pw"
+    secret.write_text("one\n")
+    settings = {"broker.username": "edge", "broker.password_file": str(secret)}
+    before = config(settings)
+    secret.write_text("two\n")
+    assert plan_reload(before, config(settings)).keeps_connection
+    other = tmp_path / "pw2"
+    other.write_text("two\n")
+    assert plan_reload(before, config({**settings, "broker.password_file": str(other)})).new_link
