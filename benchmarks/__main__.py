@@ -1,6 +1,7 @@
 """Every benchmark of edged in one run: edged next to the raw paho ceiling, the raw wasmtime
 ceiling and Node-RED, plus cold start, hot swap, scale, several brokers and shared
-subscriptions, the cost of the HTTP endpoint and of its scrapes, and the per-call cost.
+subscriptions, the cost of the HTTP endpoint and of its scrapes, the cost of an output the cloud
+broker will never take, and the per-call cost.
 
     python -m benchmarks            # the full run (~10 minutes on two cores)
     python -m benchmarks --quick    # everything on tiny counts, to check that it works
@@ -23,12 +24,21 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks import brokers, budget_cost, endpoint, memory_floor, nodered, report, scenarios
+from benchmarks import (
+    brokers,
+    budget_cost,
+    endpoint,
+    faults,
+    memory_floor,
+    nodered,
+    report,
+    scenarios,
+)
 from benchmarks.contenders import CONTENDERS, WORKLOADS
 from edged.mqtt.mosquitto import PrivateBroker, find_mosquitto
 
 HERE = Path(__file__).resolve().parent
-SECTIONS = ("matrix", "cold", "swap", "scale", "brokers", "endpoint", "calls", "memory")
+SECTIONS = ("matrix", "cold", "swap", "scale", "brokers", "endpoint", "faults", "calls", "memory")
 
 
 def _machine() -> str:
@@ -174,6 +184,9 @@ def main(argv: list[str] | None = None) -> int:
         if "endpoint" in sections:
             http_counts = endpoint.Counts.quick() if args.quick else endpoint.Counts.full()
             results["endpoint"] = endpoint.measure(ctx, http_counts)
+        if "faults" in sections:
+            fault_counts = faults.Counts.quick() if args.quick else faults.Counts.full()
+            results["faults"] = faults.measure(ctx, fault_counts)
         if "calls" in sections:
             ctx.say("per-call cost")
             results["call_cost"] = call_cost(sizes.call_cost_calls)

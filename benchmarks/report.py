@@ -292,6 +292,47 @@ def endpoint_tables(section: dict[str, Any]) -> list[str]:
     return out
 
 
+def faults_tables(section: dict[str, Any]) -> list[str]:
+    """A clean stream against one with a poison output in `every`, per cloud link version."""
+    cpu = "CPU s / 100k inputs"
+    out = [
+        "",
+        f"## A poison output ({section['workload']}, QoS {section['qos']}, "
+        f"{section['payload_bytes']} B)",
+        "",
+        f"edged from the local mosquitto to a second one (`broker: cloud`, `max_packet_size "
+        f"{section['limit']}`); the poison stream pads one input in {section['every']:,} to "
+        f"{section['poison_bytes']:,} B, so its output is over the cloud's limit. Floods "
+        "alternated between clean and poison; medians (range of msgs/s). msgs/s: inputs per "
+        "second until every other output (each once) and every dead letter arrived. "
+        "Reconnects and dead letters: edged's own counters (`links.cloud`), totals over the "
+        "floods; repeats: outputs that arrived more than once.",
+        "",
+        f"| cloud link | stream | messages a flood | msgs/s | edged {cpu} "
+        f"| cloud broker {cpu} | dead-lettered | reconnects | repeats |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for key, what in (("announced", "limit announced"), ("unannounced", "not announced")):
+        measured = section[key]
+        for name in ("clean", "poison"):
+            row = measured[name]
+            out.append(
+                f"| MQTT {measured['mqtt_version']}, {what} | {name} | "
+                f"{measured['messages']:,}, {measured['rounds']} floods | {_rates(row)} | "
+                f"{_num(row['edged_cpu_s_per_100k'], 2)} | "
+                f"{_num(row['cpu_s_per_100k'].get('broker cloud'), 2)} | "
+                f"{row['dead_lettered']} of {row['poison']} | {row['reconnects']} | "
+                f"{row['repeats']:,} |"
+            )
+        ratio = measured["poison ÷ clean"]
+        out.append(
+            f"| MQTT {measured['mqtt_version']}, {what} | poison ÷ clean | | "
+            f"{_num(ratio['msgs_per_s'], 3)} | {_num(ratio['edged_cpu_s_per_100k'], 2)} "
+            "| | | | |"
+        )
+    return out
+
+
 def markdown(results: Results) -> str:
     meta = results["meta"]
     out = [
@@ -363,6 +404,8 @@ def markdown(results: Results) -> str:
         out += brokers_tables(section)
     if section := results.get("endpoint"):
         out += endpoint_tables(section)
+    if section := results.get("faults"):
+        out += faults_tables(section)
     if calls := results.get("call_cost"):
         out += [
             "",

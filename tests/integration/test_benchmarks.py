@@ -13,8 +13,9 @@ from tests.helpers.paths import ROOT
 def test_harness_quick_mode_runs_every_section(tmp_path: Path) -> None:
     """`python -m benchmarks --quick` measures every contender, workload and scenario (two
     brokers, a shared subscription split by two nodes among them, edged with and without its HTTP
-    endpoint, scraped and not), every output arrives, every scrape answers Prometheus text, and
-    the JSON, Markdown and chart (or the reason it is missing) are written."""
+    endpoint, scraped and not, a stream with poison outputs against a clean one), every output
+    arrives, every scrape answers Prometheus text, every poison output is dead-lettered, and the
+    JSON, Markdown and chart (or the reason it is missing) are written."""
     result = subprocess.run(
         [sys.executable, "-m", "benchmarks", "--quick", "--out", str(tmp_path)],
         cwd=ROOT,
@@ -82,6 +83,21 @@ def test_harness_quick_mode_runs_every_section(tmp_path: Path) -> None:
     assert http["idle"]["scrape_cpu_ms"] is not None and http["idle"]["scrape_bytes"] > 0
     assert not [note for note in results["notes"] if note.startswith("endpoint")]
     assert "## HTTP endpoint" in markdown
+    faults = results["faults"]
+    for key in ("announced", "unannounced"):
+        measured = faults[key]
+        for name in ("clean", "poison"):
+            row = measured[name]
+            assert row["complete"] and row["msgs_per_s"] > 0, row
+            assert row["inputs"] == measured["messages"] * measured["rounds"], row
+            assert row["dead_lettered"] == row["poison"], row
+        assert measured["poison"]["poison"] > 0 == measured["clean"]["poison"], measured
+        assert measured["clean"]["reconnects"] == 0, measured
+    # announced: refused before sending; unannounced: found by the disconnects it causes
+    assert faults["announced"]["poison"]["reconnects"] == 0
+    assert faults["unannounced"]["poison"]["reconnects"] > 0
+    assert not [note for note in results["notes"] if note.startswith("faults")]
+    assert "## A poison output" in markdown
     assert len(results["call_cost"]) == 3
     assert (tmp_path / "results.png").exists() or any(
         note.startswith("chart skipped") for note in results["notes"]
