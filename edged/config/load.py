@@ -262,6 +262,7 @@ def _budgets(r: _Reader, base: Budgets, tick_ms: float | None) -> Budgets:
     emits = r.whole("max_emits", 0)
     emit_bytes = r.size("max_emit_bytes", 0)
     tables = _fits(r, "table_elements", r.whole("table_elements", 0), 32)  # wasm32: u32 indexes
+    max_state = _fits(r, "max_state", r.size("max_state", 0), 32)  # a wasm32 length
     return r.done(
         Budgets(
             memory=base.memory if memory is None else memory,
@@ -270,6 +271,7 @@ def _budgets(r: _Reader, base: Budgets, tick_ms: float | None) -> Budgets:
             max_emits=base.max_emits if emits is None else emits,
             max_emit_bytes=base.max_emit_bytes if emit_bytes is None else emit_bytes,
             table_elements=base.table_elements if tables is None else tables,
+            max_state=base.max_state if max_state is None else max_state,
         )
     )
 

@@ -122,6 +122,9 @@ class Budgets:
     max_emits: int = 64  # messages one call may emit
     max_emit_bytes: int = 65536  # topic + payload bytes of all records of one call
     table_elements: int = 10_000  # entries in the module's tables
+    # bytes of state one save may keep (docs/state.md): a per-topic table of a few hundred
+    # sensors at a few hundred bytes each (a topic, a window's sums, a timestamp) with room
+    max_state: int = 256 * KiB
 
 
 DEFAULT_BUDGETS = Budgets()

@@ -1,6 +1,14 @@
 """Filter engines: verify, compile and run WebAssembly filter modules (the ABI is in `abi`)."""
 
-from edged.engine.base import CallStats, Filter, FilterEngine, FilterModule, Outcome, Record
+from edged.engine.base import (
+    CallStats,
+    Filter,
+    FilterEngine,
+    FilterModule,
+    Outcome,
+    Record,
+    SavedState,
+)
 from edged.engine.wasmtime_engine import EngineSettings, WasmtimeEngine
 
 __all__ = [
@@ -11,5 +19,6 @@ __all__ = [
     "FilterModule",
     "Outcome",
     "Record",
+    "SavedState",
     "WasmtimeEngine",
 ]

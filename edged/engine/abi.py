@@ -22,6 +22,13 @@ EXPORT_BUFFERS = "edged_buffers"
 EXPORT_MESSAGE = "edged_on_message"
 EXPORT_INIT = "edged_init"
 EXPORT_TICK = "edged_on_tick"
+#: the state exports (docs/filter-abi.md, "State"): all three, or none
+EXPORT_STATE_SAVE = "edged_state_save"
+EXPORT_STATE_BUFFER = "edged_state_buffer"
+EXPORT_STATE_LOAD = "edged_state_load"
+STATE_EXPORTS = (EXPORT_STATE_SAVE, EXPORT_STATE_BUFFER, EXPORT_STATE_LOAD)
+#: what `edged_state_buffer` returns when it cannot take a blob that large
+NO_STATE_BUFFER = 0xFFFFFFFF
 
 IMPORT_MODULE = "edged"
 IMPORT_LOG = "log"
@@ -37,6 +44,9 @@ REQUIRED_FUNCS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
 OPTIONAL_FUNCS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     EXPORT_INIT: (("i32",), ("i32",)),
     EXPORT_TICK: (("i64",), ("i32",)),
+    EXPORT_STATE_SAVE: ((), ("i32",)),
+    EXPORT_STATE_BUFFER: (("i32",), ("i32",)),
+    EXPORT_STATE_LOAD: (("i32", "i32"), ("i32",)),
 }
 ALLOWED_IMPORTS: dict[tuple[str, str], tuple[tuple[str, ...], tuple[str, ...]]] = {
     (IMPORT_MODULE, IMPORT_LOG): (("i32", "i32", "i32"), ()),
@@ -44,6 +54,7 @@ ALLOWED_IMPORTS: dict[tuple[str, str], tuple[tuple[str, ...], tuple[str, ...]]] 
 
 MAX_TOPIC_BYTES = 65535
 _U32X2 = struct.Struct("<II")
+_U32X3 = struct.Struct("<III")
 _U32X4 = struct.Struct("<IIII")
 _BAD_TOPIC_BYTES = (b"+", b"#", b"\x00")
 
@@ -69,6 +80,12 @@ def descriptor_error(desc: tuple[int, int, int, int], memory_size: int) -> str |
     if in_ptr < out_ptr + out_cap and out_ptr < in_ptr + in_cap:
         return "edged_buffers: the input and output areas overlap"
     return None
+
+
+def unpack_state_descriptor(raw: bytes) -> tuple[int, int, int]:
+    """`(ptr, len, format)` from the 12 bytes `edged_state_save()` points at."""
+    ptr, length, fmt = _U32X3.unpack(raw)
+    return ptr, length, fmt
 
 
 def encode_params(params: Mapping[str, ParamValue]) -> bytes:

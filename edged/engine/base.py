@@ -7,6 +7,7 @@ bytes into a module, instantiate the module with parameters, call the instance p
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 from edged.config import ParamValue
@@ -51,6 +52,15 @@ class CallStats:
         return 0
 
 
+@dataclass(frozen=True, slots=True)
+class SavedState:
+    """A filter's state as its module saved it: an opaque blob in a format the module numbers
+    itself (docs/filter-abi.md, "State")."""
+
+    format: int
+    data: bytes
+
+
 class Filter(Protocol):
     """One instance of a module, with its own memory and parameters."""
 
@@ -64,6 +74,21 @@ class Filter(Protocol):
         ...
 
     def on_tick(self, now_ms: int) -> Outcome: ...
+
+    @property
+    def has_state(self) -> bool: ...
+
+    def save_state(self) -> SavedState | None:
+        """The state now (None for a filter without state exports); raises FilterCallError
+        with reason `state` for a blob over `budgets.max_state` or outside memory, or the
+        call's own reason (trap, fuel, deadline)."""
+        ...
+
+    def load_state(self, state: SavedState) -> None:
+        """Hand a saved state to a fresh instance; raises FilterCallError: `state_refused`
+        when the module does not take it, else as `save_state`. After a failure the instance
+        must not be used: make a fresh one."""
+        ...
 
 
 class FilterModule(Protocol):

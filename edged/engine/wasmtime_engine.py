@@ -137,6 +137,7 @@ class WasmtimeModule:
         exports = {e.name for e in module.exports}
         self.has_init = abi.EXPORT_INIT in exports
         self.has_tick = abi.EXPORT_TICK in exports
+        self.has_state = abi.EXPORT_STATE_SAVE in exports
         self._imports_log = any(i.name == abi.IMPORT_LOG for i in module.imports)
 
     def instantiate(
@@ -243,6 +244,14 @@ class WasmtimeEngine:
                     else "not a function"
                 )
                 raise ModuleError(name, f"export {export} must be {_describe(sig)}, found {got}")
+        present = [e for e in abi.STATE_EXPORTS if e in exports]
+        if present and len(present) != len(abi.STATE_EXPORTS):
+            missing = [e for e in abi.STATE_EXPORTS if e not in exports]
+            raise ModuleError(
+                name,
+                f"exports {', '.join(present)} without {', '.join(missing)}: the state exports "
+                "go together (all three, or none)",
+            )
         for imp in module.imports:
             want = abi.ALLOWED_IMPORTS.get((imp.module, imp.name or ""))
             ok = want is not None and isinstance(imp.type, wasmtime.FuncType)

@@ -42,7 +42,7 @@ from edged.engine._raw import (
     take_host_exception,
     trap_from,
 )
-from edged.engine.base import CallStats, LogSink, Outcome, Record
+from edged.engine.base import CallStats, LogSink, Outcome, Record, SavedState
 from edged.errors import FilterCallError, ModuleError
 
 _LOG_TEXT_LIMIT = 1024
@@ -178,12 +178,14 @@ class WasmtimeFilter:
             abi.EXPORT_MESSAGE,
             abi.EXPORT_INIT,
             abi.EXPORT_TICK,
+            *abi.STATE_EXPORTS,
         ):
             func = exports.get(export)
             if isinstance(func, wasmtime.Func):
                 self._funcs[export] = func_ref(func)
         self._msg_ref = self._funcs[abi.EXPORT_MESSAGE]
         self.has_tick = abi.EXPORT_TICK in self._funcs
+        self.has_state = abi.EXPORT_STATE_SAVE in self._funcs  # all three: checked at load
 
     def _check_abi_version(self) -> None:
         """ModuleError unless the module was built for the ABI version this edged speaks."""
@@ -272,6 +274,56 @@ class WasmtimeFilter:
             return self._emitted()
         raise FilterCallError("bad_result", f"edged_on_tick returned {code}")
 
+    # -- state ----------------------------------------------------------------------------
+
+    def save_state(self) -> SavedState | None:
+        if not self.has_state:
+            return None
+        at = self._call_setup(abi.EXPORT_STATE_SAVE, counted=False) & 0xFFFFFFFF
+        size = self._memory.data_len(self._store)
+        if at + 12 > size:
+            raise FilterCallError("state", f"edged_state_save returned {at}, outside memory")
+        raw = bytes(self._memory.read(self._store, at, at + 12))
+        ptr, length, fmt = abi.unpack_state_descriptor(raw)
+        cap = self.budgets.max_state
+        if length > cap:
+            raise FilterCallError(
+                "state", f"saved {length} bytes of state; budgets.max_state is {cap}"
+            )
+        if ptr + length > size:
+            raise FilterCallError(
+                "state", f"edged_state_save: its state at {ptr}+{length} lies outside memory"
+            )
+        data = _string_at(memory_data(self._ctx, self._mem_ref) + ptr, length) if length else b""
+        return SavedState(fmt, data)
+
+    def load_state(self, state: SavedState) -> None:
+        if not self.has_state:
+            raise FilterCallError("state_refused", "the module has no state exports")
+        length = len(state.data)
+        cap = self.budgets.max_state
+        if length > cap:
+            raise FilterCallError(
+                "state", f"a state of {length} bytes is over budgets.max_state ({cap})"
+            )
+        at = self._call_setup(abi.EXPORT_STATE_BUFFER, length, counted=False) & 0xFFFFFFFF
+        if at == abi.NO_STATE_BUFFER:
+            raise FilterCallError("state_refused", f"edged_state_buffer cannot take {length} bytes")
+        if at + length > self._memory.data_len(self._store):
+            raise FilterCallError(
+                "state", f"edged_state_buffer returned {at}+{length}, outside memory"
+            )
+        self._write(at, state.data)
+        self._arg0.i32 = state.format
+        self._arg1.i32 = length
+        self._invoke(self._funcs[abi.EXPORT_STATE_LOAD], 2, counted=False)
+        code = int(self._arg0.i32)
+        if code != 0:
+            raise FilterCallError(
+                "state_refused",
+                f"edged_state_load refused format {state.format} ({length} bytes): returned {code}",
+            )
+
     # -- the rest -------------------------------------------------------------------------
 
     def _emitted(self) -> list[Record]:
@@ -298,8 +350,9 @@ class WasmtimeFilter:
             raise FilterCallError("emit_too_large", f"emitted {size} bytes; the budget is {limit}")
         return records
 
-    def _invoke(self, func: Any, nargs: int) -> None:
-        """One guest call inside the budgets: fuel refilled, deadline re-armed, cost recorded."""
+    def _invoke(self, func: Any, nargs: int, counted: bool = True) -> None:
+        """One guest call inside the budgets: fuel refilled, deadline re-armed, cost recorded
+        (unless not `counted`: a state save or load is no message or tick)."""
         ctx = self._ctx
         set_fuel(ctx, self._fuel)
         ticks = self._ticker.ticks
@@ -308,13 +361,14 @@ class WasmtimeFilter:
             self._armed_at = ticks
         started = perf_counter_ns()
         err = call_unchecked(ctx, func, self._vals, nargs, self._trap_ref)
-        elapsed_us = (perf_counter_ns() - started) >> 10
-        stats = self.stats
-        stats.calls += 1
-        stats.elapsed += elapsed_us
-        stats.buckets[min(elapsed_us.bit_length(), 39)] += 1
-        get_fuel(ctx, self._fuel_left_ref)
-        stats.fuel_used += self._fuel - self._fuel_left.value
+        if counted:
+            elapsed_us = (perf_counter_ns() - started) >> 10
+            stats = self.stats
+            stats.calls += 1
+            stats.elapsed += elapsed_us
+            stats.buckets[min(elapsed_us.bit_length(), 39)] += 1
+            get_fuel(ctx, self._fuel_left_ref)
+            stats.fuel_used += self._fuel - self._fuel_left.value
         if err or self._trap:
             self._fail(err)
 
@@ -342,10 +396,10 @@ class WasmtimeFilter:
             raise FilterCallError("trap", f"host function failed: {host_exc!r}")
         raise FilterCallError(reason, _innermost_cause(exc))
 
-    def _call_setup(self, export: str, arg: int | None = None) -> int:
+    def _call_setup(self, export: str, arg: int | None = None, counted: bool = True) -> int:
         if arg is not None:
             self._arg0.i32 = arg
-        self._invoke(self._funcs[export], 2)
+        self._invoke(self._funcs[export], 2, counted)
         return int(self._arg0.i32)
 
     def _write(self, at: int, data: bytes) -> None:

@@ -162,7 +162,7 @@ def test_unknown_module_budget_key_suggests_the_known_one(confdir: Path) -> None
         "budgets.dedline_ms: unknown key; did you mean 'deadline_ms'?",
         "modules.threshold.budgets.memroy: unknown key; did you mean 'memory'?",
         "modules.threshold.budgets.zzz: unknown key; known keys: deadline_ms, fuel, max_emit_bytes,"
-        " max_emits, memory, table_elements",
+        " max_emits, max_state, memory, table_elements",
     ]
 
 
