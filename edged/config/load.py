@@ -35,6 +35,7 @@ from edged.config.model import (
     Params,
     ParamValue,
     PipelineConfig,
+    StateConfig,
     Subscription,
     TLSConfig,
     ViolationsConfig,
@@ -407,6 +408,11 @@ def _metrics(r: _Reader) -> MetricsConfig:
     return r.done(MetricsConfig() if interval is None else MetricsConfig(interval=interval))
 
 
+def _state(r: _Reader) -> StateConfig:
+    interval = r.real("checkpoint_interval", 0, above=True)
+    return r.done(StateConfig() if interval is None else StateConfig(checkpoint_interval=interval))
+
+
 def _modules(r: _Reader, budgets: Budgets, tick_ms: float | None) -> dict[str, ModuleConfig]:
     if isinstance(r.value, Mapping) and not r.value:
         r.fail(None, "needs at least one module")
@@ -546,6 +552,7 @@ def parse_config(data: object, *, source: str = "<config>", base_dir: Path | Non
             daemon=_daemon(r.child("daemon")),
             violations=_violations(r.child("violations")),
             metrics=_metrics(r.child("metrics")),
+            state=_state(r.child("state")),
             deploy=_deploy(r.child("deploy")),
             outbox=outbox,
             http=_http(r.child("http")) if r.has("http") else None,

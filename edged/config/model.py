@@ -163,6 +163,16 @@ class MetricsConfig:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class StateConfig:
+    """Filters' saved states (docs/state.md)."""
+
+    # Seconds between checkpoints of the filters whose state changed. What a kill -9 or a power
+    # cut can cost of a filter's memory; an SD card's wear is the other side: at 60 s, 8 filters
+    # of 4 KiB each write 2.6 MiB an hour (measured, docs/state.md), an idle gateway nothing.
+    checkpoint_interval: float = 60.0
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class HttpConfig:
     """The opt-in HTTP endpoint: /metrics, /healthz, /readyz (docs/monitoring.md)."""
 
@@ -275,6 +285,7 @@ class Config:
     daemon: DaemonConfig = field(default_factory=DaemonConfig)
     violations: ViolationsConfig = field(default_factory=ViolationsConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    state: StateConfig = field(default_factory=StateConfig)
     deploy: DeployConfig = field(default_factory=DeployConfig)
     # The outbox settings every broker's own `outbox:` is laid over.
     outbox: OutboxConfig = field(default_factory=OutboxConfig)

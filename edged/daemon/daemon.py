@@ -28,8 +28,9 @@ from edged.config import BrokerConfig, Config, load_config
 from edged.daemon import health, reports
 from edged.daemon.reload import plan_reload
 from edged.daemon.statelock import lock_state_dir
+from edged.daemon.statestore import StateStore
 from edged.daemon.systemd import Notifier
-from edged.daemon.timers import Timers, next_due, run_due, ticks_of
+from edged.daemon.timers import Tick, Timers, next_due, run_due, ticks_of
 from edged.engine import WasmtimeEngine
 from edged.errors import EdgedError, OutputRefused
 from edged.mqtt.acks import AckWindow, next_token
@@ -37,10 +38,11 @@ from edged.mqtt.link import BrokerLink
 from edged.mqtt.message import Message, TopicSubscription, Unacked, payload_fields
 from edged.mqtt.outbox import Outbox
 from edged.mqtt.poison import packet_size
-from edged.pipeline import Pipeline
-from edged.pipeline.assembly import build_pipelines, make_engine, state_dir
+from edged.pipeline import Pipeline, carry
+from edged.pipeline.assembly import build_pipelines, make_engine, state_dir, step_keys
 from edged.pipeline.intake import Intake
 from edged.pipeline.router import Router
+from edged.statedir import StateDir
 
 if TYPE_CHECKING:
     from edged.daemon.http import HttpEndpoint
@@ -60,6 +62,11 @@ _TRICKLE = 10
 _TRICKLE_WAIT = 0.05
 # What a dead letter keeps of a payload its control broker would refuse whole.
 _LETTER_HEAD = 256
+# A checkpoint waits (taking no new input from the intake) until every input applied so far is
+# acknowledged, so that no input whose effect it holds is ever delivered again; at most this
+# long, then it is put off by `_CHECKPOINT_RETRY` (docs/state.md).
+_CHECKPOINT_DRAIN = 1.0
+_CHECKPOINT_RETRY = 5.0
 
 
 class Daemon:
@@ -78,9 +85,17 @@ class Daemon:
         if self.engine.cache is not None and not self.engine.cache.usable:
             log.warning("compiled_cache_off", reason=self.engine.cache.problem)
         self.deploy: DeployManager | None = None
+        self.pipelines: list[Pipeline] = []
+        self._ticks: list[Tick] = []
         self._apply(config, *self._build(config, self.engine, first_ident=1))
         if self.deploy is not None:
             self.deploy.resume_probation()
+        self.states = StateStore(StateDir.of(config).filter_state)
+        self._restore_states()
+        # why a checkpoint is wanted (None: none is), and until when it may wait for acks
+        self._checkpoint_wanted: str | None = None
+        self._checkpoint_by = 0.0
+        self.checkpoints_deferred = 0
         self.intake: Intake[Message] = Intake(config.daemon.queue_size, config.daemon.overload)
         # the QoS 1/2 outputs of the QoS 1/2 input being filtered, still waiting for a broker;
         # None outside such an input (ticks, QoS 0 inputs): nothing waits for those outputs
@@ -97,7 +112,7 @@ class Daemon:
             from edged.deploy.manager import DeployManager
             from edged.deploy.store import ModuleStore
 
-            store = ModuleStore(state_dir(config) / "modules")
+            store = ModuleStore(StateDir.of(config).modules)
             manager = DeployManager(
                 config, engine, store, lambda: self.pipelines, self._publish_control
             )
@@ -109,6 +124,7 @@ class Daemon:
             dead_letter=self._dead_letter,
             on_change=self._quarantine_changed,
             pushed=pushed,
+            previous=self.pipelines,
         )
         if self.deploy is not None:
             self.deploy.close()
@@ -127,7 +143,8 @@ class Daemon:
         self.config = config
         self.pipelines = pipelines
         self.router = router
-        self._ticks = ticks_of(pipelines, time.monotonic())
+        # a filter kept whole by a reload keeps its tick phase too
+        self._ticks = ticks_of(pipelines, time.monotonic(), previous=self._ticks)
 
     def _subscriptions(self, broker: str) -> list[TopicSubscription]:
         subs = self.router.for_broker(broker)
@@ -152,7 +169,7 @@ class Daemon:
     def _make_link(self, config: Config, index: int, broker: BrokerConfig) -> BrokerLink:
         settings = broker.outbox
         outbox = Outbox(
-            state_dir(config) / broker.outbox_file,
+            StateDir.of(config).outbox(broker),
             max_bytes=settings.max_bytes,
             max_age=settings.max_age,
             when_full=settings.when_full,
@@ -203,6 +220,12 @@ class Daemon:
         self._apply(config, *built)
         if self.deploy is not None:
             self.deploy.resume_probation()
+        if plan.new_engine:  # the state directory may have moved
+            path = StateDir.of(config).filter_state
+            if path != self.states.path:
+                self.states.close()
+                self.states = StateStore(path)
+        self.want_checkpoint("reload")
         if plan.new_intake:
             fresh: Intake[Message] = Intake(config.daemon.queue_size, config.daemon.overload)
             fresh.items.extend(self.intake.items)  # nothing already taken in is dropped
@@ -244,7 +267,7 @@ class Daemon:
             compiled_cache_hits=self.engine.cache_hits,
             brokers={b.name: f"{b.host}:{b.port}" for b in self.config.brokers.values()},
         )
-        timers = Timers(self.config, self.notifier.watchdog_interval())
+        timers = self.timers = Timers(self.config, self.notifier.watchdog_interval())
         timers.next_tick = next_due(self._ticks)
         lock = lock_state_dir(state_dir(self.config))
         try:
@@ -266,7 +289,8 @@ class Daemon:
                     continue
                 deploy = self.deploy
                 links = self.links
-                if intake.items and not self._awaiting_acks():
+                paused = self._checkpoint_pending(now)
+                if intake.items and not paused and not self._awaiting_acks():
                     for link in links:
                         link.service()
                 else:
@@ -290,7 +314,7 @@ class Daemon:
                         room = min(room, _TRICKLE)
                     if room > 0:
                         link.drain(room)
-                if intake.items and not self._awaiting_acks():
+                if intake.items and not paused and not self._awaiting_acks():
                     self._process_slice()
                 for index, link in enumerate(links):
                     link.flush_outbox()
@@ -299,25 +323,7 @@ class Daemon:
                     elif self._catching_up[index]:
                         self._catching_up[index] = False  # the last entries were acknowledged
                         self._update_health()
-                now = time.monotonic()
-                if deploy is not None:
-                    deploy.poll(now)
-                if now >= timers.next_tick:
-                    timers.next_tick = run_due(self._ticks, now)
-                if now >= timers.next_housekeeping:
-                    timers.next_housekeeping = now + 1.0
-                    for pipeline in self.pipelines:
-                        pipeline.release_due(now)
-                    for link in self.links:
-                        if link.outbox is not None:
-                            link.outbox.expire()
-                    self._update_health()  # a link that never got through is down too
-                if now >= timers.next_summary:
-                    timers.next_summary = now + self.config.log.summary_interval
-                    self._summary()
-                if timers.metrics_every and now >= timers.next_metrics:
-                    timers.next_metrics = now + timers.metrics_every
-                    self._publish_metrics()
+                self._periodic(timers, time.monotonic())
         finally:
             self.stopping = True
             self.notifier.stopping()
@@ -333,9 +339,13 @@ class Daemon:
             while intake.items:
                 self._process_slice()
             self._await_outputs()
+            for link in self.links:
+                link.service()  # the acknowledgements go out before the state that holds them
+            self._checkpoint("stop")
             if timers.metrics_every:
                 self._publish_metrics()
             self._close_links()
+            self.states.close()
             if self.deploy is not None:
                 self.deploy.close()
             self._summary()
@@ -344,6 +354,135 @@ class Daemon:
                 self.http = None
             lock.close()
             log.info("stopped")
+
+    def _periodic(self, timers: Timers, now: float) -> None:
+        """Everything the loop does on a clock rather than for a message, in one place: deploys
+        under way, ticks, quarantine releases, outbox expiry and health, checkpoints,
+        summaries, metrics (`edged.daemon.timers` keeps when each is due)."""
+        deploy = self.deploy
+        if deploy is not None:
+            swaps = deploy.swaps
+            deploy.poll(now)
+            if deploy.swaps != swaps:
+                self.want_checkpoint("swap")
+        if now >= timers.next_tick:
+            timers.next_tick = run_due(self._ticks, now)
+        if now >= timers.next_housekeeping:
+            timers.next_housekeeping = now + 1.0
+            for pipeline in self.pipelines:
+                pipeline.release_due(now)
+            for link in self.links:
+                if link.outbox is not None:
+                    link.outbox.expire()
+            self._update_health()  # a link that never got through is down too
+        if now >= timers.next_checkpoint:
+            timers.next_checkpoint = now + self.config.state.checkpoint_interval
+            self.want_checkpoint("interval")
+        if now >= timers.next_summary:
+            timers.next_summary = now + self.config.log.summary_interval
+            self._summary()
+        if timers.metrics_every and now >= timers.next_metrics:
+            timers.next_metrics = now + timers.metrics_every
+            self._publish_metrics()
+
+    # -- filter state ----------------------------------------------------------------------
+
+    def want_checkpoint(self, why: str) -> None:
+        """Write the filters' changed states at the next moment every input they applied is
+        acknowledged (`_checkpoint_pending`)."""
+        if self._checkpoint_wanted is None:
+            self._checkpoint_wanted = why
+            self._checkpoint_by = time.monotonic() + _CHECKPOINT_DRAIN
+
+    def _checkpoint_pending(self, now: float) -> bool:
+        """True while a checkpoint waits for the inputs already applied to be acknowledged (the
+        loop then filters nothing new); writes it once they are.
+
+        A checkpoint holding the effect of an input its broker may still send again (not yet
+        acknowledged) would have that input applied twice after a crash: so the inputs applied
+        so far are acknowledged first, and their PUBACKs written, then the states saved. One
+        round trip of the outputs' acknowledgements, a few milliseconds on a LAN. An input
+        that is not acknowledged within `_CHECKPOINT_DRAIN` puts the checkpoint off."""
+        why = self._checkpoint_wanted
+        if why is None:
+            return False
+        if self.window and now < self._checkpoint_by:
+            return True
+        self._checkpoint_wanted = None
+        if self.window:
+            self.checkpoints_deferred += 1
+            log.info(
+                "checkpoint_deferred",
+                why=why,
+                inputs_unacknowledged=len(self.window),
+                retry_in_s=_CHECKPOINT_RETRY,
+            )
+            timers = getattr(self, "timers", None)
+            if timers is not None:
+                timers.next_checkpoint = min(timers.next_checkpoint, now + _CHECKPOINT_RETRY)
+            return False
+        for link in self.links:
+            link.service()
+        self._checkpoint(why)
+        return False
+
+    def _checkpoint(self, why: str) -> int:
+        """Save every stateful filter called since its last save, and write those whose state
+        changed (one transaction); how many were written. A quarantined filter keeps its last
+        state saved while it served."""
+        now = time.time()
+        rows = []
+        written = []
+        for key, step in step_keys(self.pipelines):
+            record = step.state
+            if not step.filter.has_state or step.guard.out:
+                continue
+            if record.saved is None or record.changed_since_save(step.filter):
+                carry.save(step.filter, record, pipeline=key.split("/", 1)[0], module=step.module)
+            state = record.saved
+            if state is None or state == record.written:
+                continue
+            digest = step.identity[0] if isinstance(step.identity, tuple) else ""
+            rows.append((key, step.module, str(digest), state))
+            written.append((record, state))
+        if not rows:
+            return 0
+        if self.window and why == "stop":
+            log.warning(
+                "checkpoint_with_inputs_unacknowledged",
+                inputs=len(self.window),
+                hint="their broker sends them again: their effect may count twice",
+            )
+        if not self.states.put(rows, now):
+            return 0
+        for record, state in written:
+            record.written = state
+            record.checkpoints += 1
+            record.checkpoint_at = now
+        log.debug("checkpoint", why=why, filters=len(rows), bytes=sum(len(r[3].data) for r in rows))
+        return len(rows)
+
+    def _restore_states(self) -> None:
+        """At start, every stateful filter takes its last checkpoint (docs/state.md)."""
+        for key, step in step_keys(self.pipelines):
+            if not step.filter.has_state:
+                continue
+            state = self.states.get(key)
+            if state is None:
+                continue
+            if step.renew is None:
+                continue
+            step.filter = carry.resume(
+                step.renew,
+                [state],
+                step.state,
+                pipeline=key.split("/", 1)[0],
+                module=step.module,
+                why="restart",
+                instance=step.filter,
+            )
+            if step.state.saved is state:
+                step.state.written = state
 
     def _orphan_inputs(self, sources: Container[int]) -> int:
         """QoS 1/2 inputs in the intake that came over a connection now gone (of these link

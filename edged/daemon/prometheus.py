@@ -142,9 +142,43 @@ class DaemonCollector(Collector):
         quarantines = CounterMetricFamily(
             "edged_filter_quarantines", "Quarantines a filter went into.", labels=labels
         )
+        state_bytes = GaugeMetricFamily(
+            "edged_filter_state_bytes",
+            "Size of a stateful filter's last saved state.",
+            labels=labels,
+        )
+        checkpoints = CounterMetricFamily(
+            "edged_filter_state_checkpoints",
+            "Checkpoints that wrote a filter's changed state to disk.",
+            labels=labels,
+        )
+        checkpoint_age = GaugeMetricFamily(
+            "edged_filter_state_checkpoint_age_seconds",
+            "Seconds since a filter's state was last written to disk.",
+            labels=labels,
+        )
+        refused = CounterMetricFamily(
+            "edged_filter_state_loads_refused",
+            "Saved states a new instance of a filter refused (it started fresh).",
+            labels=labels,
+        )
+        state_violations = CounterMetricFamily(
+            "edged_filter_state_violations",
+            "State saves and loads that trapped, broke the ABI or went over budgets.max_state.",
+            labels=labels,
+        )
+        now = time.time()
         for pipeline in self._daemon.pipelines:
             for index, step in enumerate(pipeline.steps):
                 key = [pipeline.name, step.module, str(index)]
+                if step.filter.has_state:
+                    record = step.state
+                    state_bytes.add_metric(key, record.bytes)
+                    checkpoints.add_metric(key, record.checkpoints)
+                    if record.checkpoint_at is not None:
+                        checkpoint_age.add_metric(key, max(0.0, now - record.checkpoint_at))
+                    refused.add_metric(key, record.loads_refused)
+                    state_violations.add_metric(key, record.violations)
                 stats = step.filter.stats
                 calls.add_metric(key, stats.calls)
                 fuel.add_metric(key, stats.fuel_used)
@@ -154,6 +188,7 @@ class DaemonCollector(Collector):
                 quarantined.add_metric(key, 1 if step.guard.out else 0)
                 quarantines.add_metric(key, step.guard.quarantines)
         yield from (calls, fuel, violations, latency, quarantined, quarantines)
+        yield from (state_bytes, checkpoints, checkpoint_age, refused, state_violations)
 
     # -- the intake and the broker links ------------------------------------------------------
 
@@ -216,6 +251,12 @@ class DaemonCollector(Collector):
                 "QoS 1/2 inputs from the broker not acknowledged yet (waiting for outputs).",
                 labels=b,
             ),
+            "never_taken": CounterMetricFamily(
+                "edged_broker_outputs_never_taken",
+                "Outputs dead-lettered because the broker would never take them: over its "
+                "Maximum Packet Size, or poison (it disconnects on them).",
+                labels=["broker", "reason"],
+            ),
         }
         outbox: dict[str, GaugeMetricFamily | CounterMetricFamily] = {
             "entries": GaugeMetricFamily(
@@ -249,6 +290,16 @@ class DaemonCollector(Collector):
             "write_errors": CounterMetricFamily(
                 "edged_outbox_write_errors", "Failed writes to the outbox.", labels=b
             ),
+            "write_failing": GaugeMetricFamily(
+                "edged_outbox_write_failing",
+                "1 while the outbox cannot be written (disk full, read-only, I/O error).",
+                labels=b,
+            ),
+            "unstored": CounterMetricFamily(
+                "edged_outbox_unstored",
+                "Outputs no input stood behind, lost because the outbox could not be written.",
+                labels=b,
+            ),
         }
         for index, link in enumerate(d.links):
             name = [link.name]
@@ -260,6 +311,8 @@ class DaemonCollector(Collector):
             families["rate_limited"].add_metric(name, link.rate_limited)
             families["unacked_outputs"].add_metric(name, link.client.unacked_publishes())
             families["unacked_inputs"].add_metric(name, d.window.waiting(index))
+            families["never_taken"].add_metric([link.name, "broker_limit"], link.over_packet_size)
+            families["never_taken"].add_metric([link.name, "poison_output"], link.poison_outputs)
             box = link.outbox
             if box is None:
                 continue
@@ -274,6 +327,8 @@ class DaemonCollector(Collector):
             outbox["dropped"].add_metric([link.name, "drop_oldest"], c.dropped_oldest)
             outbox["dropped"].add_metric([link.name, "drop_newest"], c.dropped_newest)
             outbox["write_errors"].add_metric(name, c.write_errors)
+            outbox["write_failing"].add_metric(name, 1 if box.problem is not None else 0)
+            outbox["unstored"].add_metric(name, c.unstored)
         yield from families.values()
         yield from outbox.values()
 

@@ -14,8 +14,7 @@ from pathlib import Path
 from typing import IO
 
 from edged.errors import StateError
-
-LOCK_FILE = "edged.lock"
+from edged.statedir import StateDir
 
 
 def lock_state_dir(directory: Path) -> IO[str]:
@@ -23,7 +22,7 @@ def lock_state_dir(directory: Path) -> IO[str]:
     (or the process ends, however it ends: the kernel drops the lock with the file)."""
     try:
         directory.mkdir(parents=True, exist_ok=True)
-        handle = open(directory / LOCK_FILE, "a+")  # noqa: SIM115 (held while the daemon runs)
+        handle = open(StateDir(directory).lock, "a+")  # noqa: SIM115 (held while the daemon runs)
     except OSError as exc:
         raise StateError(
             f"cannot use the state directory {directory}: {exc.strerror or exc}"

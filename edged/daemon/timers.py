@@ -21,10 +21,16 @@ class Tick:
         self.index = index
 
 
-def ticks_of(pipelines: Sequence[Pipeline], now: float) -> list[Tick]:
-    """A tick for every filter of `pipelines` that has a tick interval, first due one from now."""
+def ticks_of(
+    pipelines: Sequence[Pipeline], now: float, previous: Sequence[Tick] = ()
+) -> list[Tick]:
+    """A tick for every filter of `pipelines` that has a tick interval, first due one interval
+    from now; a filter that had one in `previous` (kept whole by a reload) keeps its due time."""
+    due = {
+        id(t.pipeline.steps[t.index]): t.due for t in previous if t.index < len(t.pipeline.steps)
+    }
     return [
-        Tick(now + step.tick_interval, step.tick_interval, pipeline, index)
+        Tick(due.get(id(step), now + step.tick_interval), step.tick_interval, pipeline, index)
         for pipeline in pipelines
         for index, step in enumerate(pipeline.steps)
         if step.tick_interval is not None
@@ -57,6 +63,7 @@ class Timers:
         self.next_watchdog = now if watchdog_every else float("inf")
         self.next_tick = float("inf")
         self.next_housekeeping = now + 1.0
+        self.next_checkpoint = now + config.state.checkpoint_interval
         self.next_summary = now + config.log.summary_interval
         self.metrics_every = config.metrics.interval
         self.next_metrics = now + self.metrics_every if self.metrics_every else float("inf")
@@ -65,6 +72,7 @@ class Timers:
         return min(
             self.next_tick,
             self.next_housekeeping,
+            self.next_checkpoint,
             self.next_summary,
             self.next_metrics,
             self.next_watchdog,

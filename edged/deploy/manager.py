@@ -37,7 +37,7 @@ from edged.deploy.protocol import (
     Request,
 )
 from edged.deploy.store import Active, ModuleStore, Version
-from edged.engine import WasmtimeEngine
+from edged.engine import SavedState, WasmtimeEngine
 from edged.engine.abi import ABI_VERSION
 from edged.engine.wasmtime_engine import WasmtimeModule
 from edged.errors import DeployRefused, ModuleError
@@ -100,6 +100,10 @@ class DeployManager:
         self._compiling: _Compiling | None = None
         self._waiting: list[tuple[str, bytes, Done | None]] = []
         self._probation: dict[str, _Probation] = {}
+        # per module on probation: the state each of its filters had when it was swapped in,
+        # for a rollback to give back when the new version's state is refused
+        self._at_swap: dict[str, dict[tuple[str, int], SavedState | None]] = {}
+        self.swaps = 0  # swaps and rollbacks done: the daemon checkpoints after each
         #: acks sent, by (result, reason): the metrics' deploys by result
         self.results: Counter[tuple[str, str]] = Counter()
         if d.allow_unsigned:
@@ -314,21 +318,35 @@ class DeployManager:
             digest=job.digest,
         )
 
-    def _swap(self, name: str, module: WasmtimeModule, params: dict[str, Any] | None) -> None:
-        """Instantiate for every step that uses `name`, then swap them all at once.
+    def _swap(
+        self, name: str, module: WasmtimeModule, params: dict[str, Any] | None, why: str = "swap"
+    ) -> None:
+        """Instantiate for every step that uses `name`, then swap them all at once, each new
+        instance taking over the old one's state (edged.pipeline.carry).
 
         All-or-nothing: if any instance refuses (say its init rejects the params), nothing
         changes and ModuleError goes back to the caller.
+
+        A rollback hands the version it goes back to the state of the one it leaves; when that
+        is refused (a format the older version does not read), the state the older version
+        itself had at the swap (docs/state.md).
         """
         fresh: list[tuple[Pipeline, int, Step]] = []
         for pipeline, pc in zip(self._pipelines(), self.config.pipelines, strict=True):
             for index, fc in enumerate(pc.filters):
                 if fc.module == name:
                     fresh.append((pipeline, index, make_step(self.config, pc, fc, module, params)))
+        at_swap = self._at_swap.pop(name, {}) if why == "rollback" else {}
+        kept: dict[tuple[str, int], SavedState | None] = {}
         for pipeline, index, step in fresh:
             old = pipeline.steps[index]
             step.warning = old.warning
-            pipeline.replace_step(index, step)
+            kept[(pipeline.name, index)] = pipeline.replace_step(
+                index, step, why=why, fallback=at_swap.get((pipeline.name, index))
+            )
+        if why == "swap":
+            self._at_swap[name] = kept
+        self.swaps += 1
 
     def _start_probation(self, name: str, version: int, seconds: float) -> None:
         steps = self._steps(name)
@@ -368,6 +386,7 @@ class DeployManager:
             calls = sum(s.filter.stats.calls for s in steps) - p.calls_at_start
             if now >= p.until and calls >= p.calls_needed:
                 del self._probation[name]
+                self._at_swap.pop(name, None)
                 log.info("probation_passed", module=name, version=p.version, calls=calls)
                 self.publish_status()
 
@@ -383,13 +402,14 @@ class DeployManager:
             if target is None:
                 if entry is None:
                     raise DeployRefused("no_previous", f"'{name}' runs the config's file")
-                self._swap(name, self.engine.load_file(name, self.config.modules[name].file), None)
+                module = self.engine.load_file(name, self.config.modules[name].file)
+                self._swap(name, module, None, why="rollback")
                 self.store.set_active(name, None)
             else:
                 wasm = self.store.get(target.digest)
                 if wasm is None:
                     raise DeployRefused("no_previous", "the previous version's bytes are gone")
-                self._swap(name, self.engine.load(name, wasm), target.params)
+                self._swap(name, self.engine.load(name, wasm), target.params, why="rollback")
                 self.store.set_active(name, Active(current=target))
         except DeployRefused as exc:
             self._ack(ROLLBACK, request_id, name, REFUSED, exc.reason, exc.detail)

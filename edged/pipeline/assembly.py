@@ -7,8 +7,7 @@ exactly the same things with the same messages.
 from __future__ import annotations
 
 import functools
-import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,28 +17,25 @@ from edged.config import Config, FilterConfig, ParamValue, PipelineConfig
 from edged.engine import WasmtimeEngine
 from edged.engine.wasmtime_engine import EngineSettings, WasmtimeModule
 from edged.errors import ModuleError, SetupError
-from edged.pipeline import Pipeline, Publisher, Step
+from edged.pipeline import Pipeline, Publisher, Step, carry
 from edged.pipeline.outputs import OutputRules
 from edged.pipeline.violations import DeadLetter, ViolationPolicy
 from edged.sizes import format_bytes
+from edged.statedir import StateDir
 
 log = structlog.get_logger("edged.daemon")
 
 
 def state_dir(config: Config) -> Path:
-    """Where compiled modules are kept: the config's, systemd's StateDirectory, or the user's."""
-    if config.state_dir is not None:
-        return config.state_dir
-    if env := os.environ.get("STATE_DIRECTORY"):
-        return Path(env.split(":")[0])
-    return Path.home() / ".local" / "state" / "edged"
+    """The state directory's root (its layout: `edged.statedir`)."""
+    return StateDir.of(config).root
 
 
 def make_engine(config: Config) -> WasmtimeEngine:
     settings = EngineSettings(
         wasm_stack=config.engine.wasm_stack, epoch_tick_ms=config.engine.epoch_tick_ms
     )
-    return WasmtimeEngine(settings, cache_dir=state_dir(config) / "compiled")
+    return WasmtimeEngine(settings, cache_dir=StateDir.of(config).compiled)
 
 
 def build_pipelines(
@@ -50,13 +46,19 @@ def build_pipelines(
     dead_letter: DeadLetter | None = None,
     on_change: Callable[[], None] | None = None,
     pushed: Mapping[str, Pushed] | None = None,
+    previous: Sequence[Pipeline] = (),
 ) -> list[Pipeline]:
     """Load every module and instantiate every filter, gathering all problems before failing.
 
     `pushed` holds the modules deployed over MQTT, which stand in for the config's files.
+    `previous` are the pipelines running now (a reload): a filter that did not change is
+    kept as it is, one that changed takes over its state, and a pipeline of the same name keeps
+    its counters (edged.pipeline.carry).
     """
     problems: list[str] = []
     pushed = pushed or {}
+    running = {key: step for key, step in step_keys(previous)}
+    counters = {p.name: p.counters for p in previous}
     modules: dict[str, WasmtimeModule] = {}
     for name, mod in config.modules.items():
         if name in pushed:
@@ -94,8 +96,15 @@ def build_pipelines(
                 continue
             committed += budgets.memory
             entry = pushed.get(fc.module)
+            key = step_key(
+                pc.name, fc.module, sum(f.module == fc.module for f in pc.filters[:f_index])
+            )
             try:
-                steps.append(make_step(config, pc, fc, module, entry.params if entry else None))
+                steps.append(
+                    make_step(
+                        config, pc, fc, module, entry.params if entry else None, running.get(key)
+                    )
+                )
             except ModuleError as exc:
                 problems.append(f"{where}: module '{fc.module}' {exc.reason}")
         if len(steps) == len(pc.filters):
@@ -105,18 +114,19 @@ def build_pipelines(
                 pipeline=pc.name,
                 limits={name: b.limits for name, b in config.brokers.items() if b.limits.any},
             )
-            pipelines.append(
-                Pipeline(
-                    pc.name,
-                    steps,
-                    outputs,
-                    publish,
-                    policy=policy,
-                    on_quarantine=pc.on_quarantine,
-                    dead_letter=dead_letter,
-                    on_change=on_change,
-                )
+            pipeline = Pipeline(
+                pc.name,
+                steps,
+                outputs,
+                publish,
+                policy=policy,
+                on_quarantine=pc.on_quarantine,
+                dead_letter=dead_letter,
+                on_change=on_change,
             )
+            if pc.name in counters:
+                pipeline.counters = counters[pc.name]
+            pipelines.append(pipeline)
     if problems:
         raise SetupError(problems)
     return pipelines
@@ -130,25 +140,57 @@ class Pushed:
     params: Mapping[str, ParamValue] | None = None
 
 
+def step_key(pipeline: str, module: str, occurrence: int) -> str:
+    """What names one filter across configs and restarts: its pipeline, its module, and which
+    use of that module in the pipeline it is (0 for the first)."""
+    return f"{pipeline}/{module}/{occurrence}"
+
+
+def step_keys(pipelines: Iterable[Pipeline]) -> Iterable[tuple[str, Step]]:
+    """Every step of `pipelines` with its `step_key`."""
+    for pipeline in pipelines:
+        seen: dict[str, int] = {}
+        for step in pipeline.steps:
+            occurrence = seen.get(step.module, 0)
+            seen[step.module] = occurrence + 1
+            yield step_key(pipeline.name, step.module, occurrence), step
+
+
 def make_step(
     config: Config,
     pc: PipelineConfig,
     fc: FilterConfig,
     module: WasmtimeModule,
     pushed_params: Mapping[str, ParamValue] | None = None,
+    running: Step | None = None,
 ) -> Step:
-    """One ready filter of a pipeline; raises ModuleError when the module refuses its params."""
+    """One ready filter of a pipeline; raises ModuleError when the module refuses its params.
+
+    `running` is the same filter in the config being replaced: kept whole when nothing about
+    it changed, else the new instance takes over its state (edged.pipeline.carry)."""
     params: Mapping[str, ParamValue] = fc.params
     if pushed_params is not None:
         # Pushed params replace the module's; what the pipeline set for itself still wins.
         params = {**pushed_params, **fc.own_params}
+    budgets = config.modules[fc.module].budgets
+    identity: Hashable = (module.digest, tuple(params.items()), budgets, fc.tick_interval)
+    if running is not None and running.identity == identity:
+        return running
     renew = functools.partial(
-        module.instantiate,
-        params,
-        _guest_logger(pc.name, fc.module),
-        config.modules[fc.module].budgets,
+        module.instantiate, params, _guest_logger(pc.name, fc.module), budgets
     )
-    return Step(fc.module, renew(), fc.tick_interval, renew)
+    step = Step(fc.module, renew(), fc.tick_interval, renew, identity=identity)
+    if running is not None:
+        # a changed filter is a swap to itself with new parameters
+        state = carry.save(running.filter, running.state, pipeline=pc.name, module=fc.module)
+        step.state = running.state
+        step.filter = carry.resume(
+            renew, [state], step.state, pipeline=pc.name, module=fc.module, why="reload",
+            instance=step.filter,
+        )  # fmt: skip
+        step.filter.stats = running.filter.stats  # its violation record starts anew
+        step.warning = running.warning
+    return step
 
 
 def _guest_logger(pipeline: str, module: str) -> Callable[[str, str], None]:

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
 import structlog
 
-from edged.engine import Filter, Outcome, Record
+from edged.engine import Filter, Outcome, Record, SavedState
 from edged.errors import FilterCallError, ModuleError, OutputRefused
+from edged.pipeline import carry
+from edged.pipeline.carry import StateRecord
 from edged.pipeline.counters import BurstWarning, PipelineCounters
 from edged.pipeline.outputs import Destination, OutputRules
 from edged.pipeline.violations import DeadLetter, Guard, ViolationPolicy, dead_letter_record
@@ -37,6 +39,10 @@ class Step:
     renew: Callable[[], Filter] | None = None
     guard: Guard = field(default_factory=Guard)
     warning: BurstWarning = field(default_factory=BurstWarning)
+    #: what makes two steps the same filter (module bytes, parameters, budgets, tick
+    #: interval): a reload keeps a step whose identity did not change (edged.pipeline.carry)
+    identity: Hashable | None = None
+    state: StateRecord = field(default_factory=StateRecord)
 
 
 class Pipeline:
@@ -226,14 +232,32 @@ class Pipeline:
             if self._on_change is not None:
                 self._on_change()
 
-    def replace_step(self, index: int, step: Step) -> None:
-        """Swap one filter for another between two messages (a deploy or a rollback)."""
+    def replace_step(
+        self, index: int, step: Step, *, why: str = "swap", fallback: SavedState | None = None
+    ) -> SavedState | None:
+        """Swap one filter for another between two messages (a deploy or a rollback): `step`,
+        just made, takes the old one's state (saved now), or `fallback` when it refuses that
+        (edged.pipeline.carry). Returns the state the old one had."""
         steps = list(self.steps)
-        step.filter.stats = steps[index].filter.stats
+        old = steps[index]
+        state = carry.save(old.filter, old.state, pipeline=self.name, module=old.module)
+        step.state = old.state
+        if state is not None or fallback is not None:
+            step.filter = carry.resume(
+                step.renew or (lambda: step.filter),
+                [state, fallback],
+                step.state,
+                pipeline=self.name,
+                module=step.module,
+                why=why,
+                instance=step.filter,
+            )
+        step.filter.stats = old.filter.stats
         steps[index] = step
         self.steps = tuple(steps)
         if self._on_change is not None:
             self._on_change()  # a quarantine of the old filter ends with it
+        return state
 
     def release_due(self, now: float) -> None:
         """End quarantines whose cool-down is over, each with a fresh instance of its filter."""
@@ -243,7 +267,15 @@ class Pipeline:
                 continue
             if step.renew is not None:
                 try:
-                    fresh = step.renew()
+                    # The last state saved while it served, not what it holds now.
+                    fresh = carry.resume(
+                        step.renew,
+                        [step.state.saved],
+                        step.state,
+                        pipeline=self.name,
+                        module=step.module,
+                        why="quarantine release",
+                    )
                 except ModuleError as exc:
                     step.guard.until = now + self._policy.cooldown
                     log.error(
@@ -286,6 +318,7 @@ class Pipeline:
                     },
                     "quarantined": step.guard.out,
                     "quarantines": step.guard.quarantines,
+                    **({"state": step.state.snapshot()} if step.filter.has_state else {}),
                 }
             )
         return {**self.counters.snapshot(), "filters": filters}
