@@ -1066,3 +1066,108 @@ def test_group_deploy_reaches_every_node_of_the_group(
         assert node.ack(rid)["result"] == "removed"
     assert [node.serving() for node in nodes] == [FORWARDS] * 3
     assert len({node.state_dir for node in nodes}) == 3
+
+
+# -- filter state -------------------------------------------------------------------------------
+# tests/modules/seqstate.wat counts the inputs it applied and says the count with each output
+# (state format 1). Pushed variants: the same format with other bytes (a new build that keeps
+# the format), and format 2 (it saves format 2 and refuses format 1, as a version that changed
+# its layout without a migration would). The rule they check: docs/state.md.
+
+SEQSTATE_SOURCE = (MODULES / "seqstate.wat").read_text()
+SEQSTATE = bytes(wasmtime.wat2wasm(SEQSTATE_SOURCE))
+# the same state format, other code: one more (unused) function
+SAME_FORMAT = bytes(
+    wasmtime.wat2wasm(SEQSTATE_SOURCE.rstrip().removesuffix(")") + " (func $unused))")
+)
+# format 2: saved as 2, and only 2 is read back
+_DESCRIPTOR = '"\\20\\00\\00\\00\\0c\\00\\00\\00\\0{}\\00\\00\\00"'
+_CHECK = "(i32.ne (local.get $format) (i32.const {}))"
+FORMAT_2 = bytes(
+    wasmtime.wat2wasm(
+        SEQSTATE_SOURCE.replace(_DESCRIPTOR.format(1), _DESCRIPTOR.format(2)).replace(
+            _CHECK.format(1), _CHECK.format(2)
+        )
+    )
+)
+
+
+def _stateful_node(make_node: NodeFactory, tmp_path: Path) -> Node:
+    node = make_node()
+    first = tmp_path / "seqstate.wasm"
+    first.write_bytes(SEQSTATE)
+    node.config["modules"]["filt"]["file"] = str(first)
+    return node
+
+
+def _send(node: Node, first: int, count: int) -> list[int]:
+    """Publish inputs `first`..`first+count-1`; the `applied` of each output, in order."""
+    for seq in range(first, first + count):
+        node.data.publish(f"{node.prefix}/in/{node.id}/a", json.dumps({"seq": seq}).encode())
+    got = [json.loads(body) for _, body in node.data.collect(count, timeout=10)]
+    assert [r["seq"] for r in got] == list(range(first, first + count))
+    assert all(r["repeats"] == 0 for r in got)
+    return [r["applied"] for r in got]
+
+
+def test_a_pushed_version_that_keeps_the_format_goes_on_counting(
+    make_node: NodeFactory, tmp_path: Path
+) -> None:
+    node = _stateful_node(make_node, tmp_path)
+    node.start()
+    assert _send(node, 0, 5) == [1, 2, 3, 4, 5]
+    assert node.deploy(2, SAME_FORMAT)["result"] == "activated"
+    assert _send(node, 5, 5) == [6, 7, 8, 9, 10]
+    loaded = [e for e in node.daemon.events() if e.get("event") == "state_loaded"]
+    assert [(e["during"], e["format"]) for e in loaded] == [("swap", 1)]
+
+
+def test_a_version_that_refuses_the_format_starts_fresh_and_it_is_counted(
+    make_node: NodeFactory, tmp_path: Path
+) -> None:
+    node = _stateful_node(make_node, tmp_path)
+    node.config["metrics"] = {"interval": 0.2}
+    node.start()
+    assert _send(node, 0, 3) == [1, 2, 3]
+    assert node.deploy(2, FORMAT_2)["result"] == "activated"
+    assert _send(node, 3, 2) == [1, 2]
+    [refused] = [e for e in node.daemon.events() if e.get("event") == "state_load_refused"]
+    assert (refused["format"], refused["reason"], refused["during"]) == (1, "state_refused", "swap")
+    metrics = node.data
+    metrics.subscribe(f"{node.prefix}/{node.id}/metrics")
+    deadline = time.monotonic() + 5
+    state: dict[str, object] = {}
+    while time.monotonic() < deadline and state.get("loads_refused") != 1:
+        for topic, body in metrics.quiet(0.3):
+            if topic.endswith("/metrics"):
+                state = json.loads(body)["pipelines"]["main"]["filters"][0]["state"]
+    assert state.get("loads_refused") == 1, state
+
+
+def test_a_rollback_gives_the_old_version_its_own_state_from_the_swap(
+    make_node: NodeFactory, tmp_path: Path
+) -> None:
+    """Version 2 (format 1) counts to 4; version 3 (format 2) refuses that and counts 1, 2;
+    a rollback to 2: version 2 refuses version 3's format-2 state, and takes its own state as
+    it was at the swap (4), so it goes on from 5. What version 3 applied is not in it: the
+    documented rule (docs/state.md)."""
+    node = _stateful_node(make_node, tmp_path)
+    node.start()
+    assert node.deploy(2, SAME_FORMAT)["result"] == "activated"
+    assert _send(node, 0, 4) == [1, 2, 3, 4]
+    assert node.deploy(3, FORMAT_2)["result"] == "activated"
+    assert _send(node, 4, 2) == [1, 2]
+    ack = node.control("rollback", "r1")
+    assert (ack["result"], ack["version"]) == ("rolled_back", 2)
+    assert _send(node, 6, 2) == [5, 6]
+    during = [
+        (e["event"], e["during"], e["format"])
+        for e in node.daemon.events()
+        if e.get("event") in ("state_loaded", "state_load_refused")
+    ]
+    assert during == [
+        ("state_loaded", "swap", 1),  # version 2 took the config file's state
+        ("state_load_refused", "swap", 1),  # version 3 refused format 1
+        ("state_load_refused", "rollback", 2),  # version 2 refused version 3's format 2
+        ("state_loaded", "rollback", 1),  # ... and took its own from the swap
+    ]
