@@ -92,9 +92,27 @@ def render(metrics: dict[str, Any], out: TextIO) -> None:
                 f"  {f.get('module', '?'):<26} calls {f.get('calls', 0)}, "
                 f"p50 <{lat.get('p50', 0)} µs, p99 <{lat.get('p99', 0)} µs, "
                 f"fuel {f.get('fuel_used', 0)}, {state}"
-                + (f", violations: {violations}" if violations else ""),
+                + (f", violations: {violations}" if violations else "")
+                + _state_text(f.get("state"), format_bytes),
                 file=out,
             )
+
+
+def _state_text(state: object, format_bytes: Any) -> str:
+    """`; state 4 KiB, 12 checkpoints (last 31 s ago)` for a stateful filter, else nothing."""
+    if not isinstance(state, dict):
+        return ""
+    age = state.get("checkpoint_age_s")
+    text = (
+        f"; state {format_bytes(int(state.get('bytes', 0)))}, "
+        f"{state.get('checkpoints', 0)} checkpoints"
+        + (f" (last {age:g} s ago)" if age is not None else "")
+    )
+    if state.get("loads_refused"):
+        text += f", {state['loads_refused']} LOADS REFUSED"
+    if state.get("violations"):
+        text += f", {state['violations']} STATE VIOLATIONS"
+    return text
 
 
 def _link_line(name: str, link: dict[str, Any], format_bytes: Any) -> str:
@@ -124,4 +142,11 @@ def _link_line(name: str, link: dict[str, Any], format_bytes: Any) -> str:
         )
         if outbox.get("write_errors"):
             line += f", WRITE ERRORS {outbox['write_errors']}"
+        if outbox.get("unstored"):
+            line += f", {outbox['unstored']} LOST UNSTORED"
+    if link.get("outbox_write_failing"):
+        line += f"; OUTBOX WRITE FAILING ({link['outbox_write_failing']})"
+    never = (link.get("over_packet_size") or 0) + (link.get("poison_outputs") or 0)
+    if never:
+        line += f"; {never} outputs the broker would never take, dead-lettered"
     return line

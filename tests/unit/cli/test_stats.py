@@ -38,3 +38,50 @@ def test_each_broker_link_gets_its_own_line_with_why_it_is_down() -> None:
     )
     assert "7 QoS 0 over the rate limit" in cloud
     assert "outbox 1200 entries" in cloud and "oldest 12.5 s" in cloud
+
+
+def test_a_failing_outbox_and_a_stateful_filter_are_said() -> None:
+    """An outbox the disk refuses, outputs the broker would never take, and a stateful
+    filter's state size, checkpoints and refused loads: each on the operator's screen."""
+    metrics = {
+        "node_id": "gw-1",
+        "queue": {},
+        "links": {
+            "cloud": {
+                "connected": True,
+                "outbox_write_failing": "cannot write the outbox: database or disk is full",
+                "over_packet_size": 2,
+                "poison_outputs": 1,
+                "outbox": {"entries": 3, "bytes": 300, "write_errors": 4, "unstored": 5},
+            }
+        },
+        "pipelines": {
+            "temps": {
+                "in": 10,
+                "filters": [
+                    {
+                        "module": "average",
+                        "state": {
+                            "bytes": 4096,
+                            "checkpoints": 12,
+                            "checkpoint_age_s": 31.0,
+                            "loads_refused": 1,
+                            "violations": 0,
+                        },
+                    },
+                    {"module": "threshold"},
+                ],
+            }
+        },
+    }
+    out = io.StringIO()
+    render(metrics, out)
+    text = out.getvalue()
+    cloud = next(line for line in text.splitlines() if line.startswith("broker cloud "))
+    assert "OUTBOX WRITE FAILING (cannot write the outbox: database or disk is full)" in cloud
+    assert "5 LOST UNSTORED" in cloud
+    assert "3 outputs the broker would never take, dead-lettered" in cloud
+    average = next(line for line in text.splitlines() if "average" in line)
+    assert "state 4 KiB, 12 checkpoints (last 31 s ago), 1 LOADS REFUSED" in average
+    threshold = next(line for line in text.splitlines() if "threshold" in line)
+    assert "state" not in threshold
