@@ -413,6 +413,23 @@ def _state(r: _Reader) -> StateConfig:
     return r.done(StateConfig() if interval is None else StateConfig(checkpoint_interval=interval))
 
 
+def _capabilities(r: _Reader) -> frozenset[str]:
+    """`capabilities: [clock, random, log]`: the WASI capabilities granted to a module."""
+    from edged.engine.abi import CAPABILITIES
+
+    value = r.get("capabilities", list, "a list of capability names")
+    granted: set[str] = set()
+    for index, item in enumerate(value if isinstance(value, list) else []):
+        if item not in CAPABILITIES:
+            r.fail(
+                f"capabilities[{index}]",
+                f"unknown capability {_quote(item)}; known: {', '.join(CAPABILITIES)}",
+            )
+        else:
+            granted.add(item)
+    return frozenset(granted)
+
+
 def _modules(r: _Reader, budgets: Budgets, tick_ms: float | None) -> dict[str, ModuleConfig]:
     if isinstance(r.value, Mapping) and not r.value:
         r.fail(None, "needs at least one module")
@@ -424,7 +441,10 @@ def _modules(r: _Reader, budgets: Budgets, tick_ms: float | None) -> dict[str, M
         file = m.path("file", required=True, must_exist=True) or Path()
         params = _params(m.child("params"))
         own = _budgets(m.child("budgets"), budgets, tick_ms)
-        modules[name] = m.done(ModuleConfig(name=name, file=file, params=params, budgets=own))
+        granted = _capabilities(m)
+        modules[name] = m.done(
+            ModuleConfig(name=name, file=file, params=params, budgets=own, capabilities=granted)
+        )
     return r.done(modules)
 
 

@@ -219,6 +219,10 @@ class DeployConfig:
         return bool(self.trusted_keys) or self.allow_unsigned
 
 
+#: the WASI capabilities a module can be granted (docs/filter-abi.md, "WASI")
+CAPABILITIES = ("clock", "random", "log")
+
+
 @dataclass(frozen=True, kw_only=True, slots=True)
 class ModuleConfig:
     name: str
@@ -226,6 +230,8 @@ class ModuleConfig:
     params: Params
     # The global budgets with the module's own `budgets:` laid over them.
     budgets: Budgets = field(default_factory=Budgets)
+    # WASI capabilities granted (docs/filter-abi.md, "WASI"): clock, random, log; none by default
+    capabilities: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -9,6 +9,7 @@ import struct
 from collections.abc import Mapping
 
 from edged.config import ParamValue
+from edged.config.model import CAPABILITIES as CAPABILITIES
 from edged.errors import FilterCallError
 
 ABI_VERSION = 1
@@ -34,6 +35,17 @@ IMPORT_MODULE = "edged"
 IMPORT_LOG = "log"
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
+
+#: WASI preview 1 (docs/filter-abi.md, "WASI"): what a module may import from it, and the
+#: capability each function needs. A function needing none gives nothing away: with no
+#: arguments, no environment, no files and no sockets granted, it answers from nothing.
+WASI_MODULE = "wasi_snapshot_preview1"
+WASI_NEEDS: dict[str, str] = {
+    "clock_time_get": "clock",
+    "clock_res_get": "clock",
+    "random_get": "random",
+    "fd_write": "log",  # stdout and stderr become the filter's log lines
+}
 
 #: export name -> (param types, result types), written as wasm value type names
 REQUIRED_FUNCS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
@@ -86,6 +98,29 @@ def unpack_state_descriptor(raw: bytes) -> tuple[int, int, int]:
     """`(ptr, len, format)` from the 12 bytes `edged_state_save()` points at."""
     ptr, length, fmt = _U32X3.unpack(raw)
     return ptr, length, fmt
+
+
+_IOVEC = struct.Struct("<II")
+_SUB_HEAD = struct.Struct("<QB")  # a subscription's userdata and tag
+_EVENT = struct.Struct("<QHBxxxxxQH6x")  # userdata, errno, type, fd nbytes, fd flags: 32 bytes
+_WASI_EBADF = 8
+
+
+def unpack_iovec(table: bytes, index: int) -> tuple[int, int]:
+    """`(ptr, len)` of the `index`th WASI iovec in `table`."""
+    ptr, length = _IOVEC.unpack_from(table, 8 * index)
+    return ptr, length
+
+
+def poll_answers(subscriptions: bytes, count: int) -> bytes:
+    """WASI `poll_oneoff`'s events for `count` subscriptions, all at once and without waiting:
+    a clock has gone off, a file descriptor is not there (edged grants none)."""
+    out = bytearray()
+    for index in range(count):
+        userdata, tag = _SUB_HEAD.unpack_from(subscriptions, 48 * index)
+        errno = 0 if tag == 0 else _WASI_EBADF
+        out += _EVENT.pack(userdata, errno, tag, 0, 0)
+    return bytes(out)
 
 
 def encode_params(params: Mapping[str, ParamValue]) -> bytes:

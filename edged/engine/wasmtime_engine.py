@@ -138,16 +138,44 @@ class WasmtimeModule:
         self.has_init = abi.EXPORT_INIT in exports
         self.has_tick = abi.EXPORT_TICK in exports
         self.has_state = abi.EXPORT_STATE_SAVE in exports
-        self._imports_log = any(i.name == abi.IMPORT_LOG for i in module.imports)
+        self.has_initialize = "_initialize" in exports
+        self._imports_log = any(
+            i.module == abi.IMPORT_MODULE and i.name == abi.IMPORT_LOG for i in module.imports
+        )
+        #: WASI functions imported that need a capability -> that capability
+        self.wasi_needs = {
+            i.name: abi.WASI_NEEDS[i.name]
+            for i in module.imports
+            if i.module == abi.WASI_MODULE and i.name in abi.WASI_NEEDS
+        }
+        self.imports_wasi = any(i.module == abi.WASI_MODULE for i in module.imports)
+
+    @property
+    def capabilities_needed(self) -> frozenset[str]:
+        return frozenset(self.wasi_needs.values())
+
+    def refused_grants(self, granted: frozenset[str]) -> str | None:
+        """Why the module cannot run with only `granted`: its first import of a capability not
+        granted, named with the capability it needs; None when it can."""
+        for func, capability in sorted(self.wasi_needs.items()):
+            if capability not in granted:
+                return (
+                    f"imports {abi.WASI_MODULE}.{func}, which needs the capability "
+                    f"'{capability}' (not granted)"
+                )
+        return None
 
     def instantiate(
         self,
         params: Mapping[str, ParamValue],
         log: LogSink,
         budgets: Budgets = DEFAULT_BUDGETS,
+        capabilities: frozenset[str] = frozenset(),
     ) -> WasmtimeFilter:
         if params and not self.has_init:
             raise ModuleError(self.name, f"takes no parameters (no {abi.EXPORT_INIT} export)")
+        if (refused := self.refused_grants(capabilities)) is not None:
+            raise ModuleError(self.name, refused)
         return WasmtimeFilter(
             self._engine.wasmtime,
             self._module,
@@ -159,6 +187,8 @@ class WasmtimeModule:
             log=log,
             imports_log=self._imports_log,
             has_init=self.has_init,
+            wasi=self.imports_wasi,
+            has_initialize=self.has_initialize,
         )
 
 
@@ -253,14 +283,23 @@ class WasmtimeEngine:
                 "go together (all three, or none)",
             )
         for imp in module.imports:
+            if imp.module == abi.WASI_MODULE and isinstance(imp.type, wasmtime.FuncType):
+                continue  # wasmtime checks each function's type when it links the instance
             want = abi.ALLOWED_IMPORTS.get((imp.module, imp.name or ""))
             ok = want is not None and isinstance(imp.type, wasmtime.FuncType)
             if not ok or _signature(imp.type) != want:  # type: ignore[arg-type]
                 raise ModuleError(
                     name,
                     f"imports {imp.module}.{imp.name}, which edged does not provide "
-                    f"(filters may import only {abi.IMPORT_MODULE}.{abi.IMPORT_LOG})",
+                    f"(filters may import {abi.IMPORT_MODULE}.{abi.IMPORT_LOG} and "
+                    f"{abi.WASI_MODULE} functions)",
                 )
+        if "_start" in exports and "_initialize" not in exports:
+            raise ModuleError(
+                name,
+                "exports _start: a WASI command, which would run main and exit; build it as a "
+                "reactor (C: -mexec-model=reactor; Go: -buildmode=c-shared; Rust: a cdylib)",
+            )
 
 
 def _headline(exc: Exception) -> str:

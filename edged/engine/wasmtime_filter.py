@@ -46,11 +46,24 @@ from edged.engine.base import CallStats, LogSink, Outcome, Record, SavedState
 from edged.errors import FilterCallError, ModuleError
 
 _LOG_TEXT_LIMIT = 1024
+# Of one WASI fd_write, at most this much is read to become log lines (the rate limit of
+# the log sink bounds the lines; this bounds the copying of a multi-megabyte write).
+_WRITE_KEPT = 8 * _LOG_TEXT_LIMIT
+_EBADF = 8
+_EFAULT = 21
 _DROPPED: Outcome = ()
 _PAGE = 65536
 _PEEK = 512
 _memmove = ctypes.memmove
 _string_at = ctypes.string_at
+
+
+class GuestExit(Exception):
+    """A filter called WASI `proc_exit`: the call ends as a violation (reason `exit`)."""
+
+    def __init__(self, code: int) -> None:
+        super().__init__(code)
+        self.code = code
 
 
 class EpochCount(Protocol):
@@ -82,15 +95,26 @@ class WasmtimeFilter:
         log: LogSink,
         imports_log: bool,
         has_init: bool,
+        wasi: bool = False,
+        has_initialize: bool = False,
     ) -> None:
         self.name = name
         self._log = log
+        self._wasi_lines: dict[int, bytes] = {}  # per fd, a line written in parts
         self.stats = CallStats()  # counts setup's own calls; replaced below
         self._take_budgets(budgets, epoch_tick_ms, ticker)
         self._store = self._new_store(engine)
-        instance = self._instantiate(self._linker(engine, imports_log), module)
+        linker = self._linker(engine, imports_log)
+        if wasi:
+            self._define_wasi(linker)
+        instance = self._instantiate(linker, module)
         self._bind_exports(instance)
         try:
+            if has_initialize:
+                # A reactor's constructors (libc, Go's runtime): once, before anything else.
+                func = instance.exports(self._store)["_initialize"]
+                assert isinstance(func, wasmtime.Func)
+                self._invoke(func_ref(func), 0)
             self._check_abi_version()
             self._take_buffers()
             if has_init:
@@ -148,6 +172,94 @@ class WasmtimeFilter:
                 access_caller=True,
             )
         return linker
+
+    def _define_wasi(self, linker: wasmtime.Linker) -> None:
+        """WASI preview 1 with nothing granted (docs/filter-abi.md, "WASI"): no arguments, no
+        environment, no files or sockets, stdin empty (wasmtime's own functions on an empty
+        WasiConfig), and three of edged's own: `fd_write` to stdout/stderr becomes the
+        filter's log lines, `poll_oneoff` answers at once instead of sleeping (a host call is
+        neither metered nor interruptible: a 300 ms sleep ran through a 50 ms deadline), and
+        `proc_exit` ends the call as a violation instead of the instance. Which capabilities
+        the module needs was checked before (`WasmtimeModule.refused_grants`)."""
+        linker.define_wasi()
+        linker.allow_shadowing = True
+        i32 = wasmtime.ValType.i32()
+        linker.define_func(
+            abi.WASI_MODULE,
+            "fd_write",
+            wasmtime.FuncType([i32, i32, i32, i32], [i32]),
+            self._fd_write,
+            access_caller=True,
+        )
+        linker.define_func(
+            abi.WASI_MODULE,
+            "poll_oneoff",
+            wasmtime.FuncType([i32, i32, i32, i32], [i32]),
+            self._poll_oneoff,
+            access_caller=True,
+        )
+        linker.define_func(
+            abi.WASI_MODULE, "proc_exit", wasmtime.FuncType([i32], []), self._proc_exit
+        )
+        # A store without WASI context on a WASI linker aborts the process at the first call.
+        self._store.set_wasi(wasmtime.WasiConfig())
+
+    def _fd_write(self, caller: wasmtime.Caller, fd: int, iovs: int, count: int, out: int) -> int:
+        memory = caller.get("memory")
+        if not isinstance(memory, wasmtime.Memory):
+            return _EFAULT
+        size = memory.data_len(caller)
+        iovs &= 0xFFFFFFFF
+        count = max(0, min(count, 1024))
+        if iovs + 8 * count > size or (out & 0xFFFFFFFF) + 4 > size:
+            return _EFAULT
+        table = bytes(memory.read(caller, iovs, iovs + 8 * count))
+        total = 0
+        taken = bytearray()
+        for index in range(count):
+            ptr, length = abi.unpack_iovec(table, index)
+            if ptr + length > size:
+                return _EFAULT
+            total += length
+            # What becomes log lines is bounded; the rest is said written and dropped.
+            room = _WRITE_KEPT - len(taken)
+            if room > 0 and length:
+                taken += memory.read(caller, ptr, ptr + min(length, room))
+        memory.write(caller, total.to_bytes(4, "little"), out & 0xFFFFFFFF)
+        if fd not in (1, 2):
+            return _EBADF
+        self._guest_lines(fd, bytes(taken))
+        return 0
+
+    def _guest_lines(self, fd: int, data: bytes) -> None:
+        """Whole lines written to stdout (info) or stderr (warning) go to the log sink."""
+        pending = self._wasi_lines.get(fd, b"") + data
+        *lines, rest = pending.split(b"\n")
+        self._wasi_lines[fd] = rest[-_LOG_TEXT_LIMIT:]
+        level = "info" if fd == 1 else "warning"
+        for line in lines:
+            with contextlib.suppress(Exception):
+                self._log(level, line[:_LOG_TEXT_LIMIT].decode(errors="replace"))
+
+    def _poll_oneoff(
+        self, caller: wasmtime.Caller, subs: int, events: int, count: int, out: int
+    ) -> int:
+        memory = caller.get("memory")
+        if not isinstance(memory, wasmtime.Memory):
+            return _EFAULT
+        size = memory.data_len(caller)
+        subs, events, out = subs & 0xFFFFFFFF, events & 0xFFFFFFFF, out & 0xFFFFFFFF
+        count = max(0, min(count, 64))
+        if subs + 48 * count > size or events + 32 * count > size or out + 4 > size:
+            return _EFAULT
+        raw = bytes(memory.read(caller, subs, subs + 48 * count))
+        answer = abi.poll_answers(raw, count)
+        memory.write(caller, answer, events)
+        memory.write(caller, count.to_bytes(4, "little"), out)
+        return 0
+
+    def _proc_exit(self, code: int) -> None:
+        raise GuestExit(code)
 
     def _instantiate(self, linker: wasmtime.Linker, module: wasmtime.Module) -> wasmtime.Instance:
         """The instance, or ModuleError when wasmtime refuses it (a limit, a start trap)."""
@@ -392,6 +504,8 @@ class WasmtimeFilter:
         else:
             exc = error_at(err)
             reason = "trap"
+        if isinstance(host_exc, GuestExit):
+            raise FilterCallError("exit", f"the filter called proc_exit({host_exc.code})")
         if host_exc is not None:
             raise FilterCallError("trap", f"host function failed: {host_exc!r}")
         raise FilterCallError(reason, _innermost_cause(exc))

@@ -18,6 +18,7 @@ from edged.engine import WasmtimeEngine
 from edged.engine.wasmtime_engine import EngineSettings, WasmtimeModule
 from edged.errors import ModuleError, SetupError
 from edged.pipeline import Pipeline, Publisher, Step, carry
+from edged.pipeline.filterlog import FilterLog
 from edged.pipeline.outputs import OutputRules
 from edged.pipeline.violations import DeadLetter, ViolationPolicy
 from edged.sizes import format_bytes
@@ -68,6 +69,10 @@ def build_pipelines(
             modules[name] = engine.load_file(name, mod.file)
         except ModuleError as exc:
             problems.append(f"modules.{name}: {exc.reason}")
+            continue
+        if (refused := modules[name].refused_grants(mod.capabilities)) is not None:
+            problems.append(f"modules.{name}.capabilities: module '{name}' {refused}")
+            del modules[name]
     policy = ViolationPolicy(
         quarantine_after=config.violations.quarantine_after,
         window=config.violations.window,
@@ -177,7 +182,11 @@ def make_step(
     if running is not None and running.identity == identity:
         return running
     renew = functools.partial(
-        module.instantiate, params, _guest_logger(pc.name, fc.module), budgets
+        module.instantiate,
+        params,
+        FilterLog(pc.name, fc.module),
+        budgets,
+        config.modules[fc.module].capabilities,
     )
     step = Step(fc.module, renew(), fc.tick_interval, renew, identity=identity)
     if running is not None:
@@ -191,12 +200,3 @@ def make_step(
         step.filter.stats = running.filter.stats  # its violation record starts anew
         step.warning = running.warning
     return step
-
-
-def _guest_logger(pipeline: str, module: str) -> Callable[[str, str], None]:
-    bound = log.bind(pipeline=pipeline, module=module)
-
-    def emit(level: str, text: str) -> None:
-        getattr(bound, level)("filter_log", text=text)
-
-    return emit

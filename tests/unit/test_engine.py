@@ -254,17 +254,12 @@ def test_refuses_export_that_is_not_a_function(engine: WasmtimeEngine) -> None:
 @pytest.mark.parametrize(
     ("imports", "named"),
     [
-        (
-            '(import "wasi_snapshot_preview1" "fd_write"'
-            " (func (param i32 i32 i32 i32) (result i32)))",
-            "wasi_snapshot_preview1.fd_write",
-        ),
         ('(import "env" "abort" (func))', "env.abort"),
         ('(import "edged" "time" (func (result i64)))', "edged.time"),
         ('(import "edged" "log" (func (param i32 i32)))', "edged.log"),
         ('(import "edged" "log" (global i32))', "edged.log"),
     ],
-    ids=["wasi", "env", "unknown-edged", "log-wrong-signature", "log-not-a-function"],
+    ids=["env", "unknown-edged", "log-wrong-signature", "log-not-a-function"],
 )
 def test_refuses_imports_edged_does_not_provide(
     engine: WasmtimeEngine, imports: str, named: str
@@ -274,6 +269,36 @@ def test_refuses_imports_edged_does_not_provide(
         engine.load("f", wasm(imports=imports))
     assert f"imports {named}, which edged does not provide" in info.value.reason
     assert "edged.log" in info.value.reason
+
+
+WASI_WRITE = (
+    '(import "wasi_snapshot_preview1" "fd_write" (func (param i32 i32 i32 i32) (result i32)))'
+)
+
+
+def test_a_wasi_import_needs_its_capability_granted(engine: WasmtimeEngine) -> None:
+    """fd_write needs `log`: refused without the grant, naming the import and the capability;
+    it serves with it. A WASI function that needs no capability (args, environment: empty)
+    needs no grant."""
+    module = engine.load("f", wasm(imports=WASI_WRITE))
+    assert module.capabilities_needed == {"log"}
+    with pytest.raises(ModuleError) as info:
+        module.instantiate({}, lambda *_: None)
+    assert info.value.reason == (
+        "imports wasi_snapshot_preview1.fd_write, which needs the capability 'log' (not granted)"
+    )
+    instance = module.instantiate({}, lambda *_: None, capabilities=frozenset({"log"}))
+    assert instance.on_message(b"t", b"p") == ((b"t", b"p"),)
+    inert = '(import "wasi_snapshot_preview1" "args_sizes_get" (func (param i32 i32) (result i32)))'
+    plain = engine.load("g", wasm(imports=inert))
+    assert plain.capabilities_needed == frozenset()
+    assert plain.instantiate({}, lambda *_: None).on_message(b"t", b"p") == ((b"t", b"p"),)
+
+
+def test_a_wasi_command_is_refused_with_how_to_build_a_reactor(engine: WasmtimeEngine) -> None:
+    reason = refusal(engine, wasm('(func (export "_start"))'))
+    assert reason.startswith("exports _start: a WASI command")
+    assert "-mexec-model=reactor" in reason
 
 
 @pytest.mark.parametrize(
