@@ -63,6 +63,14 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         help="module params (replace the config's); 30, 0.5, true and false are typed",
     )
     push.add_argument(
+        "--capability",
+        action="append",
+        default=None,
+        metavar="NAME",
+        help="a WASI capability the module needs (clock, random, log); repeatable; default: "
+        "read from the module's imports",
+    )
+    push.add_argument(
         "--unsigned", action="store_true", help="no signature (nodes with allow_unsigned only)"
     )
     push.add_argument(
@@ -322,11 +330,18 @@ def push(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
     key = None if args.unsigned else load_private_key(args.key)
     params = parse_params(args.param) if args.param else None
+    capabilities = _capabilities(args.name, wasm, args.capability)
     broker, prefix = broker_and_prefix(args)
     target = _target(args, prefix)
     request_id = uuid.uuid4().hex
     message = manifest.build(
-        args.name, args.version, wasm, key=key, params=params, request_id=request_id
+        args.name,
+        args.version,
+        wasm,
+        key=key,
+        params=params,
+        request_id=request_id,
+        capabilities=capabilities or None,
     )
     digest = manifest.parse(message)[0].sha256
     signed = "unsigned" if key is None else f"key {key_id(key.public_key())}"
@@ -334,9 +349,10 @@ def push(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     with _session(broker, "push", args.timeout) as session:
         session.subscribe(target.reply_filter(protocol.ACK))
         session.publish(topic, message, qos=1, retain=args.retain)
+        needs = f", needs {', '.join(capabilities)}" if capabilities else ""
         print(
             f"pushed {args.name} v{args.version} ({len(wasm)} bytes, sha256 {digest[:8]}…, "
-            f"{signed}) to {topic}",
+            f"{signed}{needs}) to {topic}",
             file=err,
             flush=True,
         )
@@ -351,6 +367,31 @@ def push(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             err=err,
             pushed=(args.name, args.version),
         )
+
+
+def _capabilities(name: str, wasm: bytes, given: list[str] | None) -> list[str]:
+    """The WASI capabilities to ask for: `given` (checked), else what the module's imports
+    need, read by compiling it as a node would. A module the engine refuses asks for none:
+    the nodes refuse it, each with its reason in its ack."""
+    from edged.config.model import CAPABILITIES
+
+    if given is not None:
+        unknown = sorted(set(given) - set(CAPABILITIES))
+        if unknown:
+            raise EdgedError(
+                f"--capability {unknown[0]}: unknown; known: {', '.join(CAPABILITIES)}"
+            )
+        return sorted(set(given))
+    from edged.engine import WasmtimeEngine
+    from edged.errors import ModuleError
+
+    engine = WasmtimeEngine()
+    try:
+        return sorted(engine.load(name, wasm).capabilities_needed)
+    except ModuleError:
+        return []
+    finally:
+        engine.close()
 
 
 def control(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:

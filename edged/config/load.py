@@ -11,6 +11,7 @@ from types import MappingProxyType
 
 from edged.config.document import read_document
 from edged.config.model import (
+    CAPABILITIES,
     DEFAULT_BROKER,
     DEFAULT_BUDGETS,
     MQTTS_PORT,
@@ -323,6 +324,7 @@ def _deploy(r: _Reader) -> DeployConfig:
         if (key := _trusted_key(item)) is not None:
             keys.append(key)
     allow = r.flag("allow_unsigned", d.allow_unsigned)
+    allowed = _capabilities(r, "allowed_capabilities")
     max_bytes = r.size("max_module_bytes", 1024)
     messages = r.whole("probation_messages", 0)
     seconds = r.real("probation_seconds", 0)
@@ -331,6 +333,7 @@ def _deploy(r: _Reader) -> DeployConfig:
             groups=tuple(groups),
             trusted_keys=tuple(keys),
             allow_unsigned=allow,
+            allowed_capabilities=allowed,
             max_module_bytes=d.max_module_bytes if max_bytes is None else max_bytes,
             probation_messages=d.probation_messages if messages is None else messages,
             probation_seconds=d.probation_seconds if seconds is None else seconds,
@@ -413,16 +416,14 @@ def _state(r: _Reader) -> StateConfig:
     return r.done(StateConfig() if interval is None else StateConfig(checkpoint_interval=interval))
 
 
-def _capabilities(r: _Reader) -> frozenset[str]:
-    """`capabilities: [clock, random, log]`: the WASI capabilities granted to a module."""
-    from edged.engine.abi import CAPABILITIES
-
-    value = r.get("capabilities", list, "a list of capability names")
+def _capabilities(r: _Reader, key: str = "capabilities") -> frozenset[str]:
+    """`capabilities: [clock, random, log]`: WASI capabilities by name."""
+    value = r.get(key, list, "a list of capability names")
     granted: set[str] = set()
     for index, item in enumerate(value if isinstance(value, list) else []):
         if item not in CAPABILITIES:
             r.fail(
-                f"capabilities[{index}]",
+                f"{key}[{index}]",
                 f"unknown capability {_quote(item)}; known: {', '.join(CAPABILITIES)}",
             )
         else:

@@ -210,6 +210,8 @@ class DeployConfig:
     groups: tuple[str, ...] = ()
     trusted_keys: tuple[str, ...] = ()  # base64 raw ed25519 public keys or PEM blocks
     allow_unsigned: bool = False
+    # WASI capabilities a pushed module may be granted (what its manifest asks for, at most)
+    allowed_capabilities: frozenset[str] = frozenset()
     max_module_bytes: int = 1024 * 1024
     probation_messages: int = 100
     probation_seconds: float = 60.0

@@ -139,7 +139,8 @@ class DeployManager:
                 except ModuleError as exc:
                     log.error("stored_module_refused", module=name, reason=exc.reason)
                     continue
-                pushed[name] = Pushed(module, candidate.params)
+                granted = frozenset(candidate.capabilities or ())
+                pushed[name] = Pushed(module, candidate.params, granted)
                 if candidate is not entry.current:
                     log.warning("restored_previous_version", module=name, version=candidate.version)
                     self.store.set_active(name, Active(current=candidate))
@@ -213,6 +214,14 @@ class DeployManager:
             unsigned = verify(
                 manifest, wasm, self._trusted, allow_unsigned=self.config.deploy.allow_unsigned
             )
+            allowed = self.config.deploy.allowed_capabilities
+            beyond = sorted(set(manifest.capabilities or ()) - allowed)
+            if beyond:
+                raise DeployRefused(
+                    "capability_not_allowed",
+                    f"asks for {', '.join(beyond)}; deploy.allowed_capabilities here allows "
+                    + (", ".join(sorted(allowed)) or "none"),
+                )
             current = self._current(manifest.module)
             if (
                 current is not None
@@ -284,17 +293,28 @@ class DeployManager:
 
     def _finish_deploy(self, job: _Compiling) -> None:
         m = job.manifest
+        granted = frozenset(m.capabilities or ())
         try:
-            self._swap(m.module, job.future.result(), m.params)
+            self._swap(m.module, job.future.result(), m.params, capabilities=granted)
         except ModuleError as exc:
-            reason = "wrong_abi" if "filter ABI" in exc.reason else "invalid_module"
+            reason = (
+                "wrong_abi"
+                if "filter ABI" in exc.reason
+                else "capability_not_granted"
+                if "needs the capability" in exc.reason
+                else "invalid_module"
+            )
             self._ack(
                 DEPLOY, m.request_id, m.module, REFUSED, reason, exc.reason, version=m.version
             )
             return
         previous = self._current(m.module)
         new = Version(
-            version=m.version, digest=job.digest, params=m.params, activated_at=time.time()
+            version=m.version,
+            digest=job.digest,
+            params=m.params,
+            activated_at=time.time(),
+            capabilities=m.capabilities,
         )
         self.store.set_active(m.module, Active(current=new, previous=previous))
         self._start_probation(m.module, m.version, self.config.deploy.probation_seconds)
@@ -319,7 +339,12 @@ class DeployManager:
         )
 
     def _swap(
-        self, name: str, module: WasmtimeModule, params: dict[str, Any] | None, why: str = "swap"
+        self,
+        name: str,
+        module: WasmtimeModule,
+        params: dict[str, Any] | None,
+        why: str = "swap",
+        capabilities: frozenset[str] | None = None,
     ) -> None:
         """Instantiate for every step that uses `name`, then swap them all at once, each new
         instance taking over the old one's state (edged.pipeline.carry).
@@ -335,7 +360,8 @@ class DeployManager:
         for pipeline, pc in zip(self._pipelines(), self.config.pipelines, strict=True):
             for index, fc in enumerate(pc.filters):
                 if fc.module == name:
-                    fresh.append((pipeline, index, make_step(self.config, pc, fc, module, params)))
+                    step = make_step(self.config, pc, fc, module, params, capabilities=capabilities)
+                    fresh.append((pipeline, index, step))
         at_swap = self._at_swap.pop(name, {}) if why == "rollback" else {}
         kept: dict[tuple[str, int], SavedState | None] = {}
         for pipeline, index, step in fresh:
@@ -409,7 +435,13 @@ class DeployManager:
                 wasm = self.store.get(target.digest)
                 if wasm is None:
                     raise DeployRefused("no_previous", "the previous version's bytes are gone")
-                self._swap(name, self.engine.load(name, wasm), target.params, why="rollback")
+                self._swap(
+                    name,
+                    self.engine.load(name, wasm),
+                    target.params,
+                    why="rollback",
+                    capabilities=frozenset(target.capabilities or ()),
+                )
                 self.store.set_active(name, Active(current=target))
         except DeployRefused as exc:
             self._ack(ROLLBACK, request_id, name, REFUSED, exc.reason, exc.detail)

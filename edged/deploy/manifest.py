@@ -11,7 +11,7 @@ import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from edged.config.model import ParamValue
+from edged.config.model import CAPABILITIES, ParamValue
 from edged.errors import DeployRefused
 from edged.keys import key_id
 
@@ -39,15 +39,19 @@ class Manifest:
     key_id: str | None = None
     signature: str | None = None
     request_id: str | None = None
+    #: the WASI capabilities the module needs (docs/filter-abi.md, "WASI"); signed with it
+    capabilities: list[str] | None = None
 
     def signing_bytes(self) -> bytes:
-        body = {
+        body: dict[str, Any] = {
             "abi": self.abi,
             "module": self.module,
             "params": self.params,
             "sha256": self.sha256,
             "version": self.version,
         }
+        if self.capabilities is not None:  # absent from older manifests, whose bytes stay
+            body["capabilities"] = sorted(self.capabilities)
         canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
         return SIGNING_CONTEXT + canonical.encode()
 
@@ -59,7 +63,7 @@ class Manifest:
             "abi": self.abi,
             "params": self.params,
         }
-        for key in ("key_id", "signature", "request_id"):
+        for key in ("capabilities", "key_id", "signature", "request_id"):
             if (value := getattr(self, key)) is not None:
                 out[key] = value
         return out
@@ -74,6 +78,7 @@ def build(
     params: dict[str, ParamValue] | None = None,
     request_id: str | None = None,
     abi: int = 1,
+    capabilities: list[str] | None = None,
 ) -> bytes:
     """A complete deploy message, signed with `key` (unsigned when None)."""
     manifest = Manifest(
@@ -83,6 +88,7 @@ def build(
         abi=abi,
         params=params,
         request_id=request_id,
+        capabilities=sorted(capabilities) if capabilities is not None else None,
     )
     if key is not None:
         signature = base64.b64encode(key.sign(manifest.signing_bytes())).decode()
@@ -125,6 +131,7 @@ def _check_fields(raw: dict[str, Any]) -> None:
         "key_id": ((str, type(None)), False),
         "signature": ((str, type(None)), False),
         "request_id": ((str, type(None)), False),
+        "capabilities": ((list, type(None)), False),
     }
     for field, (kind, required) in checks.items():
         if field not in raw:
@@ -142,6 +149,9 @@ def _check_fields(raw: dict[str, Any]) -> None:
         isinstance(k, str) and isinstance(v, str | int | float | bool) for k, v in params.items()
     ):
         raise DeployRefused("malformed", "params must map names to strings, numbers or booleans")
+    capabilities = raw.get("capabilities")
+    if capabilities is not None and not all(c in CAPABILITIES for c in capabilities):
+        raise DeployRefused("malformed", f"capabilities must be names of {', '.join(CAPABILITIES)}")
 
 
 def verify(

@@ -28,12 +28,21 @@ class Version:
     digest: str
     params: dict[str, ParamValue] | None = None
     activated_at: float | None = None  # Unix time; probation outlives a restart
+    capabilities: list[str] | None = None  # the WASI capabilities granted (its manifest's)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Active:
     current: Version
     previous: Version | None = None
+
+
+def _without_none_capabilities(entry: dict[str, Any]) -> dict[str, Any]:
+    """A version that asked for no capabilities is written as before capabilities existed."""
+    for version in entry.values():
+        if isinstance(version, dict) and version.get("capabilities") is None:
+            version.pop("capabilities", None)
+    return entry
 
 
 def _fault(stage: str) -> None:
@@ -102,7 +111,7 @@ class ModuleStore:
             table.pop(name, None)
         else:
             table[name] = entry
-        body = {n: asdict(a) for n, a in sorted(table.items())}
+        body = {n: _without_none_capabilities(asdict(a)) for n, a in sorted(table.items())}
         self._write(self._active_file, json.dumps(body, indent=1).encode())
 
     # -- the one way anything is written --------------------------------------------------

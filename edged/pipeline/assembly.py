@@ -107,7 +107,13 @@ def build_pipelines(
             try:
                 steps.append(
                     make_step(
-                        config, pc, fc, module, entry.params if entry else None, running.get(key)
+                        config,
+                        pc,
+                        fc,
+                        module,
+                        entry.params if entry else None,
+                        running.get(key),
+                        entry.capabilities if entry else None,
                     )
                 )
             except ModuleError as exc:
@@ -143,6 +149,8 @@ class Pushed:
 
     module: WasmtimeModule
     params: Mapping[str, ParamValue] | None = None
+    #: the WASI capabilities granted to it (its manifest's), instead of the config's
+    capabilities: frozenset[str] | None = None
 
 
 def step_key(pipeline: str, module: str, occurrence: int) -> str:
@@ -168,6 +176,7 @@ def make_step(
     module: WasmtimeModule,
     pushed_params: Mapping[str, ParamValue] | None = None,
     running: Step | None = None,
+    capabilities: frozenset[str] | None = None,
 ) -> Step:
     """One ready filter of a pipeline; raises ModuleError when the module refuses its params.
 
@@ -178,7 +187,11 @@ def make_step(
         # Pushed params replace the module's; what the pipeline set for itself still wins.
         params = {**pushed_params, **fc.own_params}
     budgets = config.modules[fc.module].budgets
-    identity: Hashable = (module.digest, tuple(params.items()), budgets, fc.tick_interval)
+    if capabilities is None:
+        capabilities = config.modules[fc.module].capabilities
+    identity: Hashable = (
+        module.digest, tuple(params.items()), budgets, fc.tick_interval, capabilities
+    )  # fmt: skip
     if running is not None and running.identity == identity:
         return running
     renew = functools.partial(
@@ -186,7 +199,7 @@ def make_step(
         params,
         FilterLog(pc.name, fc.module),
         budgets,
-        config.modules[fc.module].capabilities,
+        capabilities,
     )
     step = Step(fc.module, renew(), fc.tick_interval, renew, identity=identity)
     if running is not None:

@@ -1171,3 +1171,57 @@ def test_a_rollback_gives_the_old_version_its_own_state_from_the_swap(
         ("state_load_refused", "rollback", 2),  # version 2 refused version 3's format 2
         ("state_loaded", "rollback", 1),  # ... and took its own from the swap
     ]
+
+
+# -- WASI capabilities travel with the push -----------------------------------------------------
+# forward.wat with an import of WASI random_get: it needs the capability `random`.
+
+WANTS_RANDOM = bytes(
+    wasmtime.wat2wasm(
+        (MODULES / "forward.wat")
+        .read_text()
+        .replace(
+            "(module\n",
+            '(module\n  (import "wasi_snapshot_preview1" "random_get"'
+            " (func (param i32 i32) (result i32)))\n",
+        )
+    )
+)
+
+
+def _push_with(node: Node, version: int, capabilities: list[str] | None) -> Json:
+    rid = _rid()
+    node.push(
+        manifest.build(
+            "filt", version, WANTS_RANDOM, key=node.key, request_id=rid, capabilities=capabilities
+        )
+    )
+    return node.ack(rid)
+
+
+def test_a_push_asking_for_a_capability_the_node_does_not_allow_is_refused(
+    make_node: NodeFactory,
+) -> None:
+    node = make_node(deploy={"allowed_capabilities": ["log"]})
+    node.start()
+    ack = _push_with(node, 2, ["random"])
+    assert (ack["result"], ack["reason"]) == ("refused", "capability_not_allowed")
+    assert ack["detail"] == "asks for random; deploy.allowed_capabilities here allows log"
+    assert node.serving() == FORWARDS  # the old version serves on
+
+
+def test_a_push_gets_what_its_manifest_asks_and_the_node_allows(make_node: NodeFactory) -> None:
+    """Allowed `random`: a push asking for it is activated and serves; the same module pushed
+    without asking for it is refused, naming the import and the capability."""
+    node = make_node(deploy={"allowed_capabilities": ["random", "clock"]})
+    node.start()
+    refused = _push_with(node, 2, None)
+    assert (refused["result"], refused["reason"]) == ("refused", "capability_not_granted")
+    assert "wasi_snapshot_preview1.random_get" in refused["detail"]
+    assert "'random'" in refused["detail"]
+    assert _push_with(node, 3, ["random"])["result"] == "activated"
+    assert node.serving() == FORWARDS
+    node.stop()
+    node.start()  # the grant was kept with the version in the store
+    assert node.serving() == FORWARDS
+    assert node.status_since_start()["modules"]["filt"]["version"] == 3

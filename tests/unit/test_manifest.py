@@ -281,3 +281,24 @@ def test_key_id_is_stable() -> None:
     assert keys.key_id(keys.load_public_key(pem)) == expected
     assert keys.key_id(keys.load_public_key(b64)) == expected
     assert keys.key_id(Ed25519PrivateKey.generate().public_key()) != expected
+
+
+def test_capabilities_are_signed_and_a_manifest_without_them_signs_as_before() -> None:
+    """The WASI capabilities a push asks for are part of what is signed: granting more by
+    editing the manifest breaks the signature. Without them, the signed bytes are the five
+    fields as before, so older pushes verify unchanged."""
+    m, wasm = manifest.parse(message(capabilities=["random", "clock"]))
+    assert m.capabilities == ["clock", "random"]
+    assert manifest.verify(m, wasm, trusted(FIXED), allow_unsigned=False) is False
+    widened = rewrite(message(capabilities=["clock"]), capabilities=["clock", "log"])
+    assert refusal(widened, allow_unsigned=False) == "bad_signature"
+    dropped = rewrite(message(capabilities=["clock"]), capabilities=None)
+    assert refusal(dropped, allow_unsigned=False) == "bad_signature"
+    plain, _ = manifest.parse(message())
+    assert b"capabilities" not in plain.signing_bytes()
+
+
+def test_an_unknown_capability_is_malformed() -> None:
+    assert refusal(rewrite(message(), capabilities=["network"]), allow_unsigned=False) == (
+        "malformed"
+    )
