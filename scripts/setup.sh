@@ -32,6 +32,10 @@ fi
 # often lacks that target), and Node.js for AssemblyScript.
 sdk/rust/find-rustc.sh >/dev/null 2>&1 || missing+=(rustc libstd-rust-dev-wasm32)
 have node || missing+=(nodejs)
+# C filters with a libc (WASI): wasi-libc, and clang's wasm32 runtime that its printf needs.
+[ -e /usr/include/wasm32-wasi/stdio.h ] || missing+=(wasi-libc)
+compgen -G "/usr/lib/llvm-*/lib/clang/*/lib/wasi/libclang_rt.builtins-wasm32.a" >/dev/null ||
+  missing+=(libclang-rt-14-dev-wasm32)
 have npm || missing+=(npm)
 
 if ((${#missing[@]})); then
