@@ -90,6 +90,9 @@ def call_cost(calls: int) -> dict[str, float]:
         ),
         "raw call, fuel + epoch deadline re-armed": budget_cost.raw_loop(payloads, budgets=True),
         "edged WasmtimeFilter.on_message, all budgets": budget_cost.edged_loop(payloads),
+        "the same, the module in a WASI store (linker, context, shims)": budget_cost.edged_loop(
+            payloads, wasi=True
+        ),
     }
     return {name: round(seconds / calls * 1e6, 2) for name, seconds in rows.items()}
 

@@ -84,11 +84,31 @@ def raw_loop(payloads: list[bytes], budgets: bool) -> float:
     return time.perf_counter() - start
 
 
-def edged_loop(payloads: list[bytes]) -> float:
+def edged_loop(payloads: list[bytes], wasi: bool = False) -> float:
+    """edged's per-message path; with `wasi`, the same module instantiated as a WASI module is
+    (a WASI linker, a store with a WASI context, its shims defined): what WASI itself adds to a
+    call, with the filter's work unchanged."""
     engine = WasmtimeEngine()
-    filt = engine.load("threshold", MODULE.read_bytes()).instantiate(
-        {"limit": 29.5}, lambda *_: None, Budgets()
-    )
+    module = engine.load("threshold", MODULE.read_bytes())
+    if wasi:
+        from edged.engine.abi import encode_params
+        from edged.engine.wasmtime_filter import WasmtimeFilter
+
+        filt = WasmtimeFilter(
+            engine.wasmtime,
+            module._module,
+            name="threshold",
+            budgets=Budgets(),
+            epoch_tick_ms=engine.settings.epoch_tick_ms,
+            ticker=engine.ticker,
+            params=encode_params({"limit": 29.5}),
+            log=lambda *_: None,
+            imports_log=True,
+            has_init=True,
+            wasi=True,
+        )
+    else:
+        filt = module.instantiate({"limit": 29.5}, lambda *_: None, Budgets())
     start = time.perf_counter()
     for payload in payloads:
         filt.on_message(TOPIC, payload)
