@@ -98,7 +98,7 @@ def test_harness_quick_mode_runs_every_section(tmp_path: Path) -> None:
     assert faults["unannounced"]["poison"]["reconnects"] > 0
     assert not [note for note in results["notes"] if note.startswith("faults")]
     assert "## A poison output" in markdown
-    assert len(results["call_cost"]) == 3
+    assert len(results["call_cost"]) == 4
     assert (tmp_path / "results.png").exists() or any(
         note.startswith("chart skipped") for note in results["notes"]
     )
