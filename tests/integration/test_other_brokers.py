@@ -258,7 +258,7 @@ def test_kill_9_in_a_flood_loses_nothing(
     first.stop(signal.SIGKILL)
     node.start()
     stream.finish()
-    got += received(collector, total, timeout=30, before=got)
+    got += received(collector, total, timeout=20, before=got)
     reference = received(inputs, total, timeout=10)
     assert node.stop() == 0
     collector.close()
@@ -272,11 +272,13 @@ def test_kill_9_in_a_flood_loses_nothing(
 
 @pytest.mark.parametrize("version", VERSIONS)
 def test_a_broker_restart_under_a_stream_loses_nothing(
-    own_broker: Broker, tmp_path: Path, version: str, xfail_on: Any
+    kind: str, own_broker: Broker, tmp_path: Path, version: str, xfail_on: Any
 ) -> None:
     """The broker stopped for 3 s under a 1,000 msgs/s stream and started again from its
     files: every message comes out, first arrivals in the order the broker took them in; edged
     found its session again (no session lost) and its outbox is empty at the end."""
+    if kind == "mochi" and version == "3.1.1":
+        pytest.skip("the broker fault of mochi-5 (MOCHI_RESTART) again: one run documents it")
     xfail_on({"mochi": MOCHI_RESTART})
     node = Node(own_broker, tmp_path, version)
     collector = _client(own_broker, version, persistent=True)
@@ -296,15 +298,17 @@ def test_a_broker_restart_under_a_stream_loses_nothing(
     time.sleep(3)
     own_broker.start()
     stream.finish()
-    got = received(collector, total, timeout=30)
+    got = received(collector, total, timeout=15)
+    collector.close()
+    missing, _ = loss_and_repeats(got, total)
+    if missing:
+        inputs.close()
+    assert missing == [], f"{len(missing)} missing, first {missing[:10]}"
     reference = received(inputs, total, timeout=10)
+    inputs.close()
     time.sleep(1.5)  # a metrics record after the last output
     metrics = node.metrics()
     assert node.stop() == 0
-    collector.close()
-    inputs.close()
-    missing, _ = loss_and_repeats(got, total)
-    assert missing == [], f"{len(missing)} missing, first {missing[:10]}"
     assert out_of_order(got, reference)[:5] == []
     link = metrics["links"]["default"]
     assert link["reconnects"] >= 1 and link["session_lost"] == 0, link
@@ -357,7 +361,7 @@ def test_a_cloud_outage_loses_nothing(kind: str, tmp_path: Path, xfail_on: Any) 
         cloud.start()
         stream.finish()
         got: list[tuple[str, bytes]] = []
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 15
         while len(set(_seqs(got))) < total and time.monotonic() < deadline:
             got += collector.quiet(0.2)
         got += collector.quiet(0.5)
