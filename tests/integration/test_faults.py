@@ -24,6 +24,7 @@ from edged.mqtt.poison import STRIKES
 from tests.helpers.daemon import DaemonProcess
 from tests.helpers.delivery import Stream, loss_and_repeats
 from tests.helpers.mqtt import Client
+from tests.helpers.otherbrokers import make_broker
 from tests.integration.conftest import Start
 from tests.integration.test_brokers import (
     NODE,
@@ -76,6 +77,29 @@ def test_an_oversized_output_is_dead_lettered_and_the_rest_flows(
     cloud disconnects edged each time it is sent, and after STRIKES + 1 disconnects edged knows
     it for poison and dead-letters it; no reconnect after that, nothing else lost (the
     disconnects may repeat a few outputs whose acknowledgements they cut off)."""
+    _oversized(local, cloud, tmp_path, start, version, announced=version == "5")
+
+
+@pytest.mark.other_brokers
+@pytest.mark.parametrize("name", ["hivemq", "mochi"])
+def test_an_oversized_output_to_another_broker_is_dead_lettered(
+    local: PrivateBroker, tmp_path: Path, start: Start, name: str
+) -> None:
+    """The same against HiveMQ CE (announces its max-packet-size in CONNACK, DISCONNECT 0x95
+    past it) and Mochi MQTT (announces nothing and closes the TCP connection), under MQTT 5."""
+    with make_broker(name, persistence=True, max_packet_size=LIMIT) as cloud:
+        _oversized(local, cloud, tmp_path, start, "5", announced=name == "hivemq")
+
+
+def _oversized(
+    local: PrivateBroker,
+    cloud: Any,
+    tmp_path: Path,
+    start: Start,
+    version: str,
+    *,
+    announced: bool,
+) -> None:
     brokers = {"local": link(local), "cloud": link(cloud, mqtt_version=version)}
     data = gateway(tmp_path, brokers, pipe("up", "in/#", "out/{topic}", "local", "cloud"))
     watcher = Client(local)
@@ -99,7 +123,7 @@ def test_an_oversized_output_is_dead_lettered_and_the_rest_flows(
     [(_, letter)] = dead.collect(1, timeout=10)
     record = json.loads(letter)
     assert record["broker"] == "cloud" and record["output_topic"] == "out/in/s0"
-    if version == "5":
+    if announced:
         assert record["reason"] == "broker_limit"
         assert f"({LIMIT} bytes" in record["detail"] and "3" in record["detail"]
         assert repeats == 0
