@@ -77,6 +77,9 @@ LANGUAGES = {
         tuple((f"sdk/{rel}", rel) for rel in _GO_SDK),
         ("GOOS=wasip1 GOARCH=wasm go build -trimpath -buildmode=c-shared -o {name}.wasm .",),
     ),
+    "zig": Language(
+        "Zig", "zig", "template/filter.zig", "{name}.zig", (("edged.zig", "edged.zig"),), ("make",)
+    ),
 }
 LANGS = tuple(LANGUAGES)
 

@@ -38,8 +38,8 @@ def write_lines(path: Path, *records: object) -> Path:
 # -- edged filter new ---------------------------------------------------------------------------
 
 
-#: Go projects are built and tested in test_sdks_wasi.py (scripts/toolchains.sh)
-MAKE_LANGS = tuple(lang for lang in LANGS if lang != "go")
+#: Go and Zig projects are built and tested in test_sdks_wasi.py (scripts/toolchains.sh)
+MAKE_LANGS = tuple(lang for lang in LANGS if lang not in ("go", "zig"))
 
 
 @pytest.mark.parametrize("lang", MAKE_LANGS)
