@@ -27,6 +27,7 @@ import pytest
 
 from edged.authoring import golden
 from edged.authoring.runner import run_lines
+from edged.authoring.scaffold import scaffold
 from edged.config import Config, ParamValue, parse_config
 from edged.engine import Filter, SavedState, WasmtimeEngine
 from edged.engine.wasmtime_engine import WasmtimeModule
@@ -461,3 +462,48 @@ def test_a_go_module_needs_its_grants_and_serves_with_them(
         {"topic": f"{topic_root}/in/t1", "field": "value", "value": v, "limit": 30}
         for v in (31, 45.5)
     ]
+
+
+PANICKY_GO = """package main
+
+import "edgedsdk/edged"
+
+var table [4]int
+
+func onMessage(topic, payload []byte) int {
+	table[len(payload)]++ // a payload of 4 bytes or more is out of range
+	return edged.Forward
+}
+
+func init() { edged.Handle(onMessage) }
+
+func main() {}
+"""
+
+
+def test_a_go_panic_is_one_violation_and_the_instance_serves_on(
+    toolchains: dict[str, Toolchain | str], tmp_path: Path
+) -> None:
+    """A panic in a Go filter is logged in one line and counted as a violation, and the same
+    instance serves the next message, panic after panic (a panic left to Go's runtime would
+    leave it mid-panic, and the next one would exit)."""
+    tool = toolchain(toolchains, "go")
+    project = scaffold("panicky", "go", tmp_path / "panicky").root
+    (project / "main.go").write_text(PANICKY_GO)
+    args = ["build", "-trimpath", "-buildmode=c-shared", "-o", "panicky.wasm", "."]
+    _run([*tool.command, *args], project, tool.env)
+    logs: list[tuple[str, str]] = []
+    filt = (
+        WasmtimeEngine()
+        .load_file("panicky", project / "panicky.wasm")
+        .instantiate({}, lambda lvl, text: logs.append((lvl, text)), capabilities=GO_GRANTS)
+    )
+    for _ in range(3):
+        with pytest.raises(FilterCallError) as info:
+            filt.on_message(b"t", b"12345")
+        assert info.value.reason == "bad_result"
+        assert "returned -100" in str(info.value)
+        assert filt.on_message(b"t", b"123") == ((b"t", b"123"),)
+    assert (
+        logs == [("error", "edged: panic: runtime error: index out of range [5] with length 4")] * 3
+    )

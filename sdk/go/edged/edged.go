@@ -258,13 +258,27 @@ func initExport(paramsLen uint32) int32 {
 	if onInit == nil {
 		return 0
 	}
+	return callInit()
+}
+
+func callInit() (result int32) {
+	defer func() {
+		if r := recover(); r != nil {
+			result = Recovered(r)
+		}
+	}()
 	return int32(onInit())
 }
 
 //go:wasmexport edged_on_message
-func onMessageExport(topicLen, payloadLen uint32) int32 {
-	// The host promises the message fits; if it does not, a trap is the loudest way to
-	// say so (the slice expression below panics, and a panic traps).
+func onMessageExport(topicLen, payloadLen uint32) (result int32) {
+	defer func() {
+		if r := recover(); r != nil {
+			result = Recovered(r)
+		}
+	}()
+	// The host promises the message fits; if it does not, the slice expression below
+	// panics, which ends the call as a violation.
 	t, p := uint64(topicLen), uint64(payloadLen)
 	ResetOutput()
 	topic := in[:t:t]
@@ -274,4 +288,33 @@ func onMessageExport(topicLen, payloadLen uint32) int32 {
 		return Emitted
 	}
 	return int32(r)
+}
+
+// Panicked is what a call returns after a panic: a code the host counts as a violation
+// (bad_result for a message or a tick, a refusal for init or a state load).
+const Panicked = -100
+
+// Recovered logs a panic recovered by an export (package tick and state use it too) and
+// returns Panicked. A panic that left Go's runtime would print a traceback and trap, and
+// leave the runtime mid-panic: the instance's next panic then exits. Recovering keeps the
+// instance sound, and the message is dropped and counted like any violation.
+func Recovered(r any) int32 {
+	var text string
+	switch v := r.(type) {
+	case error:
+		text = v.Error()
+	case string:
+		text = v
+	default:
+		text = "a value that is not an error"
+	}
+	var b [512]byte
+	msg := NewBuf(b[:])
+	msg.String("edged: panic: ")
+	if len(text) > 480 {
+		text = text[:480]
+	}
+	msg.String(text)
+	LogBytes(Error, msg.Bytes())
+	return Panicked
 }

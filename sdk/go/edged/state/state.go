@@ -13,6 +13,9 @@ import (
 // caps it too.
 const Cap = 64 * 1024
 
+// outside is an address no linear memory of a wasm32 module reaches with 12 bytes.
+const outside = -1
+
 var (
 	// One buffer serves both ways: a save is written here and the host copies it out before
 	// the next call; a load is written here by the host and read by the load function, on a
@@ -35,17 +38,24 @@ func Handle(saveFunc func(w *edged.Writer) uint32, loadFunc func(format uint32, 
 }
 
 //go:wasmexport edged_state_save
-func saveExport() int32 {
+func saveExport() (at int32) {
+	// A save that panics or does not fit is not saved at all: the address past the end of
+	// memory is a violation (reason state), and the host keeps the last good state, where a
+	// truncated blob would lose data quietly.
+	defer func() {
+		if r := recover(); r != nil {
+			edged.Recovered(r)
+			at = outside
+		}
+	}()
 	w := edged.NewWriter(blob[:])
 	format := uint32(0)
 	if save != nil {
 		format = save(&w)
 	}
 	if w.Failed {
-		// A state that does not fit is not saved at all: the panic traps, and the host
-		// keeps the last good state, where a truncated blob would lose data quietly.
 		edged.Log(edged.Error, "edged: the state does not fit EDGED_STATE_CAP")
-		panic("edged: state over Cap")
+		return outside
 	}
 	desc[0] = uint32(uintptr(unsafe.Pointer(&blob[0])))
 	desc[1] = uint32(len(w.Bytes()))
@@ -62,9 +72,14 @@ func bufferExport(n uint32) int32 {
 }
 
 //go:wasmexport edged_state_load
-func loadExport(format, n uint32) int32 {
+func loadExport(format, n uint32) (result int32) {
+	defer func() {
+		if r := recover(); r != nil {
+			result = edged.Recovered(r)
+		}
+	}()
 	if n > Cap {
-		panic("edged: state over Cap")
+		return edged.StateTruncated // the host wrote more than edged_state_buffer took
 	}
 	if load == nil {
 		if n == 0 {

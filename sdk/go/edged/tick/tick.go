@@ -13,7 +13,12 @@ var onTick func(nowMs int64)
 func Handle(f func(nowMs int64)) { onTick = f }
 
 //go:wasmexport edged_on_tick
-func onTickExport(nowMs int64) int32 {
+func onTickExport(nowMs int64) (result int32) {
+	defer func() {
+		if r := recover(); r != nil {
+			result = edged.Recovered(r)
+		}
+	}()
 	edged.ResetOutput()
 	if onTick != nil {
 		onTick(nowMs)

@@ -13,7 +13,8 @@ import "edgedsdk/edged"
 
 var (
 	field      = "value"
-	limitText  []byte // echoed as written in the config
+	fieldBytes = []byte("value") // the same, kept so that no message converts it
+	limitText  []byte            // echoed as written in the config
 	limit      float64
 	alertTopic = []byte("alert")
 	scratch    [edged.OutputCap]byte
@@ -21,7 +22,7 @@ var (
 
 func initFilter() int {
 	if f, ok := edged.Param("field"); ok {
-		field = string(f)
+		field, fieldBytes = string(f), f
 	}
 	text, ok := edged.Param("limit")
 	if ok {
@@ -55,7 +56,7 @@ func onMessage(topic, payload []byte) int {
 	b.String(`{"topic":`)
 	b.JSONString(topic)
 	b.String(`,"field":`)
-	b.JSONString([]byte(field))
+	b.JSONString(fieldBytes)
 	b.String(`,"value":`)
 	b.Append(raw)
 	b.String(`,"limit":`)
