@@ -2,8 +2,8 @@
 
 The SDKs live in the repository's `sdk/` folder (or wherever EDGED_SDK points). Each language's
 `template/` folder is the project it makes, with `{{name}}` (and, for Rust's crate name,
-`{{crate}}`) where the filter's name goes; the project also gets a copy of the language's SDK
-files, so it builds on its own, anywhere.
+`{{crate}}`) where the filter's name goes, as `{name}` does in the build commands; the project
+also gets a copy of the language's SDK files, so it builds on its own, anywhere.
 """
 
 from __future__ import annotations
@@ -37,6 +37,17 @@ class Language:
     npm: bool = False  # gets a package.json and lock pinned to the SDK's compiler
 
 
+#: the Go SDK's module, copied into a project's sdk/ folder (its go.mod replaces edgedsdk with it)
+_GO_SDK = (
+    "go.mod",
+    "edged/edged.go",
+    "edged/json.go",
+    "edged/buf.go",
+    "edged/blob.go",
+    "edged/tick/tick.go",
+    "edged/state/state.go",
+)
+
 LANGUAGES = {
     "c": Language("C", "c", "template/filter.c", "{name}.c", (("edged.h", "edged.h"),), ("make",)),
     "rust": Language(
@@ -58,6 +69,17 @@ LANGUAGES = {
         npm=True,
     ),
     "wat": Language("WAT", "wat", "template.wat", "{name}.wat", (), ("make",)),
+    "go": Language(
+        "Go",
+        "go",
+        "template/main.go",
+        "main.go",
+        tuple((f"sdk/{rel}", rel) for rel in _GO_SDK),
+        ("GOOS=wasip1 GOARCH=wasm go build -trimpath -buildmode=c-shared -o {name}.wasm .",),
+    ),
+    "zig": Language(
+        "Zig", "zig", "template/filter.zig", "{name}.zig", (("edged.zig", "edged.zig"),), ("make",)
+    ),
 }
 LANGS = tuple(LANGUAGES)
 
@@ -163,7 +185,8 @@ def scaffold(name: str, lang: str, root: Path, sdk: Path | None = None) -> Scaff
         path.write_text(text)
     for rel in language.executable:
         (root / rel).chmod(0o755)
-    return Scaffold(name, root, tuple(sorted(files)), language.build)
+    build = tuple(command.replace("{name}", name) for command in language.build)
+    return Scaffold(name, root, tuple(sorted(files)), build)
 
 
 def describe_scaffold(made: Scaffold, lang: str, out: TextIO) -> None:

@@ -41,3 +41,9 @@ def start(tmp_path: Path) -> Iterator[Start]:
     yield run
     for daemon in started:
         daemon.stop()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "toolchains: builds filters with Go or Zig (scripts/toolchains.sh installs them)"
+    )

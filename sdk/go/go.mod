@@ -1,0 +1,3 @@
+module edgedsdk
+
+go 1.24
