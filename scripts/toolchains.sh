@@ -14,8 +14,8 @@
 #
 # Exits 1 when a toolchain asked for cannot be had (its tests then skip), 2 on a bad argument.
 #
-# Build caches (GOCACHE, Zig's global cache, the built modules) go under .cache/ in the
-# checkout, or $EDGED_CACHE; CI can keep that folder between runs.
+# Build caches (GOCACHE, Zig's global cache, the built modules) go under
+# ~/.cache/edged/toolchains (or $EDGED_CACHE), per machine: a fresh clone reuses them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
