@@ -3,6 +3,9 @@
 A record of the expected file matches an emitted one when the topics are equal and the payloads
 are: byte for byte when the expected payload is written as a string (or as `payload_b64`), as
 parsed JSON when it is written as a JSON value.
+
+A filter with state is run a second time with its state saved in the middle of the input and
+loaded into a fresh instance, as a node does on a reload: that must change nothing it emits.
 """
 
 from __future__ import annotations
@@ -15,9 +18,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from edged.authoring.runner import load_filter, payload_bytes, render_record, run_lines
+from edged.authoring.runner import (
+    load_filter,
+    payload_bytes,
+    render_record,
+    run_lines,
+    state_problem,
+    wall_clock_ms,
+)
 from edged.config.model import ParamValue
-from edged.errors import EdgedError
+from edged.errors import EdgedError, FilterCallError
 
 
 @dataclass(frozen=True)
@@ -122,11 +132,22 @@ def golden_test(
     filt = load_filter(module, params, errors)
     emitted = io.StringIO()
     try:
-        source = open(input_path, encoding="utf-8")  # noqa: SIM115 (closed below)
+        text = input_path.read_text(encoding="utf-8")
     except OSError as exc:
         raise EdgedError(f"cannot read {input_path}: {exc.strerror}") from None
-    with source:
-        totals = run_lines(filt, source, emitted, errors, tick_at_end=tick_at_end)
+    source = text.splitlines(keepends=True)
+    # One time for every tick without its own, so the run with the state handed over stamps
+    # them as the whole run did.
+    started = wall_clock_ms()
+    totals = run_lines(
+        filt, source, emitted, errors, tick_at_end=tick_at_end, now_ms=lambda: started
+    )
+    state_lines: list[str] = []
+    state_ok = True
+    if filt.has_state:
+        state_ok = _hand_over_midway(
+            module, params, source, emitted.getvalue(), tick_at_end, started, state_lines
+        )
     actual: list[tuple[str, bytes]] = []
     for line in emitted.getvalue().splitlines():
         record = json.loads(line)
@@ -148,7 +169,8 @@ def golden_test(
         f"{module.name}: {totals.messages_in} messages in, {len(actual)} out, "
         f"{len(expected)} expected"
     )
-    if mismatch is None and not totals.failures and not totals.bad_lines:
+    lines.extend(state_lines)
+    if mismatch is None and not totals.failures and not totals.bad_lines and state_ok:
         lines.append(f"PASS {summary}")
         return TestOutcome(True, "\n".join(lines) + "\n")
     if totals.failures or totals.bad_lines:
@@ -178,6 +200,62 @@ def golden_test(
         lines.extend(diff)
     lines.append(f"FAIL {summary}")
     return TestOutcome(False, "\n".join(lines) + "\n")
+
+
+def _hand_over_midway(
+    module: Path,
+    params: Mapping[str, ParamValue],
+    source: list[str],
+    whole: str,
+    tick_at_end: bool,
+    started: int,
+    report: list[str],
+) -> bool:
+    """Run the input again with the state saved after its middle line and loaded into a fresh
+    instance for the rest; True when that emits exactly `whole`. What it found goes to
+    `report`."""
+    split = len(source) // 2
+    out, scratch = io.StringIO(), io.StringIO()  # problems were reported by the whole run
+    first = load_filter(module, params, scratch)
+    run_lines(first, source[:split], out, scratch, tick_at_end=False, now_ms=lambda: started)
+    try:
+        saved = first.save_state()
+    except FilterCallError as exc:
+        report.append(f"after line {split}: {state_problem(exc, 'save')}")
+        return False
+    assert saved is not None  # the module has the state exports
+    second = load_filter(module, params, scratch)
+    try:
+        second.load_state(saved)
+    except FilterCallError as exc:
+        report.append(f"after line {split}: {state_problem(exc, 'load')}")
+        return False
+    run_lines(
+        second,
+        source[split:],
+        out,
+        scratch,
+        tick_at_end=tick_at_end,
+        now_ms=lambda: started,
+        first_line=split + 1,
+    )
+    where = f"state saved after line {split} ({len(saved.data)} bytes, format {saved.format})"
+    if out.getvalue() == whole:
+        report.append(f"{where} and loaded into a fresh instance: same output")
+        return True
+    report.append(f"{where} and loaded into a fresh instance: the output changed")
+    import difflib  # as in golden_test: only a failure needs it
+
+    report.extend(
+        difflib.unified_diff(
+            whole.splitlines(),
+            out.getvalue().splitlines(),
+            fromfile="emitted by one instance",
+            tofile=f"emitted with the state handed over after line {split}",
+            lineterm="",
+        )
+    )
+    return False
 
 
 def print_outcome(outcome: TestOutcome, out: TextIO, err: TextIO) -> int:

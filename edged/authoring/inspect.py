@@ -48,6 +48,7 @@ class Report:
     buffers: dict[str, int] | None = None
     has_init: bool = False
     has_tick: bool = False
+    has_state: bool = False
     budgets: dict[str, float | int] = field(default_factory=dict)
     budgets_from: str = "defaults"
     params: dict[str, str] = field(default_factory=dict)
@@ -154,6 +155,8 @@ def inspect_module(
     names = {e.name for e in report.exports}
     report.has_init = abi.EXPORT_INIT in names
     report.has_tick = abi.EXPORT_TICK in names
+    # All three or none, or the module is refused below (the verdict says which are missing).
+    report.has_state = all(name in names for name in abi.STATE_EXPORTS)
     _probe(engine, module, report)
 
     if report.memory_initial_pages is not None:
@@ -236,6 +239,7 @@ def render(report: Report, out: TextIO) -> None:
         )
     row("init", "yes: takes params" if report.has_init else "no: takes no params")
     row("tick", "yes: can be given a tick_interval" if report.has_tick else "no")
+    row("state", "save/load exports (stateful)" if report.has_state else "none")
     width = max((len(e.name) for e in report.exports + report.imports), default=0)
     for label, entities in (("exports", report.exports), ("imports", report.imports)):
         if not entities:
@@ -247,7 +251,8 @@ def render(report: Report, out: TextIO) -> None:
         "budgets",
         f"{report.budgets_from}: memory {format_size(int(limits['memory']))}, "
         f"fuel {limits['fuel']}, deadline {limits['deadline_ms']:g} ms, "
-        f"{limits['max_emits']} emits, {limits['max_emit_bytes']} emit bytes",
+        f"{limits['max_emits']} emits, {limits['max_emit_bytes']} emit bytes, "
+        f"state {format_size(int(limits['max_state']))}",
     )
     if report.params:
         row("params", ", ".join(f"{k}={v}" for k, v in report.params.items()))

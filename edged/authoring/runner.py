@@ -5,14 +5,14 @@ from __future__ import annotations
 import base64
 import json
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
 from edged.config.model import ParamValue
-from edged.engine import Filter, Outcome, WasmtimeEngine
-from edged.errors import FilterCallError
+from edged.engine import Filter, Outcome, SavedState, WasmtimeEngine
+from edged.errors import EdgedError, FilterCallError
 from edged.mqtt.message import payload_fields
 
 
@@ -52,10 +52,24 @@ def render_record(topic: str, payload: bytes) -> str:
     return json.dumps({"topic": topic, **payload_fields(payload)}, ensure_ascii=False)
 
 
+def wall_clock_ms() -> int:
+    return int(time.time() * 1000)
+
+
 def run_lines(
-    filt: Filter, lines: Iterable[str], out: TextIO, errors: TextIO, *, tick_at_end: bool
+    filt: Filter,
+    lines: Iterable[str],
+    out: TextIO,
+    errors: TextIO,
+    *,
+    tick_at_end: bool,
+    now_ms: Callable[[], int] = wall_clock_ms,
+    first_line: int = 1,
 ) -> RunTotals:
-    """Feed each line to the filter and print what it emits; problems go to `errors`."""
+    """Feed each line to the filter and print what it emits; problems go to `errors`.
+
+    `now_ms` stamps the ticks that give no time of their own; `first_line` numbers the lines in
+    what goes to `errors`."""
     totals = RunTotals()
 
     def show(outcome: Outcome) -> None:
@@ -74,7 +88,7 @@ def run_lines(
             totals.failures += 1
             print(f"{where}: tick failed: {exc}", file=errors)
 
-    for number, line in enumerate(lines, start=1):
+    for number, line in enumerate(lines, start=first_line):
         totals.lines += 1
         if not line.strip():
             continue
@@ -85,7 +99,7 @@ def run_lines(
                 raise ValueError("expected an object")
             if "tick" in record:
                 stamp = record["tick"]
-                tick(stamp if type(stamp) is int else int(time.time() * 1000), where)
+                tick(stamp if type(stamp) is int else now_ms(), where)
                 continue
             topic = record["topic"]
             if not isinstance(topic, str) or not topic:
@@ -103,5 +117,49 @@ def run_lines(
             totals.failures += 1
             print(f"{where}: dropped, {exc}", file=errors)
     if tick_at_end:
-        tick(int(time.time() * 1000), "end of input")
+        tick(now_ms(), "end of input")
     return totals
+
+
+# -- state files: what `filter run --save-state` writes and `--load-state` reads ---------------
+
+
+def read_state_file(path: Path) -> SavedState:
+    """The state in a file `--save-state` wrote: JSON `{"format": N, "state_b64": "..."}`."""
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise EdgedError(f"cannot read {path}: {exc.strerror}") from None
+    except ValueError as exc:
+        raise EdgedError(f"{path}: not JSON ({exc})") from None
+    fmt = record.get("format") if isinstance(record, dict) else None
+    blob = record.get("state_b64") if isinstance(record, dict) else None
+    if type(fmt) is not int or not 0 <= fmt <= 0xFFFFFFFF or not isinstance(blob, str):
+        raise EdgedError(
+            f'{path}: expected {{"format": N, "state_b64": "..."}} with N a u32, as '
+            "--save-state writes"
+        )
+    try:
+        data = base64.b64decode(blob, validate=True)
+    except ValueError:
+        raise EdgedError(f"{path}: 'state_b64' is not base64") from None
+    return SavedState(fmt, data)
+
+
+def write_state_file(path: Path, state: SavedState) -> None:
+    """Write `state` as `read_state_file` reads it (with its size, for a reader's eye)."""
+    record = {
+        "format": state.format,
+        "size": len(state.data),
+        "state_b64": base64.b64encode(state.data).decode("ascii"),
+    }
+    try:
+        path.write_text(json.dumps(record) + "\n", encoding="utf-8")
+    except OSError as exc:
+        raise EdgedError(f"cannot write {path}: {exc.strerror}") from None
+
+
+def state_problem(exc: FilterCallError, action: str) -> str:
+    """One line on a save or load that failed, the engine's reason first."""
+    what = "refused" if exc.reason == "state_refused" else f"failed ({exc.reason})"
+    return f"state {action} {what}: {exc.detail}"

@@ -64,7 +64,7 @@ LANGUAGES = {
         "assemblyscript",
         "template/filter.ts",
         "assembly/{name}.ts",
-        (("assembly/edged.ts", "assembly/edged.ts"),),
+        (("assembly/edged.ts", "assembly/edged.ts"), ("assembly/state.ts", "assembly/state.ts")),
         ("npm ci", "make"),
         npm=True,
     ),

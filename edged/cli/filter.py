@@ -32,6 +32,18 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     run.add_argument(
         "--tick-at-end", action="store_true", help="call edged_on_tick once at the end"
     )
+    run.add_argument(
+        "--load-state",
+        type=Path,
+        metavar="FILE",
+        help="hand the filter the state in FILE (as --save-state writes it) before the input",
+    )
+    run.add_argument(
+        "--save-state",
+        type=Path,
+        metavar="FILE",
+        help='save the filter\'s state at the end to FILE, as {"format": N, "state_b64": ...}',
+    )
     run.set_defaults(handler=_run)
 
     new = actions.add_parser("new", help="start a filter project from an SDK template")
@@ -64,9 +76,28 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 
 def _run(args: argparse.Namespace) -> int:
-    from edged.authoring.runner import load_filter, run_lines
+    from edged.authoring.runner import (
+        load_filter,
+        read_state_file,
+        run_lines,
+        state_problem,
+        write_state_file,
+    )
+    from edged.errors import FilterCallError
 
+    state = read_state_file(args.load_state) if args.load_state is not None else None
     filt = load_filter(args.module, split_params(args.param), sys.stderr)
+    if (args.load_state or args.save_state) and not filt.has_state:
+        raise EdgedError(
+            f"{args.module} has no state exports (edged_state_save, edged_state_buffer, "
+            "edged_state_load): --load-state and --save-state need them"
+        )
+    if state is not None:
+        try:
+            filt.load_state(state)
+        except FilterCallError as exc:
+            print(f"{args.load_state}: {state_problem(exc, 'load')}", file=sys.stderr)
+            return EXIT_FAILURE
     source: TextIO
     if args.input is not None:
         try:
@@ -82,6 +113,18 @@ def _run(args: argparse.Namespace) -> int:
         f"{totals.bad_lines} bad lines",
         file=sys.stderr,
     )
+    if args.save_state is not None:
+        try:
+            saved = filt.save_state()
+        except FilterCallError as exc:
+            print(f"{args.save_state}: {state_problem(exc, 'save')}", file=sys.stderr)
+            return EXIT_FAILURE
+        assert saved is not None  # has_state, checked above
+        write_state_file(args.save_state, saved)
+        print(
+            f"state: format {saved.format}, {len(saved.data)} bytes, saved to {args.save_state}",
+            file=sys.stderr,
+        )
     return EXIT_FAILURE if totals.failures or totals.bad_lines else 0
 
 

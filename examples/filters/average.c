@@ -13,9 +13,15 @@
  * Limits: 64 topics of at most 200 bytes each (others are dropped with one
  * warning); readings of magnitude 1e15 or more are ignored, since they could
  * not be printed without an exponent.
+ *
+ * State, format 1: the number of topics (u32), then per topic in first-seen
+ * order its text (u32 length, bytes), count (u64), sum, min and max (f64; 0
+ * for an empty window). The windows survive a reload or a restart, so a
+ * summary is never cut short by one; the params are not part of it.
  */
 #define EDGED_WITH_INIT
 #define EDGED_WITH_TICK
+#define EDGED_WITH_STATE
 #include "edged.h"
 
 #define MAX_TOPICS 64
@@ -154,4 +160,51 @@ static void edged_filter_tick(int64_t now_ms)
         if (edged_emit(edged_buf_str(&t), edged_buf_str(&p)) == -1) break;
         w->count = 0;
     }
+}
+
+static uint32_t edged_filter_save(edged_writer *w)
+{
+    edged_put_u32(w, (uint32_t)n_windows);
+    for (int i = 0; i < n_windows; i++) {
+        const struct window *x = &windows[i];
+        edged_str topic = { x->topic, x->len };
+        /* An emptied window keeps its place in the order, not its old figures. */
+        int empty = x->count == 0;
+        edged_put_bytes(w, topic);
+        edged_put_u64(w, (uint64_t)x->count);
+        edged_put_f64(w, empty ? 0 : x->sum);
+        edged_put_f64(w, empty ? 0 : x->min);
+        edged_put_f64(w, empty ? 0 : x->max);
+    }
+    return 1;
+}
+
+/* Refused: 1 an unknown format, 2 more topics or a longer topic than this
+ * build keeps, 3 a topic twice. A short or long blob is refused by the SDK. */
+static int edged_filter_load(uint32_t format, edged_reader *r)
+{
+    uint32_t n;
+    if (format != 1) return 1;
+    if (edged_get_u32(r, &n) != 0) return EDGED_STATE_TRUNCATED;
+    if (n > MAX_TOPICS) return 2;
+    for (uint32_t i = 0; i < n; i++) {
+        edged_str topic;
+        uint64_t count;
+        double sum, min, max;
+        edged_get_bytes(r, &topic);
+        edged_get_u64(r, &count);
+        edged_get_f64(r, &sum);
+        edged_get_f64(r, &min);
+        edged_get_f64(r, &max);
+        if (r->failed) return EDGED_STATE_TRUNCATED;
+        if (topic.len > MAX_TOPIC_LEN || count > (uint64_t)INT64_MAX) return 2;
+        int known = n_windows;
+        struct window *w = find_or_add(topic);
+        if (n_windows == known) return 3;
+        w->count = (int64_t)count;
+        w->sum = sum;
+        w->min = min;
+        w->max = max;
+    }
+    return 0;
 }

@@ -10,8 +10,13 @@
  * suppresses what it understands, so status messages or a changed payload
  * format pass instead of vanishing. For the same reason a topic that does
  * not fit in the table (128 topics, 16 KiB of topic text) is forwarded.
+ *
+ * State, format 1: the number of topics (u32), then per topic in first-seen
+ * order its text (u32 length, bytes) and last forwarded value (f64). Loaded
+ * in that order, the table comes back slot for slot.
  */
 #define EDGED_WITH_INIT
+#define EDGED_WITH_STATE
 #include "edged.h"
 
 #define MAX_TOPICS 128
@@ -27,6 +32,7 @@ struct slot {
 };
 
 static struct slot slots[SLOTS];
+static uint8_t order[MAX_TOPICS];   /* slot numbers, first-seen order */
 static char pool[POOL_CAP];
 static uint32_t pool_used;
 static int n_topics;
@@ -64,7 +70,7 @@ static struct slot *lookup(edged_str topic, int *fresh)
             s->off = pool_used;
             s->len = topic.len;
             pool_used += topic.len;
-            n_topics++;
+            order[n_topics++] = (uint8_t)i;
             *fresh = 1;
             return s;
         }
@@ -99,4 +105,39 @@ static int edged_filter(edged_str topic, edged_str payload)
         return EDGED_FORWARD;
     }
     return EDGED_DROP;
+}
+
+static uint32_t edged_filter_save(edged_writer *w)
+{
+    edged_put_u32(w, (uint32_t)n_topics);
+    for (int i = 0; i < n_topics; i++) {
+        const struct slot *s = &slots[order[i]];
+        edged_str topic = { pool + s->off, s->len };
+        edged_put_bytes(w, topic);
+        edged_put_f64(w, s->last);
+    }
+    return 1;
+}
+
+/* Refused: 1 an unknown format, 2 more topics or topic text than this build
+ * keeps, 3 a topic twice. A short or long blob is refused by the SDK. */
+static int edged_filter_load(uint32_t format, edged_reader *r)
+{
+    uint32_t n;
+    if (format != 1) return 1;
+    if (edged_get_u32(r, &n) != 0) return EDGED_STATE_TRUNCATED;
+    if (n > MAX_TOPICS) return 2;
+    for (uint32_t i = 0; i < n; i++) {
+        edged_str topic;
+        double last;
+        int fresh;
+        edged_get_bytes(r, &topic);
+        edged_get_f64(r, &last);
+        if (r->failed) return EDGED_STATE_TRUNCATED;
+        struct slot *s = lookup(topic, &fresh);
+        if (!s) return 2;
+        if (!fresh) return 3;
+        s->last = last;
+    }
+    return 0;
 }

@@ -35,6 +35,12 @@
 #define EDGED_MAX_PARAMS 32
 #endif
 
+/* With EDGED_WITH_STATE: the largest state blob, saved or loaded. The node's
+ * budgets.max_state (default 256 KiB) caps it too. */
+#ifndef EDGED_STATE_CAP
+#define EDGED_STATE_CAP (64u * 1024u)
+#endif
+
 _Static_assert(EDGED_INPUT_CAP >= 1, "EDGED_INPUT_CAP must be positive");
 _Static_assert(EDGED_OUTPUT_CAP >= 4, "the output area must hold its 4-byte header");
 
@@ -68,6 +74,32 @@ typedef struct {
     int failed;
 } edged_buf;
 
+/* A state blob being written: edged_put_* append little-endian values to it.
+ * Like edged_buf, a failed append sets `failed` and refuses the rest. */
+typedef struct {
+    unsigned char *ptr;
+    uint32_t len;
+    uint32_t cap;
+    int failed;
+} edged_writer;
+
+/* A state blob being read: edged_get_* take values from `pos` on. Reading
+ * past the end fails (-1), leaves *out untouched and sets `failed`, so a
+ * truncated blob can never be half-understood as a whole one. */
+typedef struct {
+    const unsigned char *ptr;
+    uint32_t len;
+    uint32_t pos;
+    int failed;
+} edged_reader;
+
+/* What edged_state_load returns when the filter's edged_filter_load
+ * accepted the blob but did not read it cleanly: a read ran past its end,
+ * or bytes were left unread. Both mean the layout is not the one the
+ * format number promised, so the SDK refuses the state for the filter. */
+#define EDGED_STATE_TRUNCATED (-1)
+#define EDGED_STATE_TRAILING (-2)
+
 #define EDGED_FIXED_MAX_DECIMALS 20
 /* edged_buf_fixed refuses magnitudes at or above this, so that the integer
  * part always fits its digit buffer and no exponent is ever needed. */
@@ -81,6 +113,10 @@ static int edged_filter_init(void);
 #endif
 #ifdef EDGED_WITH_TICK
 static void edged_filter_tick(int64_t now_ms);
+#endif
+#ifdef EDGED_WITH_STATE
+static uint32_t edged_filter_save(edged_writer *w);
+static int edged_filter_load(uint32_t format, edged_reader *r);
 #endif
 
 #define EDGED__API static __attribute__((unused))
@@ -678,6 +714,108 @@ EDGED__API int edged_buf_json_string(edged_buf *b, edged_str s)
     return 0;
 }
 
+/* ---- state blobs ------------------------------------------------------- */
+
+/* Every value is little-endian; edged_put_bytes writes a u32 length and then
+ * the bytes. All or nothing, like edged_buf: 0 appended, -1 refused. */
+EDGED__API int edged_put_raw(edged_writer *w, const void *data, uint32_t n)
+{
+    if (w->failed || n > w->cap - w->len) {
+        w->failed = 1;
+        return -1;
+    }
+    memcpy(w->ptr + w->len, data, n);
+    w->len += n;
+    return 0;
+}
+
+EDGED__API int edged_put_u8(edged_writer *w, uint8_t v)
+{
+    return edged_put_raw(w, &v, 1);
+}
+
+/* wasm32 is little-endian: a value's own bytes are the blob's. */
+EDGED__API int edged_put_u32(edged_writer *w, uint32_t v)
+{
+    return edged_put_raw(w, &v, 4);
+}
+
+EDGED__API int edged_put_u64(edged_writer *w, uint64_t v)
+{
+    return edged_put_raw(w, &v, 8);
+}
+
+EDGED__API int edged_put_f64(edged_writer *w, double v)
+{
+    return edged_put_raw(w, &v, 8);
+}
+
+EDGED__API int edged_put_bytes(edged_writer *w, edged_str s)
+{
+    if (w->failed || s.len > w->cap - w->len || w->cap - w->len - s.len < 4) {
+        w->failed = 1;
+        return -1;
+    }
+    edged_put_u32(w, s.len);
+    return edged_put_raw(w, s.ptr, s.len);
+}
+
+/* 0 and *out set, or -1 (past the end, or an earlier read failed). */
+EDGED__API int edged_get_raw(edged_reader *r, void *out, uint32_t n)
+{
+    if (r->failed || n > r->len - r->pos) {
+        r->failed = 1;
+        return -1;
+    }
+    memcpy(out, r->ptr + r->pos, n);
+    r->pos += n;
+    return 0;
+}
+
+EDGED__API int edged_get_u8(edged_reader *r, uint8_t *out)
+{
+    return edged_get_raw(r, out, 1);
+}
+
+EDGED__API int edged_get_u32(edged_reader *r, uint32_t *out)
+{
+    return edged_get_raw(r, out, 4);
+}
+
+EDGED__API int edged_get_u64(edged_reader *r, uint64_t *out)
+{
+    return edged_get_raw(r, out, 8);
+}
+
+EDGED__API int edged_get_f64(edged_reader *r, double *out)
+{
+    return edged_get_raw(r, out, 8);
+}
+
+/* A length-prefixed byte string; *out points into the blob, which the next
+ * load or save overwrites: copy what you keep. */
+EDGED__API int edged_get_bytes(edged_reader *r, edged_str *out)
+{
+    uint32_t n;
+    uint32_t at = r->pos;
+    if (edged_get_u32(r, &n) != 0) return -1;
+    if (n > r->len - r->pos) {
+        r->pos = at;
+        r->failed = 1;
+        return -1;
+    }
+    out->ptr = (const char *)r->ptr + r->pos;
+    out->len = n;
+    r->pos += n;
+    return 0;
+}
+
+/* 1 when every byte was read and no read failed. */
+EDGED__API int edged_get_done(const edged_reader *r)
+{
+    return !r->failed && r->pos == r->len;
+}
+
 /* ---- ABI entry points -------------------------------------------------- */
 
 __attribute__((export_name("edged_abi_version")))
@@ -759,6 +897,55 @@ int32_t edged_on_tick(int64_t now_ms)
     edged__reset_output();
     edged_filter_tick(now_ms);
     return edged__emitted ? EDGED_EMIT : 0;
+}
+#endif
+
+#ifdef EDGED_WITH_STATE
+/* One buffer serves both ways: a save is written here and the host copies
+ * it out before the next call; a load is written here by the host and read
+ * by edged_filter_load, on a fresh instance, before any message. */
+static unsigned char edged__state[EDGED_STATE_CAP] __attribute__((aligned(8)));
+
+static struct {
+    unsigned char *ptr;
+    uint32_t len;
+    uint32_t format;
+} edged__state_desc;
+_Static_assert(sizeof(edged__state_desc) == 12, "state descriptor must be 12 bytes");
+
+/* A state that does not fit is not saved at all: the trap makes the host
+ * keep the last good one, where a truncated blob would lose data quietly. */
+__attribute__((export_name("edged_state_save")))
+int32_t edged_state_save(void)
+{
+    edged_writer w = { edged__state, 0, EDGED_STATE_CAP, 0 };
+    uint32_t format = edged_filter_save(&w);
+    if (w.failed) {
+        edged_log(EDGED_LOG_ERROR, "edged: the state does not fit EDGED_STATE_CAP");
+        __builtin_trap();
+    }
+    edged__state_desc.ptr = edged__state;
+    edged__state_desc.len = w.len;
+    edged__state_desc.format = format;
+    return (int32_t)(uintptr_t)&edged__state_desc;
+}
+
+__attribute__((export_name("edged_state_buffer")))
+int32_t edged_state_buffer(uint32_t len)
+{
+    return len > EDGED_STATE_CAP ? -1 : (int32_t)(uintptr_t)edged__state;
+}
+
+__attribute__((export_name("edged_state_load")))
+int32_t edged_state_load(uint32_t format, uint32_t len)
+{
+    if (len > EDGED_STATE_CAP)
+        __builtin_trap();
+    edged_reader r = { edged__state, len, 0, 0 };
+    int code = edged_filter_load(format, &r);
+    if (code != 0) return code;
+    if (r.failed) return EDGED_STATE_TRUNCATED;
+    return r.pos == r.len ? 0 : EDGED_STATE_TRAILING;
 }
 #endif
 

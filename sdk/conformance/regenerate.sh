@@ -1,5 +1,6 @@
 #!/bin/sh
-# Rewrites every NAME.expected.jsonl from the C reference filters in examples/filters.
+# Rewrites every NAME.expected.jsonl, and average.state.json, from the C reference filters in
+# examples/filters.
 # Run from anywhere; needs edged on PATH or in the repository's .venv.
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
@@ -16,3 +17,8 @@ grep -v '^#' "$here/cases.txt" | while read -r name filter params; do
     > "$here/$name.expected.jsonl" 2>/dev/null || true
   echo "$name: $(wc -l < "$here/$name.expected.jsonl") records"
 done
+# average's state after the first 31 lines: its format 1, pinned
+head -n 31 "$here/input.jsonl" |
+  "$edged" filter run "$root/examples/filters/average.wasm" --save-state "$here/average.state.json" \
+  > /dev/null 2>&1
+echo "average.state.json: $(cat "$here/average.state.json")"

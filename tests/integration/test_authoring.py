@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import subprocess
@@ -17,6 +18,7 @@ from tests.helpers.toolchains import ASC, missing_tools
 
 THRESHOLD = wasm("threshold")
 AVERAGE = wasm("average")
+CONFORMANCE_INPUT = ROOT / "sdk" / "conformance" / "input.jsonl"
 
 
 def edged(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
@@ -250,6 +252,150 @@ def test_test_with_tick_lines_checks_summaries(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
 
 
+# -- state: run --save-state/--load-state, and test's hand-over ---------------------------------
+
+
+def counter(tmp_path: Path, load_code: int) -> Path:
+    """A filter that emits `n` with payload "1", "2", ... per message, and whose state exports
+    save nothing and answer every load with `load_code`: it forgets its count on a hand-over
+    (0), or refuses every state (1)."""
+    import wasmtime
+
+    path = tmp_path / f"counter{load_code}.wasm"
+    path.write_bytes(
+        wasmtime.wat2wasm(
+            f"""(module
+  (memory (export "memory") 1)
+  ;; input area at 64 (4096 bytes), output area at 8192 (4096 bytes)
+  (data (i32.const 0) "\\40\\00\\00\\00\\00\\10\\00\\00\\00\\20\\00\\00\\00\\10\\00\\00")
+  ;; one record: used 10, topic_len 1, payload_len 1, topic "n", then the count's digit
+  (data (i32.const 8192) "\\0a\\00\\00\\00\\01\\00\\00\\00\\01\\00\\00\\00n")
+  (global $n (mut i32) (i32.const 0x30))
+  (func (export "edged_abi_version") (result i32) (i32.const 1))
+  (func (export "edged_buffers") (result i32) (i32.const 0))
+  (func (export "edged_on_message") (param i32 i32) (result i32)
+    (global.set $n (i32.add (global.get $n) (i32.const 1)))
+    (i32.store8 (i32.const 8205) (global.get $n))
+    (i32.const 2))
+  ;; the descriptor at 16 is all zeros: an empty state, format 0
+  (func (export "edged_state_save") (result i32) (i32.const 16))
+  (func (export "edged_state_buffer") (param i32) (result i32) (i32.const 32))
+  (func (export "edged_state_load") (param i32 i32) (result i32) (i32.const {load_code})))"""
+        )
+    )
+    return path
+
+
+def test_run_saves_state_and_a_later_run_goes_on_from_it(tmp_path: Path) -> None:
+    """`run --save-state` then `run --load-state` over the two halves of an input print what one
+    run over the whole prints: average's windows cross the gap."""
+    lines = CONFORMANCE_INPUT.read_text(encoding="utf-8").splitlines(keepends=True)
+    first = tmp_path / "first.jsonl"
+    rest = tmp_path / "rest.jsonl"
+    first.write_text("".join(lines[:20]), encoding="utf-8")
+    rest.write_text("".join(lines[20:]), encoding="utf-8")
+    state = tmp_path / "state.json"
+    whole = edged("filter", "run", AVERAGE, "-i", str(CONFORMANCE_INPUT))
+    before = edged("filter", "run", AVERAGE, "-i", str(first), "--save-state", str(state))
+    assert before.returncode == 0, before.stderr
+    saved = json.loads(state.read_text())
+    assert saved["format"] == 1
+    assert len(base64.b64decode(saved["state_b64"])) == saved["size"] > 4
+    assert f"state: format 1, {saved['size']} bytes, saved to {state}" in before.stderr
+    after = edged("filter", "run", AVERAGE, "-i", str(rest), "--load-state", str(state))
+    assert after.returncode == 0, after.stderr
+    assert before.stdout + after.stdout == whole.stdout
+    assert whole.stdout.count("\n") == 10
+
+
+def test_run_refused_state_is_an_error_with_exit_1(tmp_path: Path) -> None:
+    """A state the filter refuses stops `run` before the input, naming the format and the
+    filter's code."""
+    state = tmp_path / "state.json"
+    state.write_text(json.dumps({"format": 7, "state_b64": ""}))
+    result = edged(
+        "filter", "run", AVERAGE, "--load-state", str(state), "-i", str(CONFORMANCE_INPUT)
+    )
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert (
+        f"{state}: state load refused: edged_state_load refused format 7 (0 bytes): returned 1"
+        in result.stderr
+    )
+
+
+def test_run_state_options_need_a_state_file_and_state_exports(tmp_path: Path) -> None:
+    """A state file that is not one, or a module without state exports, is a usage error."""
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"format": "1"}')
+    result = edged("filter", "run", AVERAGE, "--load-state", str(bad))
+    assert result.returncode == 2
+    assert f'{bad}: expected {{"format": N, "state_b64": "..."}}' in result.stderr
+    missing = edged("filter", "run", AVERAGE, "--load-state", str(tmp_path / "nope.json"))
+    assert missing.returncode == 2
+    assert "cannot read" in missing.stderr
+    stateless = edged(
+        "filter", "run", THRESHOLD, "-p", "limit=1", "--save-state", str(tmp_path / "s.json")
+    )
+    assert stateless.returncode == 2
+    assert "has no state exports" in stateless.stderr
+    assert not (tmp_path / "s.json").exists()
+
+
+def test_test_hands_the_state_over_midway(tmp_path: Path) -> None:
+    """For a filter with state, `filter test` also saves it in the middle of the input, loads it
+    into a fresh instance and requires the same output."""
+    expect = tmp_path / "expected.jsonl"
+    expect.write_text(edged("filter", "run", AVERAGE, "-i", str(CONFORMANCE_INPUT)).stdout)
+    result = edged("filter", "test", AVERAGE, "-i", str(CONFORMANCE_INPUT), "-e", str(expect))
+    assert result.returncode == 0, result.stderr
+    assert "state saved after line 31 (182 bytes, format 1) and loaded into a fresh instance: " in (
+        result.stdout
+    )
+    assert result.stdout.rstrip().endswith("PASS average.wasm: 58 messages in, 10 out, 10 expected")
+    stateless = edged(
+        "filter",
+        "test",
+        THRESHOLD,
+        "-p",
+        "limit=30",
+        "-i",
+        str(CONFORMANCE_INPUT),
+        "-e",
+        str(expect),
+    )
+    assert "fresh instance" not in stateless.stdout + stateless.stderr
+
+
+def test_test_fails_when_a_hand_over_changes_the_output(tmp_path: Path) -> None:
+    """A filter that forgets what it should have saved passes its golden file but fails the
+    hand-over, with a diff of the two runs; one that refuses its own state fails too."""
+    source = write_lines(tmp_path / "in.jsonl", *({"topic": "t", "payload": "x"} for _ in range(4)))
+    expect = write_lines(
+        tmp_path / "out.jsonl", *({"topic": "n", "payload": str(i)} for i in range(1, 5))
+    )
+    forgetful = edged(
+        "filter", "test", str(counter(tmp_path, 0)), "-i", str(source), "-e", str(expect)
+    )
+    assert forgetful.returncode == 1
+    err = forgetful.stderr
+    assert (
+        "state saved after line 2 (0 bytes, format 0) and loaded into a fresh instance: "
+        "the output changed" in err
+    )
+    assert '-{"topic": "n", "payload": "3"}' in err
+    assert '+{"topic": "n", "payload": "1"}' in err
+    assert err.rstrip().endswith("FAIL counter0.wasm: 4 messages in, 4 out, 4 expected")
+    refusing = edged(
+        "filter", "test", str(counter(tmp_path, 1)), "-i", str(source), "-e", str(expect)
+    )
+    assert refusing.returncode == 1
+    assert (
+        "after line 2: state load refused: edged_state_load refused format 0 (0 bytes): returned 1"
+        in refusing.stderr
+    )
+
+
 # -- edged filter inspect -----------------------------------------------------------------------
 
 
@@ -261,12 +407,14 @@ def test_inspect_shows_abi_exports_memory_and_verdict() -> None:
     size = Path(AVERAGE).stat().st_size
     assert f"size      {size} bytes" in out
     assert "abi       version 1 (ok; edged speaks 1)" in out
-    assert "edged_on_tick      func    (i64) -> (i32)" in out
-    assert "imports   edged.log          func    (i32, i32, i32) -> ()" in out
+    assert "edged_on_tick       func    (i64) -> (i32)" in out
+    assert "imports   edged.log           func    (i32, i32, i32) -> ()" in out
     assert "memory    initial " in out and "no maximum" in out
     assert "buffers   input 65536 bytes at " in out
     assert "tick      yes" in out
+    assert "state     save/load exports (stateful)" in out
     assert "budgets   defaults: memory 16 MiB, fuel 20000000, deadline 100 ms" in out
+    assert "64 emits, 65536 emit bytes, state 256 KiB" in out
     assert out.rstrip().endswith("verdict   PASS: a node would load it")
 
 
@@ -288,6 +436,7 @@ def test_inspect_json_and_init_refusal() -> None:
         {"name": "edged.log", "kind": "func", "type": "(i32, i32, i32) -> ()"}
     ]
     assert report["memory_initial_pages"] >= 3
+    assert report["has_state"] is False
     assert report["passes"] is False
     assert report["reason"] == "init returned 1 (parameters refused)"
     assert report["logs"] == [
@@ -296,6 +445,8 @@ def test_inspect_json_and_init_refusal() -> None:
     with_params = edged("filter", "inspect", THRESHOLD, "--json", "-p", "limit=30")
     assert with_params.returncode == 0
     assert json.loads(with_params.stdout)["passes"] is True
+    plain = edged("filter", "inspect", THRESHOLD, "-p", "limit=30")
+    assert "state     none" in plain.stdout
 
 
 def test_inspect_uses_the_node_config_budgets_and_params(tmp_path: Path) -> None:

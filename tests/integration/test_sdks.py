@@ -2,16 +2,20 @@
 
 Each language's examples are rebuilt from source once per run (a language whose compiler is
 missing falls back to its committed builds, and only its rebuild test skips). The conformance
-cases in sdk/conformance run every build over the same input through the real engine.
+cases in sdk/conformance run every build over the same input through the real engine, whole and
+with the state saved and loaded into a fresh instance part-way.
 """
 
 from __future__ import annotations
 
+import base64
 import io
+import json
 import os
 import random
 import shlex
 import shutil
+import struct
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +25,7 @@ import pytest
 from edged.authoring.runner import load_filter, run_lines
 from edged.authoring.scaffold import find_rustc
 from edged.config import ParamValue
-from edged.engine import WasmtimeEngine
+from edged.engine import SavedState, WasmtimeEngine
 from edged.engine.wasmtime_engine import WasmtimeModule
 from edged.errors import FilterCallError, ModuleError
 from tests.helpers.toolchains import ASC, missing_tools
@@ -149,6 +153,127 @@ def run_case(path: Path, params: dict[str, str]) -> tuple[str, str]:
     return out.getvalue(), errors.getvalue()
 
 
+INPUT_LINES = (CONFORMANCE / "input.jsonl").read_text(encoding="utf-8").splitlines(keepends=True)
+#: the cases whose filter keeps state
+STATE_CASES = [c for c in CASES if c[1] == "average"]
+#: sdk/conformance/average.state.json is the state after this many input lines
+PINNED_SPLIT = 31
+
+
+def run_split(
+    module: WasmtimeModule, params: dict[str, str], split: int
+) -> tuple[str, str, SavedState]:
+    """The conformance input with the state saved after `split` lines and loaded into a fresh
+    instance that takes the rest: (emitted lines, problems, the state handed over)."""
+    out, errors = io.StringIO(), io.StringIO()
+
+    def log(level: str, text: str) -> None:
+        print(f"[{level}] {text}", file=errors)
+
+    first = module.instantiate(params, log)
+    run_lines(first, INPUT_LINES[:split], out, errors, tick_at_end=False)
+    saved = first.save_state()
+    assert saved is not None
+    second = module.instantiate(params, log)
+    second.load_state(saved)
+    run_lines(second, INPUT_LINES[split:], out, errors, tick_at_end=False)
+    return out.getvalue(), errors.getvalue(), saved
+
+
+@pytest.mark.parametrize(("case", "name", "params"), STATE_CASES, ids=[c[0] for c in STATE_CASES])
+def test_state_handed_over_midway_changes_no_output(
+    builds: Builds, case: str, name: str, params: dict[str, str]
+) -> None:
+    """Saving the state after any line of the input and loading it into a fresh instance that
+    takes the rest gives, in every language, exactly the uninterrupted run's output; and every
+    language hands over the same bytes."""
+    expected = (CONFORMANCE / f"{case}.expected.jsonl").read_text()
+    blobs: dict[str, list[SavedState]] = {lang: [] for lang in LANGS}
+    problems: dict[str, list[str]] = {lang: [] for lang in LANGS}
+    for lang in LANGS:
+        for split in range(len(INPUT_LINES) + 1):
+            emitted, errors, saved = run_split(builds.module(lang, name), params, split)
+            assert emitted == expected, f"{lang}, state handed over after line {split}"
+            blobs[lang].append(saved)
+            problems[lang].append(errors)
+    for lang in LANGS[1:]:
+        assert blobs[lang] == blobs["c"], f"{lang} saves other bytes than C"
+        assert problems[lang] == problems["c"], lang
+    assert {b.format for b in blobs["c"]} == {1}
+
+
+def test_average_state_blob_is_pinned(builds: Builds) -> None:
+    """average's state format 1 is a contract with the states nodes have stored: every
+    language saves exactly the committed blob after the same input."""
+    pinned = json.loads((CONFORMANCE / "average.state.json").read_text())
+    want = SavedState(pinned["format"], base64.b64decode(pinned["state_b64"]))
+    for lang in LANGS:
+        _, _, saved = run_split(builds.module(lang, "average"), {}, PINNED_SPLIT)
+        assert saved == want, lang
+    # the number of topics, then per topic its text (with a length) and 4 numbers
+    assert len(want.data) == 4 + sum(36 + len(t.encode()) for t in PINNED_TOPICS)
+
+
+#: the topics with readings in the first PINNED_SPLIT lines, in first-seen order
+PINNED_TOPICS = ("plant/boiler", "room/1", "room/2", "sensé/€")
+
+
+def u32(n: int) -> bytes:
+    return n.to_bytes(4, "little")
+
+
+def window(
+    topic: bytes, count: int = 1, total: float = 1.0, low: float = 1.0, high: float = 1.0
+) -> bytes:
+    """One topic of average's state format 1."""
+    return u32(len(topic)) + topic + struct.pack("<Qddd", count, total, low, high)
+
+
+STATE_REFUSALS: dict[str, tuple[SavedState, int]] = {
+    "unknown_format": (SavedState(2, u32(0)), 1),
+    "too_many_topics": (SavedState(1, u32(65)), 2),
+    "topic_too_long": (SavedState(1, u32(1) + window(b"x" * 201)), 2),
+    "count_over_i64": (SavedState(1, u32(1) + window(b"t", count=2**63)), 2),
+    "topic_twice": (SavedState(1, u32(2) + window(b"t") + window(b"t")), 3),
+    "empty_blob": (SavedState(1, b""), -1),
+    "truncated_count": (SavedState(1, u32(1)), -1),
+    "truncated_topic": (SavedState(1, u32(1) + u32(10) + b"abc"), -1),
+    "cut_in_a_number": (SavedState(1, u32(1) + window(b"t")[:-3]), -1),
+    "trailing_bytes": (SavedState(1, u32(1) + window(b"t") + b"\x00"), -2),
+}
+
+
+@pytest.mark.parametrize("case", STATE_REFUSALS, ids=list(STATE_REFUSALS))
+def test_languages_refuse_state_alike(builds: Builds, case: str) -> None:
+    """A state average cannot take is refused with the same code in every language: its own
+    codes for what it does not keep, the SDKs' -1 and -2 for a blob laid out otherwise."""
+    state, code = STATE_REFUSALS[case]
+    for lang in LANGS:
+        filt = builds.module(lang, "average").instantiate({}, lambda *_: None)
+        with pytest.raises(FilterCallError) as info:
+            filt.load_state(state)
+        assert info.value.reason == "state_refused", lang
+        assert info.value.detail.endswith(f"returned {code}"), (lang, info.value.detail)
+
+
+def test_loaded_state_is_what_the_filter_goes_on_with(builds: Builds) -> None:
+    """A state written by hand (two windows, one empty) is taken by every language and gives
+    the same summaries, in the blob's order."""
+    state = SavedState(1, u32(2) + window(b"b", 0, 0, 0, 0) + window(b"a", 2, 3.5, 1.5, 2))
+    seen = {}
+    for lang in LANGS:
+        filt = builds.module(lang, "average").instantiate({}, lambda *_: None)
+        filt.load_state(state)
+        filt.on_message(b"b", b'{"value":5}')
+        seen[lang] = list(filt.on_tick(9))
+    assert seen["c"] == [
+        (b"b/avg", b'{"avg":5.00,"min":5.00,"max":5.00,"count":1,"ts":9}'),
+        (b"a/avg", b'{"avg":1.75,"min":1.50,"max":2.00,"count":2,"ts":9}'),
+    ]
+    for lang in LANGS:
+        assert seen[lang] == seen["c"], lang
+
+
 @pytest.mark.parametrize(("case", "name", "params"), CASES, ids=[c[0] for c in CASES])
 def test_languages_emit_byte_identical_output(
     builds: Builds, case: str, name: str, params: dict[str, str]
@@ -214,11 +339,13 @@ def test_languages_agree_on_garbage(builds: Builds, garbage: str) -> None:
 
 @pytest.mark.parametrize("lang", LANGS)
 def test_exports_take_params_and_only_average_ticks(builds: Builds, lang: str) -> None:
-    """Every SDK exports edged_init; only the average filters export edged_on_tick."""
+    """Every SDK exports edged_init; only the average filters export edged_on_tick and the
+    state exports."""
     for name in FILTERS:
         module = builds.module(lang, name)
         assert module.has_init
         assert module.has_tick == (name == "average")
+        assert module.has_state == (name == "average")
 
 
 def refusal(builds: Builds, lang: str, name: str, params: dict[str, ParamValue]) -> tuple[str, ...]:

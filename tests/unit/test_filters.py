@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import random
+import struct
 from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal, localcontext
@@ -16,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from edged.config import ParamValue
-from edged.engine import Filter, Record, WasmtimeEngine
+from edged.engine import Filter, Record, SavedState, WasmtimeEngine
 from edged.engine.wasmtime_engine import WasmtimeModule
 from edged.errors import FilterCallError, ModuleError
 
@@ -100,10 +101,12 @@ def half_up(value: float, decimals: int) -> str:
 
 @pytest.mark.parametrize("name", ALL_FILTERS)
 def test_exports_match_the_documented_shape(filters: Filters, name: str) -> None:
-    """Only average takes ticks; every SDK filter takes params, the hand-written WAT one none."""
+    """Only average takes ticks; every SDK filter takes params, the hand-written WAT one none;
+    deadband and average keep state."""
     module = filters.modules[name]
     assert module.has_tick == (name == "average")
     assert module.has_init == (name != "passthrough")
+    assert module.has_state == (name in ("deadband", "average"))
 
 
 def outcome_for_42(name: str, topic: bytes, payload: bytes) -> list[Record]:
@@ -807,3 +810,136 @@ def test_convert_keep_limit_counts_distinct_names(filters: Filters) -> None:
     payload = "{" + ",".join(f'"{n}":{i}' for i, n in enumerate(["value", *names])) + "}"
     expected = '{"value":0.00,' + ",".join(f'"{n}":{i + 1}' for i, n in enumerate(names)) + "}"
     assert running.msg(b"s", payload.encode()) == [(b"s", expected.encode())]
+
+
+# -- state: deadband and average ----------------------------------------------------------------
+
+
+def blob(*parts: tuple[str, object]) -> bytes:
+    """A state blob from `(kind, value)` parts: u32, u64, f64, or str (u32 length and bytes)."""
+    out = b""
+    for kind, value in parts:
+        if kind == "str":
+            assert isinstance(value, bytes)
+            out += struct.pack("<I", len(value)) + value
+        else:
+            out += struct.pack({"u32": "<I", "u64": "<Q", "f64": "<d"}[kind], value)
+    return out
+
+
+def reload(filters: Filters, name: str, running: Running) -> Running:
+    """A fresh instance given `running`'s saved state, as a node does on a reload."""
+    saved = running.filt.save_state()
+    assert saved is not None
+    fresh = filters.start(name)
+    fresh.filt.load_state(saved)
+    return fresh
+
+
+def test_deadband_state_keeps_the_last_forwarded_values(filters: Filters) -> None:
+    """After a reload a topic's next reading is judged against its last forwarded value, not
+    forwarded as if it were the first."""
+    running = filters.start("deadband")
+    running.msg(b"a", reading("20.0"))
+    running.msg(b"bb", reading("5"))
+    running.msg(b"a", reading("20.3"))
+    saved = running.filt.save_state()
+    assert saved == SavedState(
+        1, blob(("u32", 2), ("str", b"a"), ("f64", 20.0), ("str", b"bb"), ("f64", 5.0))
+    )
+    after = reload(filters, "deadband", running)
+    assert after.msg(b"a", reading("20.4")) == []
+    assert after.msg(b"bb", reading("5.5")) == [(b"bb", reading("5.5"))]
+    assert after.msg(b"new", reading("1")) == [(b"new", reading("1"))]
+
+
+def test_deadband_state_of_a_full_table(filters: Filters) -> None:
+    """A full table (128 topics) saves in 4 + sum(12 + topic length) bytes, loads back slot for
+    slot, and new topics still pass unfiltered."""
+    running = filters.start("deadband")
+    topics = [f"t/{i}".encode() for i in range(128)]
+    for topic in topics:
+        running.msg(topic, reading("1"))
+    saved = running.filt.save_state()
+    assert saved is not None
+    assert len(saved.data) == 4 + sum(12 + len(t) for t in topics)
+    after = reload(filters, "deadband", running)
+    assert after.filt.save_state() == saved
+    assert after.msg(b"t/127", reading("1.2")) == []
+    assert after.msg(b"t/new", reading("1")) == [(b"t/new", reading("1"))]
+    assert after.msg(b"t/new", reading("1")) == [(b"t/new", reading("1"))]
+
+
+def test_average_state_keeps_windows_and_their_order(filters: Filters) -> None:
+    """A reload between two ticks loses no readings: the summaries after it are those an
+    uninterrupted filter gives, in first-seen order, and emptied windows save as zeros."""
+    running = filters.start("average")
+    running.msg(b"b", reading("1"))
+    running.msg(b"a", reading("2"))
+    running.tick(5)
+    running.msg(b"a", reading("4"))
+    running.msg(b"a", reading("6"))
+    saved = running.filt.save_state()
+    assert saved == SavedState(
+        1,
+        blob(
+            ("u32", 2),
+            ("str", b"b"),
+            *(("u64", 0), ("f64", 0.0), ("f64", 0.0), ("f64", 0.0)),
+            ("str", b"a"),
+            *(("u64", 2), ("f64", 10.0), ("f64", 4.0), ("f64", 6.0)),
+        ),
+    )
+    after = reload(filters, "average", running)
+    after.msg(b"b", reading("3"))
+    running.msg(b"b", reading("3"))
+    assert after.tick(9) == running.tick(9)
+    assert after.tick(9) == []
+
+
+def test_average_state_of_64_topics(filters: Filters) -> None:
+    """64 topics save in 4 + sum(36 + topic length) bytes."""
+    running = filters.start("average")
+    topics = [f"room/{i:02d}".encode() for i in range(64)]
+    for topic in topics:
+        running.msg(topic, reading("1"))
+    saved = running.filt.save_state()
+    assert saved is not None
+    assert len(saved.data) == 4 + sum(36 + len(t) for t in topics)
+    after = reload(filters, "average", running)
+    assert after.tick(1) == running.tick(1)
+
+
+STATE_REFUSALS: dict[str, tuple[str, SavedState, int]] = {
+    "deadband_format_2": ("deadband", SavedState(2, blob(("u32", 0))), 1),
+    "deadband_too_many": ("deadband", SavedState(1, blob(("u32", 129))), 2),
+    "deadband_twice": (
+        "deadband",
+        SavedState(1, blob(("u32", 2), *(("str", b"a"), ("f64", 1.0)) * 2)),
+        3,
+    ),
+    "deadband_truncated": ("deadband", SavedState(1, blob(("u32", 1), ("str", b"a"))), -1),
+    "deadband_trailing": ("deadband", SavedState(1, blob(("u32", 0), ("u32", 0))), -2),
+    "average_format_0": ("average", SavedState(0, b""), 1),
+    "average_too_many": ("average", SavedState(1, blob(("u32", 65))), 2),
+    "average_long_topic": (
+        "average",
+        SavedState(1, blob(("u32", 1), ("str", b"x" * 201), ("u64", 0), *[("f64", 0.0)] * 3)),
+        2,
+    ),
+    "average_empty": ("average", SavedState(1, b""), -1),
+    "average_trailing": ("average", SavedState(1, blob(("u32", 0), ("u32", 0))), -2),
+}
+
+
+@pytest.mark.parametrize("case", STATE_REFUSALS, ids=list(STATE_REFUSALS))
+def test_examples_refuse_state_they_cannot_take(filters: Filters, case: str) -> None:
+    """An unknown format, more than the filter keeps, a topic twice, or a blob that is short or
+    too long is refused with the code its source documents (the SDK's -1 and -2 for the last
+    two)."""
+    name, state, code = STATE_REFUSALS[case]
+    running = filters.start(name)
+    with pytest.raises(FilterCallError) as info:
+        running.filt.load_state(state)
+    assert info.value.reason == "state_refused"
+    assert info.value.detail.endswith(f"returned {code}")

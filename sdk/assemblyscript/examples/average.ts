@@ -10,13 +10,19 @@
 //
 // Limits: 64 topics of at most 200 bytes each (others are dropped with one warning); readings
 // of magnitude 1e15 or more are ignored, since they could not be printed without an exponent.
+//
+// State, format 1, the same blob as average.c: the number of topics (u32), then per topic in
+// first-seen order its text (u32 length, bytes), count (u64), sum, min and max (f64; 0 for an
+// empty window).
 import {
   Buf, DROP, FIXED_LIMIT, LOG_ERROR, LOG_WARN, Str, emitBuf, filter, hash, jsonField, log, param,
   paramNumberStrict, parseNumber, topicValid,
 } from "../assembly/edged";
+import { STATE_TRUNCATED, StateReader, StateWriter, stateful } from "../assembly/state";
 export {
   edged_abi_version, edged_buffers, edged_init, edged_on_message, edged_on_tick,
 } from "../assembly/edged";
+export { edged_state_buffer, edged_state_load, edged_state_save } from "../assembly/state";
 
 const MAX_TOPICS = 64;
 const MAX_TOPIC_LEN: u32 = 200;
@@ -144,4 +150,46 @@ function onTick(nowMs: i64): void {
   }
 }
 
+function save(s: StateWriter): u32 {
+  s.u32(<u32>nWindows);
+  for (let i = 0; i < nWindows; i++) {
+    const w = unchecked(windows[i]);
+    // An emptied window keeps its place in the order, not its old figures.
+    const empty = w.count == 0;
+    s.bytes(w.topic.view(known)).u64(<u64>w.count);
+    s.f64(empty ? 0 : w.sum).f64(empty ? 0 : w.min).f64(empty ? 0 : w.max);
+  }
+  return 1;
+}
+
+const loaded = new Str();
+
+// Refused: 1 an unknown format, 2 more topics or a longer topic than this build keeps, 3 a
+// topic twice. A short or long blob is refused by the SDK.
+function load(format: u32, r: StateReader): i32 {
+  if (format != 1) return 1;
+  const n = r.u32();
+  if (r.failed) return STATE_TRUNCATED;
+  if (n > <u32>MAX_TOPICS) return 2;
+  for (let i: u32 = 0; i < n; i++) {
+    r.bytes(loaded);
+    const count = r.u64();
+    const sum = r.f64();
+    const min = r.f64();
+    const max = r.f64();
+    if (r.failed) return STATE_TRUNCATED;
+    if (loaded.len > MAX_TOPIC_LEN || count > <u64>i64.MAX_VALUE) return 2;
+    const before = nWindows;
+    const w = findOrAdd(loaded);
+    if (w === null) return 2;
+    if (nWindows == before) return 3;
+    w.count = <i64>count;
+    w.sum = sum;
+    w.min = min;
+    w.max = max;
+  }
+  return 0;
+}
+
 filter(onMessage, init, onTick);
+stateful(save, load);

@@ -10,9 +10,13 @@
 //!
 //! Limits: 64 topics of at most 200 bytes each (others are dropped with one warning); readings
 //! of magnitude 1e15 or more are ignored, since they could not be printed without an exponent.
+//!
+//! State, format 1, the same blob as average.c: the number of topics (u32), then per topic in
+//! first-seen order its text (u32 length, bytes), count (u64), sum, min and max (f64; 0 for an
+//! empty window).
 #![no_std]
 
-use edged::{EmitError, Filter, Level, Params, Verdict, Writer};
+use edged::{EmitError, Filter, Level, Params, StateReader, StateWriter, Verdict, Writer};
 
 const MAX_TOPICS: usize = 64;
 const MAX_TOPIC_LEN: usize = 200;
@@ -162,6 +166,48 @@ impl Filter for Average {
             w.count = 0;
         }
     }
+
+    fn save_state(&self, w: &mut StateWriter) -> u32 {
+        w.u32(self.n_windows as u32);
+        for x in &self.windows[..self.n_windows] {
+            // An emptied window keeps its place in the order, not its old figures.
+            let keep = |v: f64| if x.count == 0 { 0.0 } else { v };
+            w.bytes(&x.topic[..x.len]).u64(x.count as u64);
+            w.f64(keep(x.sum)).f64(keep(x.min)).f64(keep(x.max));
+        }
+        1
+    }
+
+    /// Refused: 1 an unknown format, 2 more topics or a longer topic than this build keeps,
+    /// 3 a topic twice. A short or long blob is refused by the SDK.
+    fn load_state(&mut self, format: u32, r: &mut StateReader) -> Result<(), i32> {
+        if format != 1 {
+            return Err(1);
+        }
+        let n = r.u32().ok_or(edged::STATE_TRUNCATED)? as usize;
+        if n > MAX_TOPICS {
+            return Err(2);
+        }
+        for _ in 0..n {
+            let (topic, count, sum, min, max) = (r.bytes(), r.u64(), r.f64(), r.f64(), r.f64());
+            let (topic, count, sum, min, max) = match (topic, count, sum, min, max) {
+                (Some(t), Some(c), Some(s), Some(lo), Some(hi)) => (t, c, s, lo, hi),
+                _ => return Err(edged::STATE_TRUNCATED),
+            };
+            if topic.len() > MAX_TOPIC_LEN || count > i64::MAX as u64 {
+                return Err(2);
+            }
+            if self.windows[..self.n_windows].iter().any(|w| &w.topic[..w.len] == topic) {
+                return Err(3);
+            }
+            let w = self.find_or_add(topic).ok_or(2)?;
+            w.count = count as i64;
+            w.sum = sum;
+            w.min = min;
+            w.max = max;
+        }
+        Ok(())
+    }
 }
 
 edged::export_filter!(
@@ -175,5 +221,6 @@ edged::export_filter!(
         suffix: None,
         decimals: 0,
     },
-    tick
+    tick,
+    state
 );

@@ -47,6 +47,13 @@ pub const FIXED_MAX_DECIMALS: u32 = 20;
 pub const FIXED_LIMIT: f64 = 1e15;
 /// What `edged_init` returns when the params are malformed or too many.
 pub const INIT_BAD_PARAMS: i32 = -1;
+/// The largest state blob, saved or loaded (the node's `budgets.max_state` caps it too).
+pub const STATE_CAP: usize = 64 * 1024;
+/// What `edged_state_load` returns when [`Filter::load_state`] accepted a blob but a read ran
+/// past its end (C: `EDGED_STATE_TRUNCATED`).
+pub const STATE_TRUNCATED: i32 = -1;
+/// ... or left bytes unread (C: `EDGED_STATE_TRAILING`).
+pub const STATE_TRAILING: i32 = -2;
 
 /// What happens to the input message when the filter emitted nothing.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -102,6 +109,23 @@ pub trait Filter {
     fn on_tick(&mut self, now_ms: i64) {
         let _ = now_ms;
     }
+
+    /// With `export_filter!(.., state)`: writes the state and returns its format, the filter's
+    /// own number for this layout. Called between messages; must not change what the filter
+    /// does next.
+    fn save_state(&self, w: &mut StateWriter) -> u32 {
+        let _ = w;
+        0
+    }
+
+    /// With `export_filter!(.., state)`: reads a saved state back, on a fresh instance before
+    /// its first message. `Err(code)` refuses it (use positive codes); the node then throws the
+    /// instance away and starts the filter fresh, so a half-done load need not be undone.
+    /// `Ok` with a failed read or bytes left unread is refused by the SDK.
+    fn load_state(&mut self, format: u32, r: &mut StateReader) -> Result<(), i32> {
+        let _ = (format, r);
+        Err(1)
+    }
 }
 
 // ---- host import and static state ------------------------------------------------------------
@@ -128,6 +152,10 @@ static mut PSTORE: [u8; PARAMS_CAP] = [0; PARAMS_CAP];
 /// (key start, key len, value start, value len) in PSTORE.
 static mut PARAMS: [(u16, u16, u16, u16); MAX_PARAMS] = [(0, 0, 0, 0); MAX_PARAMS];
 static mut PCOUNT: usize = 0;
+/// With `export_filter!(.., state)`: where a save is written, and where the host writes a load.
+static mut STATE: Area<STATE_CAP> = Area([0; STATE_CAP]);
+/// The ABI's 12-byte state descriptor: ptr, len, format.
+static mut STATE_DESCRIPTOR: [u32; 3] = [0; 3];
 static mut INITIALISED: bool = false;
 
 #[cfg(not(test))]
@@ -764,6 +792,147 @@ impl<'a> Writer<'a> {
     }
 }
 
+// ---- state blobs -----------------------------------------------------------------------------
+
+/// Writes a state blob: little-endian values, and byte strings as a u32 length then the bytes
+/// (the same layout as the C SDK's `edged_put_*`). Every append is all or nothing; a failed one
+/// sets `failed` and refuses the rest, and the SDK then saves nothing (the call traps, so the
+/// node keeps the last good state).
+pub struct StateWriter<'a> {
+    buf: &'a mut [u8],
+    len: usize,
+    failed: bool,
+}
+
+impl<'a> StateWriter<'a> {
+    pub fn new(storage: &'a mut [u8]) -> Self {
+        StateWriter { buf: storage, len: 0, failed: false }
+    }
+
+    /// What has been written so far.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// True once an append was refused.
+    pub fn failed(&self) -> bool {
+        self.failed
+    }
+
+    /// Appends bytes as they are, without a length.
+    pub fn raw(&mut self, data: &[u8]) -> &mut Self {
+        if self.failed || data.len() > self.buf.len() - self.len {
+            self.failed = true;
+            return self;
+        }
+        self.buf[self.len..self.len + data.len()].copy_from_slice(data);
+        self.len += data.len();
+        self
+    }
+
+    pub fn u8(&mut self, v: u8) -> &mut Self {
+        self.raw(&[v])
+    }
+
+    pub fn u32(&mut self, v: u32) -> &mut Self {
+        self.raw(&v.to_le_bytes())
+    }
+
+    pub fn u64(&mut self, v: u64) -> &mut Self {
+        self.raw(&v.to_le_bytes())
+    }
+
+    pub fn f64(&mut self, v: f64) -> &mut Self {
+        self.raw(&v.to_bits().to_le_bytes())
+    }
+
+    /// Appends a u32 length, then the bytes; both or neither.
+    pub fn bytes(&mut self, data: &[u8]) -> &mut Self {
+        if self.failed || data.len() > u32::MAX as usize || self.buf.len() - self.len < 4 + data.len() {
+            self.failed = true;
+            return self;
+        }
+        self.u32(data.len() as u32).raw(data)
+    }
+}
+
+/// Reads a state blob written by [`StateWriter`] (or the C SDK's `edged_put_*`). A read past
+/// the end gives `None` and sets `failed`, and so does every later read: a truncated blob can
+/// never be half-understood as a whole one.
+pub struct StateReader<'a> {
+    buf: &'a [u8],
+    pos: usize,
+    failed: bool,
+}
+
+impl<'a> StateReader<'a> {
+    pub fn new(blob: &'a [u8]) -> Self {
+        StateReader { buf: blob, pos: 0, failed: false }
+    }
+
+    /// True once a read ran past the end.
+    pub fn failed(&self) -> bool {
+        self.failed
+    }
+
+    /// True when every byte was read and no read failed.
+    pub fn done(&self) -> bool {
+        !self.failed && self.pos == self.buf.len()
+    }
+
+    /// The next `n` bytes as they are.
+    pub fn raw(&mut self, n: usize) -> Option<&'a [u8]> {
+        if self.failed || n > self.buf.len() - self.pos {
+            self.failed = true;
+            return None;
+        }
+        let buf: &'a [u8] = self.buf;
+        let out = &buf[self.pos..self.pos + n];
+        self.pos += n;
+        Some(out)
+    }
+
+    pub fn u8(&mut self) -> Option<u8> {
+        self.raw(1).map(|b| b[0])
+    }
+
+    pub fn u32(&mut self) -> Option<u32> {
+        self.raw(4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    }
+
+    pub fn u64(&mut self) -> Option<u64> {
+        self.raw(8).map(|b| {
+            let mut le = [0u8; 8];
+            le.copy_from_slice(b);
+            u64::from_le_bytes(le)
+        })
+    }
+
+    pub fn f64(&mut self) -> Option<f64> {
+        self.u64().map(f64::from_bits)
+    }
+
+    /// A u32 length, then that many bytes. They live in the SDK's state buffer, which the next
+    /// save overwrites: copy what you keep.
+    pub fn bytes(&mut self) -> Option<&'a [u8]> {
+        let at = self.pos;
+        let n = self.u32()? as usize;
+        let out = self.raw(n);
+        if out.is_none() {
+            self.pos = at;
+        }
+        out
+    }
+}
+
 // ---- ABI entry points (called from the code export_filter! generates) -------------------------
 
 #[doc(hidden)]
@@ -811,6 +980,43 @@ pub mod __rt {
         }
     }
 
+    pub fn state_save<F: Filter>(filter: &F) -> i32 {
+        // SAFETY: single-threaded; the host copies the blob out before its next call.
+        unsafe {
+            let mut w = StateWriter::new(&mut STATE.0);
+            let format = filter.save_state(&mut w);
+            if w.failed() {
+                // A cut state would lose data quietly; the trap keeps the last good one.
+                log(Level::Error, "edged: the state does not fit STATE_CAP");
+                core::arch::wasm32::unreachable();
+            }
+            STATE_DESCRIPTOR = [STATE.0.as_ptr() as usize as u32, w.len() as u32, format];
+            STATE_DESCRIPTOR.as_ptr() as usize as i32
+        }
+    }
+
+    pub fn state_buffer(len: i32) -> i32 {
+        if len as u32 as usize > STATE_CAP {
+            return -1;
+        }
+        unsafe { STATE.0.as_ptr() as usize as i32 }
+    }
+
+    pub fn state_load<F: Filter>(filter: &mut F, format: i32, len: i32) -> i32 {
+        let len = len as u32 as usize;
+        if len > STATE_CAP {
+            core::arch::wasm32::unreachable();
+        }
+        // SAFETY: the host wrote the blob there, between calls.
+        let mut r = StateReader::new(unsafe { &STATE.0[..len] });
+        match filter.load_state(format as u32, &mut r) {
+            Err(code) => code,
+            Ok(()) if r.failed() => STATE_TRUNCATED,
+            Ok(()) if !r.done() => STATE_TRAILING,
+            Ok(()) => 0,
+        }
+    }
+
     pub fn on_tick<F: Filter>(filter: &mut F, now_ms: i64) -> i32 {
         reset_output();
         filter.on_tick(now_ms);
@@ -824,10 +1030,36 @@ pub mod __rt {
 
 /// Defines the module's exports for a filter: `export_filter!(Type, initial value)`, or
 /// `export_filter!(Type, initial value, tick)` to also export `edged_on_tick` (the ABI makes
-/// `tick_interval` a config error for modules without it). The initial value must be a
-/// constant expression: the filter lives in a static, not on the stack.
+/// `tick_interval` a config error for modules without it). Add `state` (after `tick`, if
+/// both) to export the three state exports around [`Filter::save_state`] and
+/// [`Filter::load_state`]. The initial value must be a constant expression: the filter lives
+/// in a static, not on the stack.
 #[macro_export]
 macro_rules! export_filter {
+    (@state) => {
+        #[no_mangle]
+        pub extern "C" fn edged_state_save() -> i32 {
+            $crate::__rt::state_save(unsafe { &__EDGED_FILTER })
+        }
+
+        #[no_mangle]
+        pub extern "C" fn edged_state_buffer(len: i32) -> i32 {
+            $crate::__rt::state_buffer(len)
+        }
+
+        #[no_mangle]
+        pub extern "C" fn edged_state_load(format: i32, len: i32) -> i32 {
+            $crate::__rt::state_load(unsafe { &mut __EDGED_FILTER }, format, len)
+        }
+    };
+    ($ty:ty, $init:expr, tick, state) => {
+        $crate::export_filter!($ty, $init, tick);
+        $crate::export_filter!(@state);
+    };
+    ($ty:ty, $init:expr, state) => {
+        $crate::export_filter!($ty, $init);
+        $crate::export_filter!(@state);
+    };
     ($ty:ty, $init:expr) => {
         static mut __EDGED_FILTER: $ty = $init;
 

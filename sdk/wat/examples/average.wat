@@ -7,6 +7,9 @@
 ;;   {"avg":20.27,"min":20.00,"max":20.60,"count":3,"ts":1700000000000}
 ;; and its window starts over. Same behaviour, byte for byte, as examples/filters/average.c,
 ;; limits included: 64 topics of at most 200 bytes, readings below 1e15 in magnitude.
+;; State, format 1, the same blob as average.c: the number of topics (u32), then per topic in
+;; first-seen order its text (u32 length, bytes), count (u64), sum, min and max (f64; 0 for an
+;; empty window).
 ;; Build: wat2wasm average.wat -o average.wasm
 (module
   ;; the one import the host offers: log(level, ptr, len), levels 0 debug .. 3 error
@@ -26,6 +29,9 @@
   (global $WINDOWS i32 (i32.const 8192))
   (global $TBUF i32 (i32.const 24576))
   (global $PBUF i32 (i32.const 25088))
+  (global $STATE_DESC i32 (i32.const 25600))
+  (global $STATE i32 (i32.const 32768))
+  (global $STATE_CAP i32 (i32.const 32768))
 
   ;; in_ptr 65536, in_cap 65536, out_ptr 131072, out_cap 65536 (little-endian)
   (data (i32.const 0) "\00\00\01\00" "\00\00\01\00" "\00\00\02\00" "\00\00\01\00")
@@ -915,4 +921,170 @@
         (i64.store offset=8 (local.get $w) (i64.const 0))
         (br $next)))
     (select (i32.const 2) (i32.const 0) (global.get $emitted)))
+
+  ;; ==== state blobs (average only) =======================================================
+  ;; The C SDK's edged_put_* and edged_get_* (EDGED_WITH_STATE): little-endian values, byte
+  ;; strings as a u32 length then the bytes, and a failure that sticks, in the writer as in
+  ;; the reader. One buffer serves both ways: a save is written at $STATE and the host copies
+  ;; it out; the host writes a blob to load there, on a fresh instance before any message.
+
+  (global $s_len (mut i32) (i32.const 0))
+  (global $s_failed (mut i32) (i32.const 0))
+  (global $r_pos (mut i32) (i32.const 0))
+  (global $r_len (mut i32) (i32.const 0))
+  (global $r_failed (mut i32) (i32.const 0))
+
+  ;; 1 when $n more bytes fit the blob being written; else 0, and $s_failed from now on.
+  (func $s_room (param $n i32) (result i32)
+    (if (i32.or (global.get $s_failed)
+                (i32.gt_u (local.get $n) (i32.sub (global.get $STATE_CAP) (global.get $s_len))))
+      (then (global.set $s_failed (i32.const 1)) (return (i32.const 0))))
+    (i32.const 1))
+
+  (func $s_u32 (param $v i32)
+    (if (call $s_room (i32.const 4))
+      (then
+        (i32.store (i32.add (global.get $STATE) (global.get $s_len)) (local.get $v))
+        (global.set $s_len (i32.add (global.get $s_len) (i32.const 4))))))
+
+  (func $s_u64 (param $v i64)
+    (if (call $s_room (i32.const 8))
+      (then
+        (i64.store (i32.add (global.get $STATE) (global.get $s_len)) (local.get $v))
+        (global.set $s_len (i32.add (global.get $s_len) (i32.const 8))))))
+
+  (func $s_f64 (param $v f64)
+    (call $s_u64 (i64.reinterpret_f64 (local.get $v))))
+
+  ;; A length and its bytes, both or neither.
+  (func $s_bytes (param $p i32) (param $n i32)
+    (if (i32.gt_u (local.get $n) (global.get $STATE_CAP))
+      (then (global.set $s_failed (i32.const 1)) (return)))
+    (if (call $s_room (i32.add (local.get $n) (i32.const 4)))
+      (then
+        (call $s_u32 (local.get $n))
+        (call $copy (i32.add (global.get $STATE) (global.get $s_len)) (local.get $p) (local.get $n))
+        (global.set $s_len (i32.add (global.get $s_len) (local.get $n))))))
+
+  ;; The address of the next $n bytes of the blob being read; 0 past its end, and $r_failed
+  ;; from now on ($STATE is never 0, so 0 is free to mean that).
+  (func $r_take (param $n i32) (result i32)
+    (local $at i32)
+    (if (i32.or (global.get $r_failed)
+                (i32.gt_u (local.get $n) (i32.sub (global.get $r_len) (global.get $r_pos))))
+      (then (global.set $r_failed (i32.const 1)) (return (i32.const 0))))
+    (local.set $at (i32.add (global.get $STATE) (global.get $r_pos)))
+    (global.set $r_pos (i32.add (global.get $r_pos) (local.get $n)))
+    (local.get $at))
+
+  ;; Past the end the readers give 0; test $r_failed once after a group of them.
+  (func $r_u32 (result i32)
+    (local $at i32)
+    (local.set $at (call $r_take (i32.const 4)))
+    (if (result i32) (local.get $at) (then (i32.load (local.get $at))) (else (i32.const 0))))
+
+  (func $r_u64 (result i64)
+    (local $at i32)
+    (local.set $at (call $r_take (i32.const 8)))
+    (if (result i64) (local.get $at) (then (i64.load (local.get $at))) (else (i64.const 0))))
+
+  (func $r_f64 (result f64)
+    (f64.reinterpret_i64 (call $r_u64)))
+
+  ;; A length and its bytes, left in $found_ptr and $found_len (in the state buffer: copy what
+  ;; you keep); 1, or 0 when the blob ends first.
+  (func $r_bytes (result i32)
+    (local $start i32) (local $n i32) (local $at i32)
+    (local.set $start (global.get $r_pos))
+    (local.set $n (call $r_u32))
+    (if (global.get $r_failed) (then (return (i32.const 0))))
+    (local.set $at (call $r_take (local.get $n)))
+    (if (global.get $r_failed)
+      (then (global.set $r_pos (local.get $start)) (return (i32.const 0))))
+    (global.set $found_ptr (local.get $at))
+    (global.set $found_len (local.get $n))
+    (i32.const 1))
+
+  ;; A save that does not fit traps rather than hand over a cut state: the host keeps the last
+  ;; good one. (This filter's largest state is under half of $STATE_CAP.)
+  (func (export "edged_state_save") (result i32)
+    (local $format i32)
+    (global.set $s_len (i32.const 0))
+    (global.set $s_failed (i32.const 0))
+    (local.set $format (call $filter_save))
+    (if (global.get $s_failed) (then (unreachable)))
+    (i32.store (global.get $STATE_DESC) (global.get $STATE))
+    (i32.store offset=4 (global.get $STATE_DESC) (global.get $s_len))
+    (i32.store offset=8 (global.get $STATE_DESC) (local.get $format))
+    (global.get $STATE_DESC))
+
+  (func (export "edged_state_buffer") (param $len i32) (result i32)
+    (select (i32.const -1) (global.get $STATE)
+            (i32.gt_u (local.get $len) (global.get $STATE_CAP))))
+
+  ;; The filter's own code, or the C SDK's: -1 a read ran past the end, -2 bytes left unread.
+  (func (export "edged_state_load") (param $format i32) (param $len i32) (result i32)
+    (local $code i32)
+    (if (i32.gt_u (local.get $len) (global.get $STATE_CAP)) (then (unreachable)))
+    (global.set $r_pos (i32.const 0))
+    (global.set $r_len (local.get $len))
+    (global.set $r_failed (i32.const 0))
+    (local.set $code (call $filter_load (local.get $format)))
+    (if (local.get $code) (then (return (local.get $code))))
+    (if (global.get $r_failed) (then (return (i32.const -1))))
+    (select (i32.const 0) (i32.const -2) (i32.eq (global.get $r_pos) (global.get $r_len))))
+
+  ;; ==== the filter's state ===============================================================
+
+  (func $filter_save (result i32)
+    (local $i i32) (local $w i32) (local $empty i32)
+    (call $s_u32 (global.get $n_windows))
+    (block $done
+      (loop $next
+        (br_if $done (i32.ge_u (local.get $i) (global.get $n_windows)))
+        (local.set $w (i32.add (global.get $WINDOWS) (i32.shl (local.get $i) (i32.const 8))))
+        (call $s_bytes (i32.add (local.get $w) (i32.const 40)) (i32.load offset=4 (local.get $w)))
+        (call $s_u64 (i64.load offset=8 (local.get $w)))
+        ;; an emptied window keeps its place in the order, not its old figures
+        (local.set $empty (i64.eqz (i64.load offset=8 (local.get $w))))
+        (call $s_f64 (select (f64.const 0) (f64.load offset=16 (local.get $w)) (local.get $empty)))
+        (call $s_f64 (select (f64.const 0) (f64.load offset=24 (local.get $w)) (local.get $empty)))
+        (call $s_f64 (select (f64.const 0) (f64.load offset=32 (local.get $w)) (local.get $empty)))
+        (local.set $i (i32.add (local.get $i) (i32.const 1)))
+        (br $next)))
+    (i32.const 1))
+
+  ;; Refused: 1 an unknown format, 2 more topics or a longer topic than this filter keeps,
+  ;; 3 a topic twice, -1 a blob that ends too soon.
+  (func $filter_load (param $format i32) (result i32)
+    (local $n i32) (local $i i32) (local $t i32) (local $tl i32) (local $w i32) (local $before i32)
+    (local $count i64) (local $sum f64) (local $min f64) (local $max f64)
+    (if (i32.ne (local.get $format) (i32.const 1)) (then (return (i32.const 1))))
+    (local.set $n (call $r_u32))
+    (if (global.get $r_failed) (then (return (i32.const -1))))
+    (if (i32.gt_u (local.get $n) (i32.const 64)) (then (return (i32.const 2))))
+    (block $done
+      (loop $next
+        (br_if $done (i32.ge_u (local.get $i) (local.get $n)))
+        (drop (call $r_bytes))
+        (local.set $t (global.get $found_ptr))
+        (local.set $tl (global.get $found_len))
+        (local.set $count (call $r_u64))
+        (local.set $sum (call $r_f64))
+        (local.set $min (call $r_f64))
+        (local.set $max (call $r_f64))
+        (if (global.get $r_failed) (then (return (i32.const -1))))
+        ;; a count over the i64 range reads as negative
+        (if (i32.or (i32.gt_u (local.get $tl) (i32.const 200)) (i64.lt_s (local.get $count) (i64.const 0)))
+          (then (return (i32.const 2))))
+        (local.set $before (global.get $n_windows))
+        (local.set $w (call $find_or_add (local.get $t) (local.get $tl)))
+        (if (i32.eq (global.get $n_windows) (local.get $before)) (then (return (i32.const 3))))
+        (i64.store offset=8 (local.get $w) (local.get $count))
+        (f64.store offset=16 (local.get $w) (local.get $sum))
+        (f64.store offset=24 (local.get $w) (local.get $min))
+        (f64.store offset=32 (local.get $w) (local.get $max))
+        (local.set $i (i32.add (local.get $i) (i32.const 1)))
+        (br $next)))
+    (i32.const 0))
 )
