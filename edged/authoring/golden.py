@@ -125,11 +125,12 @@ def golden_test(
     params: Mapping[str, ParamValue],
     *,
     tick_at_end: bool = False,
+    capabilities: frozenset[str] = frozenset(),
 ) -> TestOutcome:
     """Run `module` over `input_path` as `edged filter run` does; compare with `expect_path`."""
     expected = read_expected(expect_path)
     errors = io.StringIO()
-    filt = load_filter(module, params, errors)
+    filt = load_filter(module, params, errors, capabilities)
     emitted = io.StringIO()
     try:
         text = input_path.read_text(encoding="utf-8")
@@ -146,7 +147,14 @@ def golden_test(
     state_ok = True
     if filt.has_state:
         state_ok = _hand_over_midway(
-            module, params, source, emitted.getvalue(), tick_at_end, started, state_lines
+            module,
+            params,
+            source,
+            emitted.getvalue(),
+            tick_at_end,
+            started,
+            state_lines,
+            capabilities,
         )
     actual: list[tuple[str, bytes]] = []
     for line in emitted.getvalue().splitlines():
@@ -210,13 +218,14 @@ def _hand_over_midway(
     tick_at_end: bool,
     started: int,
     report: list[str],
+    capabilities: frozenset[str] = frozenset(),
 ) -> bool:
     """Run the input again with the state saved after its middle line and loaded into a fresh
     instance for the rest; True when that emits exactly `whole`. What it found goes to
     `report`."""
     split = len(source) // 2
     out, scratch = io.StringIO(), io.StringIO()  # problems were reported by the whole run
-    first = load_filter(module, params, scratch)
+    first = load_filter(module, params, scratch, capabilities)
     run_lines(first, source[:split], out, scratch, tick_at_end=False, now_ms=lambda: started)
     try:
         saved = first.save_state()
@@ -224,7 +233,7 @@ def _hand_over_midway(
         report.append(f"after line {split}: {state_problem(exc, 'save')}")
         return False
     assert saved is not None  # the module has the state exports
-    second = load_filter(module, params, scratch)
+    second = load_filter(module, params, scratch, capabilities)
     try:
         second.load_state(saved)
     except FilterCallError as exc:

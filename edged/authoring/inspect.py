@@ -49,6 +49,9 @@ class Report:
     has_init: bool = False
     has_tick: bool = False
     has_state: bool = False
+    #: the WASI capabilities its imports need (docs/filter-abi.md, "WASI"), and those granted
+    capabilities: list[str] = field(default_factory=list)
+    granted: list[str] | None = None  # None: what it needs (no --capability given)
     budgets: dict[str, float | int] = field(default_factory=dict)
     budgets_from: str = "defaults"
     params: dict[str, str] = field(default_factory=dict)
@@ -87,6 +90,9 @@ def _probe(engine: WasmtimeEngine, module: wasmtime.Module, report: Report) -> N
     store.set_fuel(_PROBE_FUEL)
     store.set_epoch_deadline(1000)
     linker = wasmtime.Linker(engine.wasmtime)
+    if any(imp.module == abi.WASI_MODULE for imp in module.imports):
+        linker.define_wasi()  # nothing granted: no files, no environment, no arguments
+        store.set_wasi(wasmtime.WasiConfig())
     for imp in module.imports:
         if isinstance(imp.type, wasmtime.FuncType) and (imp.module, imp.name) == (
             abi.IMPORT_MODULE,
@@ -96,6 +102,9 @@ def _probe(engine: WasmtimeEngine, module: wasmtime.Module, report: Report) -> N
     try:
         instance = linker.instantiate(store, module)
         exports = instance.exports(store)
+        initialize = exports.get("_initialize")
+        if isinstance(initialize, wasmtime.Func):
+            initialize(store)  # a reactor's constructors, as the engine runs them
         version = exports.get(abi.EXPORT_VERSION)
         if isinstance(version, wasmtime.Func):
             report.abi_version = int(version(store))
@@ -122,6 +131,7 @@ def inspect_module(
     budgets: Budgets = DEFAULT_BUDGETS,
     budgets_from: str = "defaults",
     params: dict[str, ParamValue] | None = None,
+    capabilities: frozenset[str] | None = None,
 ) -> Report:
     """Everything `edged filter inspect` shows about the module at `path`."""
     try:
@@ -175,9 +185,12 @@ def inspect_module(
         )
 
     logs: list[list[str]] = []
+    report.granted = None if capabilities is None else sorted(capabilities)
     try:
         loaded = engine.load(path.name, wasm)
-        loaded.instantiate(params, lambda level, text: logs.append([level, text]), budgets)
+        report.capabilities = sorted(loaded.capabilities_needed)
+        granted = loaded.capabilities_needed if capabilities is None else capabilities
+        loaded.instantiate(params, lambda level, text: logs.append([level, text]), budgets, granted)
     except ModuleError as exc:
         report.reason = exc.reason
         if exc.reason.startswith("init returned") and not params:
@@ -240,6 +253,10 @@ def render(report: Report, out: TextIO) -> None:
     row("init", "yes: takes params" if report.has_init else "no: takes no params")
     row("tick", "yes: can be given a tick_interval" if report.has_tick else "no")
     row("state", "save/load exports (stateful)" if report.has_state else "none")
+    needs = ", ".join(report.capabilities) or "none"
+    if report.granted is not None:
+        needs += f" (granted: {', '.join(report.granted) or 'none'})"
+    row("wasi", f"needs {needs}" if report.capabilities else "no capability needed")
     width = max((len(e.name) for e in report.exports + report.imports), default=0)
     for label, entities in (("exports", report.exports), ("imports", report.imports)):
         if not entities:

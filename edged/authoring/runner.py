@@ -25,15 +25,23 @@ class RunTotals:
     bad_lines: int = 0
 
 
-def load_filter(path: Path, params: Mapping[str, ParamValue], errors: TextIO) -> Filter:
-    """The module at `path`, instantiated with `params`; its log lines go to `errors`."""
+def load_filter(
+    path: Path,
+    params: Mapping[str, ParamValue],
+    errors: TextIO,
+    capabilities: frozenset[str] = frozenset(),
+) -> Filter:
+    """The module at `path`, instantiated with `params` and the WASI `capabilities` granted
+    (as `modules.<name>.capabilities` grants them on a node); its log lines go to `errors`."""
+    from edged.config.model import DEFAULT_BUDGETS
+
     engine = WasmtimeEngine()
     module = engine.load_file(path.name, path)
 
     def guest_log(level: str, text: str) -> None:
         print(f"[{level}] {text}", file=errors)
 
-    return module.instantiate(params, guest_log)
+    return module.instantiate(params, guest_log, DEFAULT_BUDGETS, capabilities)
 
 
 def payload_bytes(record: Mapping[str, object]) -> bytes:

@@ -28,6 +28,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     run = actions.add_parser("run", help="run one filter over JSON lines and print what it emits")
     run.add_argument("module", type=Path, help="the filter's .wasm file")
     run.add_argument("--param", "-p", action="append", default=[], metavar="KEY=VALUE")
+    _add_capability(run)
     run.add_argument("--input", "-i", type=Path, help="JSON lines file (default: stdin)")
     run.add_argument(
         "--tick-at-end", action="store_true", help="call edged_on_tick once at the end"
@@ -59,6 +60,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     test.add_argument("--input", "-i", type=Path, required=True, help="JSON lines to feed it")
     test.add_argument("--expect", "-e", type=Path, required=True, help="JSON lines it must emit")
     test.add_argument("--param", "-p", action="append", default=[], metavar="KEY=VALUE")
+    _add_capability(test)
     test.add_argument(
         "--tick-at-end", action="store_true", help="call edged_on_tick once at the end"
     )
@@ -71,8 +73,23 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     inspect.add_argument("--config", "-c", type=Path, help="a node config: its budgets and params")
     inspect.add_argument("--module", "-m", dest="module_name", help="the module in --config")
     inspect.add_argument("--param", "-p", action="append", default=[], metavar="KEY=VALUE")
+    _add_capability(inspect)
     inspect.add_argument("--json", action="store_true", help="print the report as JSON")
     inspect.set_defaults(handler=_inspect)
+
+
+def _add_capability(parser: argparse.ArgumentParser) -> None:
+    from edged.config.model import CAPABILITIES
+
+    parser.add_argument(
+        "--capability",
+        action="append",
+        default=[],
+        choices=CAPABILITIES,
+        metavar="NAME",
+        help="grant a WASI capability, as modules.<name>.capabilities does on a node "
+        f"({', '.join(CAPABILITIES)}); repeatable",
+    )
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -86,7 +103,9 @@ def _run(args: argparse.Namespace) -> int:
     from edged.errors import FilterCallError
 
     state = read_state_file(args.load_state) if args.load_state is not None else None
-    filt = load_filter(args.module, split_params(args.param), sys.stderr)
+    filt = load_filter(
+        args.module, split_params(args.param), sys.stderr, frozenset(args.capability)
+    )
     if (args.load_state or args.save_state) and not filt.has_state:
         raise EdgedError(
             f"{args.module} has no state exports (edged_state_save, edged_state_buffer, "
@@ -146,6 +165,7 @@ def _test(args: argparse.Namespace) -> int:
         args.expect,
         split_params(args.param),
         tick_at_end=args.tick_at_end,
+        capabilities=frozenset(args.capability),
     )
     return print_outcome(outcome, sys.stdout, sys.stderr)
 
@@ -163,7 +183,11 @@ def _inspect(args: argparse.Namespace) -> int:
         )
     params.update(split_params(args.param))
     report = module_info.inspect_module(
-        args.module, budgets=budgets, budgets_from=source, params=params
+        args.module,
+        budgets=budgets,
+        budgets_from=source,
+        params=params,
+        capabilities=frozenset(args.capability) if args.capability else None,
     )
     (module_info.render_json if args.json else module_info.render)(report, sys.stdout)
     return 0 if report.passes else EXIT_FAILURE
