@@ -1,7 +1,8 @@
 """Every benchmark of edged in one run: edged next to the raw paho ceiling, the raw wasmtime
 ceiling and Node-RED, plus cold start, hot swap, scale, several brokers and shared
 subscriptions, the cost of the HTTP endpoint and of its scrapes, the cost of an output the cloud
-broker will never take, and the per-call cost.
+broker will never take, what filter state costs (swaps with a state, checkpoints), and the
+per-call cost.
 
     python -m benchmarks            # the full run (~10 minutes on two cores)
     python -m benchmarks --quick    # everything on tiny counts, to check that it works
@@ -33,12 +34,24 @@ from benchmarks import (
     nodered,
     report,
     scenarios,
+    state,
 )
 from benchmarks.contenders import CONTENDERS, WORKLOADS
 from edged.mqtt.mosquitto import PrivateBroker, find_mosquitto
 
 HERE = Path(__file__).resolve().parent
-SECTIONS = ("matrix", "cold", "swap", "scale", "brokers", "endpoint", "faults", "calls", "memory")
+SECTIONS = (
+    "matrix",
+    "cold",
+    "swap",
+    "scale",
+    "brokers",
+    "endpoint",
+    "faults",
+    "state",
+    "calls",
+    "memory",
+)
 
 
 def _machine() -> str:
@@ -190,6 +203,9 @@ def main(argv: list[str] | None = None) -> int:
         if "faults" in sections:
             fault_counts = faults.Counts.quick() if args.quick else faults.Counts.full()
             results["faults"] = faults.measure(ctx, fault_counts)
+        if "state" in sections:
+            state_counts = state.Counts.quick() if args.quick else state.Counts.full()
+            results["state"] = state.measure(ctx, state_counts)
         if "calls" in sections:
             ctx.say("per-call cost")
             results["call_cost"] = call_cost(sizes.call_cost_calls)

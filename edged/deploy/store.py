@@ -56,6 +56,7 @@ class ModuleStore:
         self.directory = directory
         directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         self._active_file = directory / "active.json"
+        self._pending_file = directory / "pending.json"
         # A crash between writing a temp file and renaming it leaves the temp file behind.
         for leftover in directory.glob(".*.tmp"):
             leftover.unlink(missing_ok=True)
@@ -113,6 +114,31 @@ class ModuleStore:
             table[name] = entry
         body = {n: _without_none_capabilities(asdict(a)) for n, a in sorted(table.items())}
         self._write(self._active_file, json.dumps(body, indent=1).encode())
+
+    # -- a deploy acknowledged but not yet carried out ------------------------------------
+
+    def pending(self) -> dict[str, Any] | None:
+        """The deploy recorded by `set_pending` and not yet cleared (None when there is none, or
+        the record cannot be read: then it is logged)."""
+        try:
+            raw = json.loads(self._pending_file.read_text())
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as exc:
+            log.error("module_store_unreadable", file=str(self._pending_file), reason=str(exc))
+            return None
+        return raw if isinstance(raw, dict) else None
+
+    def set_pending(self, record: dict[str, Any] | None) -> None:
+        """Record the one deploy under way (its manifest, the bytes being stored already), or
+        clear it once it is carried out or refused.
+
+        Clearing needs no fsync: a record that comes back after a power cut finds its version
+        active (the ack says `already_active`) or is refused again, as the first time."""
+        if record is not None:
+            self._write(self._pending_file, json.dumps(record, sort_keys=True).encode())
+            return
+        self._pending_file.unlink(missing_ok=True)
 
     # -- the one way anything is written --------------------------------------------------
 

@@ -36,13 +36,14 @@ def next_token() -> int:
 class _Held:
     """One input waiting for its outputs (or for an earlier input)."""
 
-    __slots__ = ("mid", "pending", "qos", "source")
+    __slots__ = ("mid", "pending", "qos", "seq", "source")
 
-    def __init__(self, mid: int, qos: int, pending: int, source: int) -> None:
+    def __init__(self, mid: int, qos: int, pending: int, source: int, seq: int) -> None:
         self.mid = mid
         self.qos = qos
         self.pending = pending
         self.source = source
+        self.seq = seq  # the window's count of held inputs when it came: for `passed`
 
 
 class AckWindow:
@@ -61,6 +62,8 @@ class AckWindow:
         # an outbox commit forced by a lost connection mid-input): not to be waited for
         self._early: set[int] = set()
         self.acked = 0
+        self._seq = 0  # inputs held so far
+        self._forgotten = 0  # `forget` calls that dropped inputs
 
     def __len__(self) -> int:
         return sum(len(queue) for queue in self._held)
@@ -88,12 +91,25 @@ class AckWindow:
             self.acked += 1
             return
         outputs = tuple(output_ids)
-        held = _Held(mid, qos, len(outputs), source)
+        self._seq += 1
+        held = _Held(mid, qos, len(outputs), source, self._seq)
         for out in outputs:
             self._by_output[out] = held
         queue.append(held)
         if not outputs:
             self._release(queue)
+
+    def mark(self) -> tuple[int, int]:
+        """This moment, for `passed`: every input finished so far is before it."""
+        return self._seq, self._forgotten
+
+    def passed(self, mark: tuple[int, int]) -> bool:
+        """Every input finished before `mark` is acknowledged; the inputs finished since may
+        still wait. False once a connection was forgotten since: its inputs never will be."""
+        seq, forgotten = mark
+        if forgotten != self._forgotten:
+            return False
+        return all(not queue or queue[0].seq > seq for queue in self._held)
 
     def output_done(self, out_id: int) -> bool:
         """Output `out_id` was acknowledged by its broker (or is safe in the outbox); False when
@@ -139,6 +155,7 @@ class AckWindow:
         queue = self._held[source]
         count = len(queue)
         if count:
+            self._forgotten += 1
             queue.clear()
             for out in [o for o, held in self._by_output.items() if held.source == source]:
                 del self._by_output[out]

@@ -13,9 +13,10 @@ from tests.helpers.paths import ROOT
 def test_harness_quick_mode_runs_every_section(tmp_path: Path) -> None:
     """`python -m benchmarks --quick` measures every contender, workload and scenario (two
     brokers, a shared subscription split by two nodes among them, edged with and without its HTTP
-    endpoint, scraped and not, a stream with poison outputs against a clean one), every output
-    arrives, every scrape answers Prometheus text, every poison output is dead-lettered, and the
-    JSON, Markdown and chart (or the reason it is missing) are written."""
+    endpoint, scraped and not, a stream with poison outputs against a clean one, swaps that hand
+    a filter's state over), every output arrives, every scrape answers Prometheus text, every
+    poison output is dead-lettered, and the JSON, Markdown and chart (or the reason it is
+    missing) are written."""
     result = subprocess.run(
         [sys.executable, "-m", "benchmarks", "--quick", "--out", str(tmp_path)],
         cwd=ROOT,
@@ -98,6 +99,17 @@ def test_harness_quick_mode_runs_every_section(tmp_path: Path) -> None:
     assert faults["unannounced"]["poison"]["reconnects"] > 0
     assert not [note for note in results["notes"] if note.startswith("faults")]
     assert "## A poison output" in markdown
+    state = results["state"]
+    assert [row["state_bytes"] for row in state["swaps"]] == [None, 0, 4096, 65536, 1048576]
+    for row in state["swaps"]:
+        assert row["swaps"] >= 1 and row["acks"] == {"activated": row["swaps"]}, row
+        assert (row["lost"], row["duplicated"], row["unexpected"]) == (0, 0, 0), row
+        # every swap of a module with state exports handed the state over
+        assert row["state_loads"] == (0 if row["state_bytes"] is None else row["swaps"]), row
+    checkpoint = state["checkpoint"]
+    assert checkpoint["checkpoints"] >= 1 and checkpoint["bytes_per_checkpoint"] > 8 * 4096
+    assert set(state["call_us"]) == {"no state exports", "state exports, 4 KiB"}
+    assert "## Filter state" in markdown
     assert len(results["call_cost"]) == 4
     assert (tmp_path / "results.png").exists() or any(
         note.startswith("chart skipped") for note in results["notes"]

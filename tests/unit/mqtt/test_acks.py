@@ -95,3 +95,26 @@ def test_forgetting_one_link_keeps_the_other_links_inputs() -> None:
     assert not acks.output_done(65546)
     acks.output_done(10)
     assert sent == [(0, 1, 1)]
+
+
+def test_a_mark_is_passed_once_every_input_before_it_is_acknowledged() -> None:
+    """A checkpoint waits only for the inputs applied before it: later inputs still waiting do
+    not hold it, an earlier one does."""
+    acks, sent = window()
+    acks.finished(1, 1, [10])
+    mark = acks.mark()
+    acks.finished(2, 1, [20])
+    assert not acks.passed(mark)
+    assert acks.output_done(10)
+    assert sent == [(1, 1)] and len(acks) == 1
+    assert acks.passed(mark)  # input 2 still waits: it came after the mark
+
+
+def test_a_mark_is_never_passed_after_a_connection_is_forgotten() -> None:
+    """Inputs forgotten with their connection are never acknowledged: their broker sends them
+    again, so a checkpoint holding their effect must not be written."""
+    acks, _ = window()
+    acks.finished(1, 1, [10])
+    mark = acks.mark()
+    assert acks.forget() == 1 and len(acks) == 0
+    assert not acks.passed(mark)
