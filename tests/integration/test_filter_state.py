@@ -308,3 +308,105 @@ def test_a_state_over_max_state_is_a_violation_and_the_filter_serves_on(
     assert [r["applied"] for r in _outputs(collector, 1)] == [1]
     publisher.close()
     assert node.process.stop() == 0
+
+
+# -- the example filters: average and deadband ---------------------------------------------------
+
+
+def _examples(broker: PrivateBroker, tmp_path: Path, tick: float) -> Node:
+    """Pipelines `average` (tick_interval `tick`) and `deadband` (band 1.0) on one topic."""
+    node = Node(broker, tmp_path, wasm("average"))
+    node.data["modules"] = {
+        "average": {"file": wasm("average")},
+        "deadband": {"file": wasm("deadband"), "params": {"deadband": 1.0}},
+    }
+    node.data["pipelines"] = [
+        {
+            "name": "avg",
+            "subscribe": [{"topic": f"{node.root}/s/+/t", "qos": 1}],
+            "filters": [{"module": "average", "tick_interval": tick}],
+            "outputs": [{"topic": f"{node.root}/out/{{topic}}", "qos": 1}],
+        },
+        {
+            "name": "band",
+            "subscribe": [{"topic": f"{node.root}/s/+/t", "qos": 1}],
+            "filters": ["deadband"],
+            "outputs": [{"topic": f"{node.root}/band/{{topic}}", "qos": 1}],
+        },
+    ]
+    return node
+
+
+def _readings(publisher: Client, node: Node, values: list[float]) -> None:
+    for value in values:
+        publisher.paho.publish(f"{node.root}/s/a/t", json.dumps({"value": value}), qos=1)
+
+
+def _collect(client: Client, seconds: float) -> list[tuple[str, dict[str, Any]]]:
+    return [(topic, json.loads(body)) for topic, body in client.quiet(seconds)]
+
+
+@pytest.mark.parametrize("change", ["unchanged", "another pipeline"])
+def test_a_reload_mid_window_keeps_the_average_and_the_deadband(
+    broker: PrivateBroker, tmp_path: Path, change: str
+) -> None:
+    """Three readings, a SIGHUP (the config as it was, or with an unrelated pipeline added),
+    three more, then the tick: one summary whose count, mean, min and max cover all six; the
+    deadband forwards only the readings that left its band, across the reload."""
+    node = _examples(broker, tmp_path, tick=4.0)
+    watch = Client(broker)
+    watch.subscribe(f"{node.root}/out/#")
+    watch.subscribe(f"{node.root}/band/#")
+    node.start()
+    publisher = _publisher(broker)
+    _readings(publisher, node, [20.0, 20.5, 21.5])  # band: 20.0, 21.5
+    time.sleep(0.5)
+    if change == "another pipeline":
+        node.data["modules"]["passthrough"] = {"file": wasm("passthrough")}
+        node.data["pipelines"].append(
+            {
+                "name": "other",
+                "subscribe": [f"{node.root}/elsewhere"],
+                "filters": ["passthrough"],
+                "outputs": [{"topic": f"{node.root}/elsewhere-out"}],
+            }
+        )
+    node.reload()
+    _readings(publisher, node, [21.9, 19.0, 22.0])  # band: 19.0 (|19.0-21.5| >= 1), 22.0
+    got = _collect(watch, 5.0)
+    summaries = [body for topic, body in got if topic.endswith("/avg")]
+    assert len(summaries) == 1, got
+    summary = summaries[0]
+    assert summary["count"] == 6
+    assert (summary["min"], summary["max"]) == (19.0, 22.0)
+    assert summary["avg"] == pytest.approx((20.0 + 20.5 + 21.5 + 21.9 + 19.0 + 22.0) / 6, abs=0.01)
+    band = [body["value"] for topic, body in got if f"{node.root}/band/" in topic]
+    assert band == [20.0, 21.5, 19.0, 22.0]
+    publisher.close()
+    assert node.process is not None and node.process.stop() == 0
+
+
+def test_a_restart_mid_window_keeps_the_average_and_the_deadband(
+    broker: PrivateBroker, tmp_path: Path
+) -> None:
+    """Readings, SIGTERM, start, readings: the window goes on (the summary counts all of them)
+    and the deadband remembers 20.5 across the restart (20.6 is not forwarded again)."""
+    node = _examples(broker, tmp_path, tick=3.0)
+    watch = Client(broker)
+    watch.subscribe(f"{node.root}/out/#")
+    watch.subscribe(f"{node.root}/band/#")
+    node.start()
+    publisher = _publisher(broker)
+    _readings(publisher, node, [20.5, 20.0])  # band: 20.5
+    before = _collect(watch, 0.7)
+    assert node.process is not None and node.process.stop() == 0
+    node.start()
+    _readings(publisher, node, [20.6, 21.4, 22.0])  # band: 22.0 only (20.6, 21.4 within 1.0)
+    got = before + _collect(watch, 4.0)
+    band = [body["value"] for topic, body in got if f"{node.root}/band/" in topic]
+    assert band == [20.5, 22.0]
+    summaries = [body for topic, body in got if topic.endswith("/avg")]
+    assert [s["count"] for s in summaries] == [5], got
+    assert (summaries[0]["min"], summaries[0]["max"]) == (20.0, 22.0)
+    publisher.close()
+    assert node.process.stop() == 0
