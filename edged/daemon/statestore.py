@@ -18,11 +18,16 @@ from pathlib import Path
 import structlog
 
 from edged.engine import SavedState
-from edged.errors import StateError
+from edged.sqlitefile import open_store
 
 log = structlog.get_logger("edged.state")
 
 _SCHEMA = 1
+_TABLE = (
+    "CREATE TABLE IF NOT EXISTS filter_state ("
+    " key TEXT PRIMARY KEY, module TEXT NOT NULL, digest TEXT NOT NULL,"
+    " format INTEGER NOT NULL, data BLOB NOT NULL, saved REAL NOT NULL)"
+)
 
 
 class StateStore:
@@ -34,52 +39,9 @@ class StateStore:
         self._db = self._open()
 
     def _open(self) -> sqlite3.Connection:
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            return self._connect()
-        except sqlite3.DatabaseError as exc:
-            if not self.path.exists():
-                raise StateError(f"cannot create the state store {self.path}: {exc}") from None
-            aside = self.path.with_name(f"{self.path.name}.corrupt-{int(time.time())}")
-            for suffix in ("", "-wal", "-shm"):
-                source = Path(str(self.path) + suffix)
-                if source.exists():
-                    source.replace(Path(str(aside) + suffix))
-            log.error(
-                "state_store_corrupt",
-                path=str(self.path),
-                moved_to=str(aside),
-                reason=str(exc),
-                filters="start fresh",
-            )
-            try:
-                return self._connect()
-            except sqlite3.DatabaseError as again:
-                raise StateError(f"cannot create the state store {self.path}: {again}") from None
-        except OSError as exc:
-            raise StateError(f"cannot create {self.path.parent}: {exc.strerror or exc}") from None
-
-    def _connect(self) -> sqlite3.Connection:
-        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        try:
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=FULL")
-            version = db.execute("PRAGMA user_version").fetchone()[0]
-            if version not in (0, _SCHEMA):
-                raise sqlite3.DatabaseError(f"schema version {version}, expected {_SCHEMA}")
-            db.execute(
-                "CREATE TABLE IF NOT EXISTS filter_state ("
-                " key TEXT PRIMARY KEY, module TEXT NOT NULL, digest TEXT NOT NULL,"
-                " format INTEGER NOT NULL, data BLOB NOT NULL, saved REAL NOT NULL)"
-            )
-            db.execute(f"PRAGMA user_version={_SCHEMA}")
-            check = db.execute("PRAGMA quick_check").fetchone()[0]
-            if check != "ok":
-                raise sqlite3.DatabaseError(f"integrity check failed: {check}")
-        except BaseException:
-            db.close()
-            raise
-        return db
+        return open_store(
+            self.path, _TABLE, _SCHEMA, what="the state store", event="state_store_corrupt"
+        )
 
     def get(self, key: str) -> SavedState | None:
         try:

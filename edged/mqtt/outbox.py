@@ -17,7 +17,6 @@ daemon to stop reading until there is room. Every entry the bounds force out is 
 from __future__ import annotations
 
 import contextlib
-import os
 import sqlite3
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -27,7 +26,7 @@ from pathlib import Path
 import structlog
 
 from edged.config.model import Overload
-from edged.errors import StateError
+from edged.sqlitefile import open_store
 
 log = structlog.get_logger("edged.outbox")
 
@@ -36,6 +35,13 @@ log = structlog.get_logger("edged.outbox")
 #: b-tree's own bookkeeping, rounded up (measured: ~26 bytes a row in a 10,000-row file)
 ENTRY_OVERHEAD = 32
 _SCHEMA = 1
+_TABLE = (
+    "CREATE TABLE IF NOT EXISTS outbox ("
+    " seq INTEGER PRIMARY KEY AUTOINCREMENT,"
+    " topic TEXT NOT NULL, payload BLOB NOT NULL,"
+    " qos INTEGER NOT NULL, retain INTEGER NOT NULL,"
+    " created REAL NOT NULL, size INTEGER NOT NULL)"
+)
 # sequence numbers per statement: well below SQLite's 32,766 host parameters
 _CHUNK = 500
 
@@ -96,53 +102,7 @@ class Outbox:
 
     def _open(self) -> sqlite3.Connection:
         """Open (or create) the file; one that SQLite cannot read is moved aside, not trusted."""
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise StateError(f"cannot create {self.path.parent}: {exc.strerror or exc}") from None
-        if not os.access(self.path.parent, os.W_OK):
-            raise StateError(f"the outbox directory {self.path.parent} is not writable")
-        try:
-            return self._connect()
-        except sqlite3.DatabaseError as exc:
-            if not self.path.exists():
-                raise StateError(f"cannot create the outbox {self.path}: {exc}") from None
-            aside = self.path.with_name(f"{self.path.name}.corrupt-{int(time.time())}")
-            for suffix in ("", "-wal", "-shm"):
-                source = Path(str(self.path) + suffix)
-                if source.exists():
-                    source.replace(Path(str(aside) + suffix))
-            log.error("outbox_corrupt", path=str(self.path), moved_to=str(aside), reason=str(exc))
-            try:
-                return self._connect()
-            except sqlite3.DatabaseError as again:
-                raise StateError(f"cannot create the outbox {self.path}: {again}") from None
-
-    def _connect(self) -> sqlite3.Connection:
-        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        try:
-            # Every entry may stand in for an input already acknowledged: a commit must be on
-            # disk when it returns, so FULL rather than NORMAL (which may lose the last ones).
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=FULL")
-            version = db.execute("PRAGMA user_version").fetchone()[0]
-            if version not in (0, _SCHEMA):
-                raise sqlite3.DatabaseError(f"schema version {version}, expected {_SCHEMA}")
-            db.execute(
-                "CREATE TABLE IF NOT EXISTS outbox ("
-                " seq INTEGER PRIMARY KEY AUTOINCREMENT,"
-                " topic TEXT NOT NULL, payload BLOB NOT NULL,"
-                " qos INTEGER NOT NULL, retain INTEGER NOT NULL,"
-                " created REAL NOT NULL, size INTEGER NOT NULL)"
-            )
-            db.execute(f"PRAGMA user_version={_SCHEMA}")
-            check = db.execute("PRAGMA quick_check").fetchone()[0]
-            if check != "ok":
-                raise sqlite3.DatabaseError(f"integrity check failed: {check}")
-        except BaseException:
-            db.close()
-            raise
-        return db
+        return open_store(self.path, _TABLE, _SCHEMA, what="the outbox", event="outbox_corrupt")
 
     # -- writing ---------------------------------------------------------------------------
 
