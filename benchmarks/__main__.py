@@ -1,10 +1,10 @@
 """Every benchmark of edged in one run: edged next to the raw paho ceiling, the raw wasmtime
 ceiling and Node-RED, plus cold start, hot swap, scale, several brokers and shared
-subscriptions, the cost of the HTTP endpoint and of its scrapes, the cost of an output the cloud
-broker will never take, what filter state costs (swaps with a state, checkpoints), and the
-per-call cost.
+subscriptions, edged on mosquitto, HiveMQ CE and Mochi MQTT, the cost of the HTTP endpoint and
+of its scrapes, the cost of an output the cloud broker will never take, what filter state
+costs (swaps with a state, checkpoints), and the per-call cost.
 
-    python -m benchmarks            # the full run (~10 minutes on two cores)
+    python -m benchmarks            # the full run (~20 minutes on two cores)
     python -m benchmarks --quick    # everything on tiny counts, to check that it works
 
 Writes results.json, results.md and results.png to benchmarks/results/ (--quick: to
@@ -30,6 +30,7 @@ from benchmarks import (
     budget_cost,
     endpoint,
     faults,
+    implementations,
     memory_floor,
     nodered,
     report,
@@ -46,6 +47,7 @@ SECTIONS = (
     "swap",
     "scale",
     "brokers",
+    "implementations",
     "endpoint",
     "faults",
     "state",
@@ -197,6 +199,11 @@ def main(argv: list[str] | None = None) -> int:
         if "brokers" in sections:
             counts = brokers.Counts.quick() if args.quick else brokers.Counts.full()
             results["brokers"] = brokers.measure(ctx, counts)
+        if "implementations" in sections:
+            impl_counts = (
+                implementations.Counts.quick() if args.quick else implementations.Counts.full()
+            )
+            results["implementations"] = implementations.measure(ctx, impl_counts)
         if "endpoint" in sections:
             http_counts = endpoint.Counts.quick() if args.quick else endpoint.Counts.full()
             results["endpoint"] = endpoint.measure(ctx, http_counts)

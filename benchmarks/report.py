@@ -214,6 +214,52 @@ def brokers_tables(section: dict[str, Any]) -> list[str]:
     return out
 
 
+def implementations_tables(section: dict[str, Any]) -> list[str]:
+    """edged on each broker implementation, with its ratios to the baseline (mosquitto)."""
+    cpu = "CPU s / 100k inputs"
+    base = section["baseline"]
+    out = [
+        "",
+        f"## Broker implementations ({section['workload']}, QoS {section['qos']}, "
+        f"{section['payload_bytes']} B, edged on MQTT {section['mqtt_version']})",
+        "",
+        f"edged with its input and output on one broker, each broker its own process with its "
+        f"limits off. Floods of {section['messages']:,} messages, {section['rounds']} per "
+        f"broker, alternated between the brokers after an unmeasured first flood of "
+        f"{section['warm_up']:,} each; medians (range of msgs/s). Ratios: to {base}'s.",
+        "",
+        f"| broker | msgs/s | edged {cpu} | broker {cpu} | load + receiver {cpu} "
+        f"| cores busy (ours / machine) | msgs/s ÷ {base} | edged CPU ÷ {base} "
+        f"| broker CPU ÷ {base} |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in section["brokers"].values():
+        if not row["complete_floods"]:
+            when = f"in flood {row['floods']}" if row["floods"] else "in its first flood"
+            out.append(f"| {row['broker']} | stalled {when} (none complete) | | | | | | | |")
+            continue
+        ratio = row["ratio"]
+        rates = _rates(row)
+        if row["stalled"]:
+            rates += (
+                f" (stalled in flood {row['floods']}; medians of the "
+                f"{row['complete_floods']} before)"
+            )
+        out.append(
+            f"| {row['broker']} | {rates} | {_num(row['edged_cpu_s_per_100k'], 2)} | "
+            f"{_num(row['broker_cpu_s_per_100k'], 2)} | "
+            f"{_num(row['cpu_s_per_100k'].get('harness'), 2)} | {_busy(row)} | "
+            f"{_num(ratio['msgs_per_s'], 2)} | {_num(ratio['edged_cpu_s_per_100k'], 2)} | "
+            f"{_num(ratio['broker_cpu_s_per_100k'], 2)} |"
+        )
+    for name, change in section["changes"].items():
+        label = section["brokers"].get(name, {}).get("broker", name)
+        out += ["", f"Changed for {label}: {change}."]
+    for name, why in section["skipped"].items():
+        out += ["", f"Left out: {name}: {why}."]
+    return out
+
+
 def endpoint_tables(section: dict[str, Any]) -> list[str]:
     """The HTTP endpoint: floods without it, with it, with it scraped; one idle scrape; RSS."""
     floods, idle, rss = section["floods"], section["idle"], section["rss_mib"]
@@ -444,6 +490,8 @@ def markdown(results: Results) -> str:
             )
     if section := results.get("brokers"):
         out += brokers_tables(section)
+    if section := results.get("implementations"):
+        out += implementations_tables(section)
     if section := results.get("endpoint"):
         out += endpoint_tables(section)
     if section := results.get("faults"):
