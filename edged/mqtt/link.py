@@ -725,12 +725,21 @@ class BrokerLink:
         except (OSError, ssl.SSLError, socket.gaierror, ValueError) as exc:
             self._connect_error = f"cannot connect to {b.host}:{b.port}: {exc}"
             return
-        if self.client.socket() is None:
+        sock = self.client.socket()
+        if sock is None:
             # Writing CONNECT failed and paho closed the connection, returning rather than
             # raising: a broker that refused the certificate can have closed it already
             # (measured: 2 of ~10 attempts against a revoking mosquitto).
             why = self.client.read_error or paho.error_string(rc)
             self._connect_error = f"connection closed before CONNACK: {why}"
+            return
+        # Nagle's algorithm held edged's small PUBACKs and publishes back behind the broker's
+        # delayed ACKs: with HiveMQ CE (which, unlike mosquitto, sets no TCP_NODELAY of its
+        # own) a QoS 1 flood ran at 733 msgs/s, edged idle ~140 ms between windows; with it
+        # set here a 10,000-message flood took 2.2 s instead of ~14 s.
+        if isinstance(sock, socket.socket):
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def _lost(self, why: str, *, at_once: bool = False) -> None:
         was_connected = self.connected
