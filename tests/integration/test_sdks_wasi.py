@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import wasmtime
 
 from edged.authoring import golden
 from edged.authoring.runner import run_lines
@@ -511,3 +512,161 @@ def test_a_go_panic_is_one_violation_and_the_instance_serves_on(
     assert (
         logs == [("error", "edged: panic: runtime error: index out of range [5] with length 4")] * 3
     )
+
+
+# -- C with wasi-libc, Rust with std ------------------------------------------------------------
+
+#: what wasi-libc's stdio imports: fd_write needs `log`, fd_seek and fd_close answer from nothing
+LIBC_STDIO = {"fd_write", "fd_seek", "fd_close"}
+
+
+def _threshold_cases() -> list[tuple[str, dict[str, str]]]:
+    return [(case, params) for case, name, params in CASES if name == "threshold"]
+
+
+def _average_cases() -> list[tuple[str, dict[str, str]]]:
+    return [(case, params) for case, name, params in CASES if name == "average"]
+
+
+def _wasi_imports(path: Path) -> set[str]:
+    imports = wasmtime.Module.from_file(wasmtime.Engine(), str(path)).imports
+    return {imp.name or "" for imp in imports if imp.module == "wasi_snapshot_preview1"}
+
+
+def _golden(
+    module: Path, lines: list[str], expected: Path, params: dict[str, str], grants: list[str]
+) -> subprocess.CompletedProcess[str]:
+    """`edged filter test` of `module` on `lines`, with its params and `--capability` grants."""
+    given = module.with_name(module.stem + ".input.jsonl")
+    given.write_text("".join(lines))
+    args = ["filter", "test", str(module), "-i", str(given), "-e", str(expected)]
+    for key, value in params.items():
+        args += ["--param", f"{key}={value}"]
+    for grant in grants:
+        args += ["--capability", grant]
+    return edged(*args, cwd=module.parent)
+
+
+@pytest.fixture(scope="module")
+def c_libc(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """sdk/c's WASI examples built by `make -C sdk/c wasi`, or a skip saying what is missing."""
+    clang = shutil.which(os.environ.get("CLANG", "clang"))
+    if clang is None:
+        pytest.skip("no clang on PATH (scripts/setup.sh installs it)")
+    dest = tmp_path_factory.mktemp("c-wasi")
+    probe = dest / "probe.c"
+    probe.write_text('#include <stdio.h>\nint probe(void) { return puts("x"); }\n')
+    tried = subprocess.run(
+        [clang, "--target=wasm32-wasi", "-mexec-model=reactor", "-o", f"{probe}.wasm", str(probe)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if tried.returncode != 0:
+        first = (tried.stderr.strip().splitlines() or ["failed"])[0]
+        pytest.skip(
+            "clang cannot build for wasm32-wasi (Debian: apt install wasi-libc "
+            f"libclang-rt-14-dev-wasm32, as scripts/setup.sh does): {first}"
+        )
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "DEST")}
+    _run(["make", "-C", str(SDK / "c"), "wasi", f"DEST={dest}", f"CLANG={clang}"], ROOT, env)
+    return dest
+
+
+def test_c_with_wasi_libc_emits_the_threshold_bytes(c_libc: Path) -> None:
+    """threshold-libc (strtod, snprintf, stderr) builds as a reactor whose one grant is `log`,
+    passes `edged filter test` on every threshold conformance case with `--capability log`,
+    and is refused without it."""
+    path = c_libc / "threshold-libc.wasm"
+    module = WasmtimeEngine().load_file("threshold-libc", path)
+    assert module.has_initialize and module.has_init and not module.has_tick
+    assert module.capabilities_needed == frozenset({"log"})
+    assert _wasi_imports(path) == LIBC_STDIO
+    messages = [line for line in INPUT if "tick" not in json.loads(line)]
+    for case, params in _threshold_cases():
+        expected = CONFORMANCE / f"{case}.expected.jsonl"
+        tested = _golden(path, messages, expected, params, ["log"])
+        assert tested.returncode == 0, tested.stdout + tested.stderr
+        assert tested.stdout.startswith("PASS threshold-libc.wasm: 58 messages in")
+        assert (
+            run(
+                module.instantiate(params, lambda *_: None, capabilities=frozenset({"log"})), INPUT
+            )[0]
+            == expected.read_text()
+        )
+    refused = _golden(path, messages, expected, {"limit": "30"}, [])
+    assert refused.returncode != 0
+    assert "needs the capability 'log' (not granted)" in refused.stdout + refused.stderr
+    logs: list[tuple[str, str]] = []
+    with pytest.raises(ModuleError):
+        module.instantiate(
+            {"limit": "x"}, lambda *line: logs.append(line), capabilities=frozenset({"log"})
+        )
+    assert logs == [("warning", "threshold: param 'limit' is required and must be a number")]
+
+
+@pytest.fixture(scope="module")
+def rust_std(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """sdk/rust's std examples built by `make -C sdk/rust std`, or a skip saying what is
+    missing."""
+    from edged.authoring.scaffold import find_rustc
+
+    rustc = find_rustc()
+    if rustc is None:
+        pytest.skip("no rustc with the wasm32 targets (scripts/setup.sh installs Debian's)")
+    sysroot = subprocess.run(
+        [rustc, "--print", "sysroot"], capture_output=True, text=True, check=False
+    ).stdout.strip()
+    if not list(Path(sysroot).glob("lib/rustlib/wasm32-wasi/lib/libstd-*.rlib")):
+        pytest.skip(
+            f"{rustc} has no std for wasm32-wasi (Debian: apt install libstd-rust-dev-wasm32; "
+            "rustup: rustup target add wasm32-wasi)"
+        )
+    out = tmp_path_factory.mktemp("rust-std")
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "OUT")}
+    _run(["make", "-C", str(SDK / "rust"), "std", f"OUT={out}", f"RUSTC={rustc}"], ROOT, env)
+    return out
+
+
+RUST_STD_GRANTS = frozenset({"log", "random"})
+
+
+def test_rust_with_std_emits_the_average_bytes(rust_std: Path) -> None:
+    """average-std (Vec, HashMap, format!, eprintln!) is a cdylib without `_initialize` that
+    needs `log` and `random`; with them it passes `edged filter test` on every average
+    conformance case, state hand-over included, and logs its warning through stderr."""
+    path = rust_std / "average-std.wasm"
+    module = WasmtimeEngine().load_file("average-std", path)
+    assert not module.has_initialize
+    assert module.has_init and module.has_tick and module.has_state
+    assert module.capabilities_needed == RUST_STD_GRANTS
+    assert {"fd_write", "random_get"} <= _wasi_imports(path)
+    for case, params in _average_cases():
+        expected = CONFORMANCE / f"{case}.expected.jsonl"
+        tested = _golden(path, INPUT, expected, params, sorted(RUST_STD_GRANTS))
+        assert tested.returncode == 0, tested.stdout + tested.stderr
+        assert "and loaded into a fresh instance: same output" in tested.stdout
+        assert tested.stdout.splitlines()[-1].startswith("PASS average-std.wasm: 58 messages in")
+    logs: list[tuple[str, str]] = []
+    filt = module.instantiate({}, lambda *line: logs.append(line), capabilities=RUST_STD_GRANTS)
+    assert run(filt, INPUT)[0] == (CONFORMANCE / "average-default.expected.jsonl").read_text()
+    assert logs == [("warning", "average: ignoring readings of magnitude 1e15 or more")]
+    refused = _golden(path, INPUT, expected, {}, ["log"])
+    assert refused.returncode != 0
+    assert "needs the capability 'random' (not granted)" in refused.stdout + refused.stderr
+
+
+def test_rust_with_std_saves_the_c_average_state(rust_std: Path) -> None:
+    """The std average saves the blob every SDK's average saves (average.state.json), and a
+    fresh C average that takes it goes on as the std one does."""
+    module = WasmtimeEngine().load_file("average-std", rust_std / "average-std.wasm")
+    filt = module.instantiate({}, lambda *_: None, capabilities=RUST_STD_GRANTS)
+    run(filt, INPUT[:31])
+    saved = filt.save_state()
+    want = json.loads((CONFORMANCE / "average.state.json").read_text())
+    assert saved == SavedState(want["format"], base64.b64decode(want["state_b64"]))
+    c_average = WasmtimeEngine().load_file("c-average", FILTERS / "average.wasm")
+    c_filter = c_average.instantiate({}, lambda *_: None)
+    c_filter.load_state(saved)
+    went_on = run(filt, INPUT[31:])[0]
+    assert went_on and run(c_filter, INPUT[31:])[0] == went_on

@@ -21,14 +21,16 @@
 //! ```
 //!
 //! The crate is `#![no_std]`, needs no allocator and brings its own panic handler (a panic
-//! traps, which the host counts as `trap` and survives). Every routine behaves byte for byte
+//! traps, which the host counts as `trap` and survives). With its `std` feature (rustc:
+//! `--cfg 'feature="std"'`) it links std and leaves the panic handler to it, for filters that use
+//! std on `wasm32-wasi` (README.md, "With std"). Every routine behaves byte for byte
 //! like its counterpart in the C SDK (`sdk/c/edged.h`), so a filter gives the same output
 //! whichever of the two it is written with.
 //!
 //! The SDK keeps its state in statics: WebAssembly instances are single-threaded and the host
 //! never calls into an instance twice at once.
 
-#![no_std]
+#![cfg_attr(not(feature = "std"), no_std)]
 #![allow(clippy::missing_safety_doc)]
 
 /// The ABI version this SDK speaks.
@@ -158,7 +160,7 @@ static mut STATE: Area<STATE_CAP> = Area([0; STATE_CAP]);
 static mut STATE_DESCRIPTOR: [u32; 3] = [0; 3];
 static mut INITIALISED: bool = false;
 
-#[cfg(not(test))]
+#[cfg(not(any(test, feature = "std")))]
 #[panic_handler]
 fn panic(_: &core::panic::PanicInfo) -> ! {
     core::arch::wasm32::unreachable()
