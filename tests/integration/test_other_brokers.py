@@ -93,12 +93,12 @@ def own_broker(kind: str) -> Iterator[Broker]:
 
 @pytest.fixture
 def xfail_on(kind: str, request: pytest.FixtureRequest) -> Any:
-    """`xfail_on({"mochi": reason})`: mark this test an expected failure (strict) on those
-    brokers, with the reason."""
+    """`xfail_on({"mochi": reason})`: mark this test an expected failure (strict unless told)
+    on those brokers, with the reason."""
 
-    def mark(faults: dict[str, str]) -> None:
+    def mark(faults: dict[str, str], strict: bool = True) -> None:
         if kind in faults:
-            request.applymarker(pytest.mark.xfail(strict=True, reason=faults[kind]))
+            request.applymarker(pytest.mark.xfail(strict=strict, reason=faults[kind]))
 
     return mark
 
@@ -320,7 +320,9 @@ def test_a_cloud_outage_loses_nothing(kind: str, tmp_path: Path, xfail_on: Any) 
     under a 1,000 msgs/s local stream and started again: every output reaches the cloud (a
     collector there with a persistent session), each topic's first arrivals in order, and the
     status is online again."""
-    xfail_on({"mochi": MOCHI_RESTART})
+    # Not strict: the fault needs the collector's session to have messages in flight at the
+    # cloud's restart, which the 4 s outage does not always leave (seen passing once in CI).
+    xfail_on({"mochi": MOCHI_RESTART}, strict=False)
     with (
         PrivateBroker(max_inflight_messages=INFLIGHT) as local,
         make_broker(kind, persistence=True, max_inflight_messages=INFLIGHT) as cloud,
