@@ -180,3 +180,13 @@ def test_a_reload_retries_a_down_link_at_once_with_new_files_and_not_with_broken
     assert [e["action"] for e in logs if e["event"] == "broker_credentials_changed"] == [
         "trying them now"
     ]
+
+
+def test_the_daemon_does_not_import_cryptography_until_a_file_is_checked() -> None:
+    """cryptography costs ~9 MiB of RSS: a daemon without TLS files must not pay for it."""
+    import subprocess
+    import sys
+
+    code = "import sys, edged.daemon.daemon; print('cryptography' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"
