@@ -345,7 +345,7 @@ class BrokerLink:
         was refused (QoS 0 and not connected or over the rate, or paho's queue full)."""
         # A token of the rate is taken only for a publish that goes out now: one kept for the
         # outbox takes its token when it is replayed.
-        if self.max_packet is not None or self._poison:
+        if self.max_packet is not None or self._poison.known:
             refused = self.refusal(topic, payload, qos)
             if refused is not None:
                 raise refused
@@ -401,7 +401,7 @@ class BrokerLink:
         limit = self.max_packet
         poison = self._poison
         # A packet is at most 10 bytes besides its topic (<= 4 bytes a character) and payload.
-        if not poison and (limit is None or len(payload) + 4 * len(topic) + 10 <= limit):
+        if not poison.known and (limit is None or len(payload) + 4 * len(topic) + 10 <= limit):
             return None
         size = packet_size(len(topic.encode()), len(payload), qos, self.v5)
         if limit is not None and size > limit:
@@ -428,7 +428,7 @@ class BrokerLink:
         """Store this publish in the outbox with the next `flush_outbox()`, which releases
         `token` once it is committed. False when the broker would never take it: it is handed
         to `on_refused` instead, and `token` is the caller's to release."""
-        if self.max_packet is not None or self._poison:
+        if self.max_packet is not None or self._poison.known:
             refused = self.refusal(topic, payload, qos)
             if refused is not None:
                 if self._on_refused is not None:
@@ -545,7 +545,7 @@ class BrokerLink:
             if entry.seq in self._undeleted:
                 self._replay_cursor = entry.seq
                 continue
-            if self.max_packet is not None or self._poison:
+            if self.max_packet is not None or self._poison.known:
                 refused = self.refusal(entry.topic, entry.payload, entry.qos)
                 if refused is not None:
                     self._replay_cursor = entry.seq

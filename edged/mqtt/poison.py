@@ -65,10 +65,11 @@ class PoisonWatch:
         self._strikes: dict[Key, int] = {}
         self._poison: dict[Key, None] = {}  # ordered, oldest first
         self.careful = 0  # acknowledgements still to receive one publish at a time
+        #: anything known to be poison: a plain attribute, read on every publish before hashing
+        self.known = False
 
     def __bool__(self) -> bool:
-        """Anything known to be poison (the publish path checks this before hashing)."""
-        return bool(self._poison)
+        return self.known
 
     def acked(self) -> None:
         if self.careful:
@@ -93,9 +94,10 @@ class PoisonWatch:
         return None
 
     def is_poison(self, topic: str, payload: bytes) -> bool:
-        return bool(self._poison) and key_of(topic, payload) in self._poison
+        return self.known and key_of(topic, payload) in self._poison
 
     def _add_poison(self, key: Key) -> None:
         if len(self._poison) >= _REMEMBER:
             del self._poison[next(iter(self._poison))]
         self._poison[key] = None
+        self.known = True
