@@ -67,6 +67,17 @@ class FilterCallError(EdgedError):
         super().__init__(f"{reason}: {detail}")
 
 
+class FilterRejected(EdgedError):
+    """A filter refused its input (result code `REJECT`): the input is dead-lettered with the
+    filter's own `text`, and `records` (what it emitted beside, e.g. a request to the sender
+    for what it lacks) go on. Not a violation: the filter did its job."""
+
+    def __init__(self, text: str, records: list[tuple[bytes, bytes]]) -> None:
+        self.text = text
+        self.records = records
+        super().__init__(f"rejected: {text}")
+
+
 class BrokerError(EdgedError):
     """The broker could not be reached, or refused the connection."""
 

@@ -12,7 +12,7 @@ from typing import TextIO
 
 from edged.config.model import ParamValue
 from edged.engine import Filter, Outcome, SavedState, WasmtimeEngine
-from edged.errors import EdgedError, FilterCallError
+from edged.errors import EdgedError, FilterCallError, FilterRejected
 from edged.mqtt.message import payload_fields
 
 
@@ -22,6 +22,7 @@ class RunTotals:
     messages_in: int = 0
     messages_out: int = 0
     failures: int = 0
+    rejected: int = 0
     bad_lines: int = 0
 
 
@@ -124,6 +125,10 @@ def run_lines(
         except FilterCallError as exc:
             totals.failures += 1
             print(f"{where}: dropped, {exc}", file=errors)
+        except FilterRejected as rejected:
+            totals.rejected += 1
+            print(f"{where}: rejected by the filter: {rejected.text}", file=errors)
+            show(rejected.records)
     if tick_at_end:
         tick(now_ms(), "end of input")
     return totals

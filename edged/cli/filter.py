@@ -129,7 +129,8 @@ def _run(args: argparse.Namespace) -> int:
         totals = run_lines(filt, source, sys.stdout, sys.stderr, tick_at_end=args.tick_at_end)
     print(
         f"{totals.messages_in} in, {totals.messages_out} out, {totals.failures} failed, "
-        f"{totals.bad_lines} bad lines",
+        + (f"{totals.rejected} rejected, " if totals.rejected else "")
+        + f"{totals.bad_lines} bad lines",
         file=sys.stderr,
     )
     if args.save_state is not None:

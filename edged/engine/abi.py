@@ -17,6 +17,10 @@ ABI_VERSION = 1
 DROP = 0
 FORWARD = 1
 EMIT = 2
+#: the input is dead-lettered with the filter's reason; other records go on (see the ABI doc)
+REJECT = 3
+#: the most of a REJECT's reason text kept (the rest is cut)
+MAX_REASON_BYTES = 1024
 
 EXPORT_VERSION = "edged_abi_version"
 EXPORT_BUFFERS = "edged_buffers"
@@ -132,8 +136,21 @@ def encode_params(params: Mapping[str, ParamValue]) -> bytes:
     return bytes(out)
 
 
-def parse_records(area: bytes) -> list[tuple[bytes, bytes]]:
-    """Split the output area's records (everything after the `used` header).
+def split_reason(records: list[tuple[bytes, bytes]]) -> tuple[str, list[tuple[bytes, bytes]]]:
+    """A REJECT's reason text (the payload of its one record with an empty topic) and the
+    records that go on. Parsed with `parse_records(area, reject=True)`."""
+    reasons = [payload for topic, payload in records if not topic]
+    if len(reasons) > 1:
+        raise FilterCallError(
+            "bad_output", f"REJECT with {len(reasons)} reason records; one at most"
+        )
+    text = reasons[0][:MAX_REASON_BYTES].decode(errors="replace") if reasons else ""
+    return text or "rejected by the filter", [r for r in records if r[0]]
+
+
+def parse_records(area: bytes, *, reject: bool = False) -> list[tuple[bytes, bytes]]:
+    """Split the output area's records (everything after the `used` header). With `reject`, a
+    record with an empty topic (a REJECT's reason) is allowed.
 
     Raises FilterCallError('bad_output') on any record that breaks the ABI, so a malformed emit
     is dropped whole instead of publishing half of it.
@@ -145,7 +162,7 @@ def parse_records(area: bytes) -> list[tuple[bytes, bytes]]:
             raise FilterCallError("bad_output", f"truncated record header at byte {pos}")
         topic_len, payload_len = _U32X2.unpack_from(area, pos)
         pos += 8
-        if topic_len == 0 or topic_len > MAX_TOPIC_BYTES:
+        if (topic_len == 0 and not reject) or topic_len > MAX_TOPIC_BYTES:
             raise FilterCallError("bad_output", f"record topic length {topic_len} out of 1..65535")
         if pos + topic_len + payload_len > end:
             raise FilterCallError("bad_output", f"record at byte {pos - 8} runs past `used`")

@@ -43,7 +43,7 @@ from edged.engine._raw import (
     trap_from,
 )
 from edged.engine.base import CallStats, LogSink, Outcome, Record, SavedState
-from edged.errors import FilterCallError, ModuleError
+from edged.errors import FilterCallError, FilterRejected, ModuleError
 
 _LOG_TEXT_LIMIT = 1024
 # Of one WASI fd_write, at most this much is read to become log lines (the rate limit of
@@ -374,6 +374,9 @@ class WasmtimeFilter:
             return _DROPPED
         if code == abi.EMIT:
             return self._emitted()
+        if code == abi.REJECT:
+            text, records = abi.split_reason(self._emitted(reject=True))
+            raise FilterRejected(text, records)
         raise FilterCallError("bad_result", f"edged_on_message returned {code}")
 
     def on_tick(self, now_ms: int) -> Outcome:
@@ -438,7 +441,7 @@ class WasmtimeFilter:
 
     # -- the rest -------------------------------------------------------------------------
 
-    def _emitted(self) -> list[Record]:
+    def _emitted(self, reject: bool = False) -> list[Record]:
         base = memory_data(self._ctx, self._mem_ref) + self._out_ptr
         head = _string_at(base, self._peek)
         used = int.from_bytes(head[:4], "little")
@@ -451,7 +454,7 @@ class WasmtimeFilter:
         if used > limit + 8 * self._max_emits:
             raise FilterCallError("emit_too_large", f"emitted {used} bytes; the budget is {limit}")
         area = head[4 : 4 + used] if used + 4 <= len(head) else _string_at(base + 4, used)
-        records = abi.parse_records(area)
+        records = abi.parse_records(area, reject=reject)
         if len(records) > self._max_emits:
             raise FilterCallError(
                 "too_many_emits",

@@ -10,7 +10,7 @@ from typing import Literal
 import structlog
 
 from edged.engine import Filter, Outcome, Record, SavedState
-from edged.errors import FilterCallError, ModuleError, OutputRefused
+from edged.errors import FilterCallError, FilterRejected, ModuleError, OutputRefused
 from edged.pipeline import carry
 from edged.pipeline.carry import StateRecord
 from edged.pipeline.counters import BurstWarning, PipelineCounters
@@ -26,6 +26,8 @@ log = structlog.get_logger("edged.pipeline")
 _DROPPED: Outcome = ()
 #: the drop reason (and dead letter's) of an output its broker's limits refuse
 BROKER_LIMIT = "broker_limit"
+#: the drop reason (and dead letter's) of an input a filter refused itself (result REJECT)
+REJECTED = "rejected"
 
 
 @dataclass(slots=True)
@@ -128,6 +130,9 @@ class Pipeline:
         except FilterCallError as exc:
             self._violation(step, exc, topic, payload)
             return _DROPPED
+        except FilterRejected as rejected:
+            self._rejected(step, rejected, topic, payload)
+            return rejected.records
 
     def _run_from(self, start: int, messages: Outcome) -> Outcome:
         for step in self.steps[start:]:
@@ -191,6 +196,25 @@ class Pipeline:
             )
 
     # -- violations and quarantine --------------------------------------------------------
+
+    def _rejected(self, step: Step, rejected: FilterRejected, topic: bytes, payload: bytes) -> None:
+        """An input the filter refused on purpose: dead-lettered with its reason and counted,
+        but no violation (the filter did what it was written to do)."""
+        self.counters.dropped[REJECTED] += 1
+        self._failures += 1
+        if self._dead_letter is not None:
+            self._dead_letter(
+                dead_letter_record(self.name, step.module, REJECTED, rejected.text, topic, payload)
+            )
+        if step.warning.should_log(time.monotonic()):
+            log.warning(
+                "message_rejected",
+                pipeline=self.name,
+                module=step.module,
+                topic=topic.decode(errors="replace"),
+                detail=rejected.text,
+                suppressed=step.warning.take_suppressed(),
+            )
 
     def _violation(
         self,

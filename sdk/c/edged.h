@@ -46,7 +46,7 @@ _Static_assert(EDGED_OUTPUT_CAP >= 4, "the output area must hold its 4-byte head
 
 /* ---- public types and constants --------------------------------------- */
 
-enum { EDGED_DROP = 0, EDGED_FORWARD = 1, EDGED_EMIT = 2 };
+enum { EDGED_DROP = 0, EDGED_FORWARD = 1, EDGED_EMIT = 2, EDGED_REJECT = 3 };
 enum { EDGED_LOG_DEBUG = 0, EDGED_LOG_INFO = 1, EDGED_LOG_WARN = 2, EDGED_LOG_ERROR = 3 };
 
 /* Returned by edged_init when the params are malformed or exceed
@@ -281,6 +281,25 @@ EDGED__API int edged_emit(edged_str topic, edged_str payload)
     edged__put_u32(edged__out, edged__used);
     edged__emitted = 1;
     return 0;
+}
+
+/* Refuse the input: it is dead-lettered with `reason` (at most 1 KiB is kept)
+ * and what was emitted during the call still goes on. Use as
+ * `return edged_reject(EDGED_LIT("why"));` after any edged_emit calls.
+ * Returns EDGED_REJECT, or EDGED_DROP when the reason does not fit in what is
+ * left of the output area (the input is then dropped without a dead letter). */
+EDGED__API int edged_reject(edged_str reason)
+{
+    uint32_t room = EDGED_OUTPUT_CAP - 4 - edged__used;
+    if (room < 8 || reason.len > room - 8)
+        return EDGED_DROP;
+    unsigned char *rec = edged__out + 4 + edged__used;
+    edged__put_u32(rec, 0);
+    edged__put_u32(rec + 4, reason.len);
+    memcpy(rec + 8, reason.ptr, reason.len);
+    edged__used += 8 + reason.len;
+    edged__put_u32(edged__out, edged__used);
+    return EDGED_REJECT;
 }
 
 static void edged__reset_output(void)
@@ -874,8 +893,9 @@ int32_t edged_init(uint32_t params_len)
 
 /* Result rule: if edged_emit succeeded at least once during the call, the
  * call returns EMIT and the input is not forwarded (emit it yourself to keep
- * it). Otherwise the filter's return value is passed through unchanged, so a
- * stray code shows up as bad_result in the host's counters. */
+ * it), unless the filter returns EDGED_REJECT (edged_reject), which keeps its
+ * emitted records too. Otherwise the filter's return value is passed through
+ * unchanged, so a stray code shows up as bad_result in the host's counters. */
 __attribute__((export_name("edged_on_message")))
 int32_t edged_on_message(uint32_t topic_len, uint32_t payload_len)
 {
@@ -887,7 +907,7 @@ int32_t edged_on_message(uint32_t topic_len, uint32_t payload_len)
     edged_str topic = { (const char *)edged__in, topic_len };
     edged_str payload = { (const char *)edged__in + topic_len, payload_len };
     int r = edged_filter(topic, payload);
-    return edged__emitted ? EDGED_EMIT : r;
+    return edged__emitted && r != EDGED_REJECT ? EDGED_EMIT : r;
 }
 
 #ifdef EDGED_WITH_TICK

@@ -23,7 +23,7 @@ import wasmtime
 
 from edged.config import DEFAULT_BUDGETS, Budgets
 from edged.engine import EngineSettings, WasmtimeEngine
-from edged.errors import FilterCallError, ModuleError
+from edged.errors import FilterCallError, FilterRejected, ModuleError
 from tests.helpers.paths import ROOT
 
 IN_PTR, IN_CAP, OUT_PTR, OUT_CAP = 64, 61376, 61440, 4096
@@ -449,7 +449,7 @@ def test_emit_may_fill_the_output_area_exactly(engine: WasmtimeEngine) -> None:
     assert start(engine, emitting(area)).on_message(b"in", b"") == [(b"t", payload)]
 
 
-@pytest.mark.parametrize("code", [3, 7, -1, 0x7FFFFFFF])
+@pytest.mark.parametrize("code", [4, 7, -1, 0x7FFFFFFF])
 def test_other_result_codes_are_bad_result(engine: WasmtimeEngine, code: int) -> None:
     """Any result code but 0, 1, 2 is a bad_result naming the code."""
     running = start(engine, wasm(on_message=f"(i32.const {code})"))
@@ -944,9 +944,10 @@ def _slow_outcome(module_wasm: bytes, topic: bytes, payload: bytes) -> object:
         return ()
     if code == 1:
         return ((topic, payload),)
-    if code == 2:
+    if code in (2, 3):
         area = bytes(memory.read(store, OUT_PTR, OUT_PTR + 17))
-        return [(area[12:13], area[13:17])]
+        records = [(area[12:13], area[13:17])]
+        return records if code == 2 else ("rejected", "rejected by the filter", records)
     return ("bad_result", f"edged_on_message returned {code}")
 
 
@@ -965,11 +966,14 @@ def test_fast_call_agrees_with_wasmtime_call(engine: WasmtimeEngine, result: str
             actual: object = running.on_message(topic, payload)
         except FilterCallError as exc:
             actual = (exc.reason, exc.detail)
+        except FilterRejected as rejected:
+            actual = ("rejected", rejected.text, rejected.records)
         assert actual == expected, (topic_len, payload_len)
 
 
 def test_fast_call_sizes_cover_every_outcome() -> None:
-    """The sizes above make the hash module drop, forward, emit, fail and go negative."""
+    """The sizes above make the hash module drop, forward, emit, reject, fail and go
+    negative."""
     hashes = [((t * 0x01000193) ^ (p * 0x9E3779B1)) & 0xFFFFFFFF for t, p in SIZES]
     assert {h % 4 for h in hashes} == {0, 1, 2, 3}
     assert any(h >= 2**31 for h in hashes)
@@ -1001,3 +1005,35 @@ def test_dropped_engines_leave_no_ticker_thread() -> None:
     while threading.active_count() > before and time.monotonic() < deadline:
         time.sleep(0.01)
     assert threading.active_count() <= before
+
+
+# -- REJECT -----------------------------------------------------------------------------------
+
+
+def rejecting(area: bytes) -> bytes:
+    """A module whose output area holds `area` and whose edged_on_message returns REJECT."""
+    return wasm(f'(data (i32.const {OUT_PTR}) "{wat_bytes(area)}")', on_message="(i32.const 3)")
+
+
+def test_reject_carries_the_reason_and_the_records_that_go_on(engine: WasmtimeEngine) -> None:
+    filt = start(engine, rejecting(out_area((b"a/b", b"ask"), (b"", b"unknown alias 7"))))
+    with pytest.raises(FilterRejected) as info:
+        filt.on_message(b"t", b"p")
+    assert info.value.text == "unknown alias 7"
+    assert info.value.records == [(b"a/b", b"ask")]
+
+
+def test_reject_without_a_reason_says_so_and_keeps_at_most_1_kib(engine: WasmtimeEngine) -> None:
+    with pytest.raises(FilterRejected) as info:
+        start(engine, rejecting(out_area())).on_message(b"t", b"p")
+    assert (info.value.text, info.value.records) == ("rejected by the filter", [])
+    with pytest.raises(FilterRejected) as info:
+        start(engine, rejecting(out_area((b"", b"x" * 3000)))).on_message(b"t", b"p")
+    assert info.value.text == "x" * 1024
+
+
+def test_two_reasons_or_an_empty_topic_in_an_emit_are_bad_output(engine: WasmtimeEngine) -> None:
+    two = start(engine, rejecting(out_area((b"", b"a"), (b"", b"b"))))
+    assert call_error(two.on_message, b"t", b"p").reason == "bad_output"
+    emit = start(engine, emitting(out_area((b"", b"a"))))
+    assert call_error(emit.on_message, b"t", b"p").reason == "bad_output"

@@ -28,6 +28,7 @@ from tests.unit.pipeline.wat_filters import (
     FORWARD,
     JUDGE,
     POISONABLE,
+    REJECTOR,
     SMALL_INPUT,
     TICK_TRAP,
     TICKER,
@@ -278,6 +279,27 @@ def test_a_binary_payload_is_dead_lettered_as_base64() -> None:
     (letter,) = rig.letters
     assert letter["payload_b64"] == "//4A"
     assert "payload" not in letter
+
+
+def test_a_rejected_message_is_dead_lettered_with_the_filters_reason() -> None:
+    """REJECT: the input goes to the dead letters with the filter's own reason and is counted
+    as `rejected`; what the filter emitted beside goes on; no violation, so no quarantine."""
+    rig = Rig([("rej", inline("rej", REJECTOR)), ("fwd", inline("fwd", FORWARD))])
+    with capture_logs() as logs:
+        rig.send(*[b"?x"] * (POLICY.quarantine_after + 1), topic=b"spB/n")
+        rig.send(b"ok")
+    assert rig.outbox.payloads == [b"rebirth"] * (POLICY.quarantine_after + 1) + [b"ok"]
+    assert rig.outbox.topics[0] == "out/ask/again"
+    letter = rig.letters[0]
+    assert (letter["module"], letter["reason"], letter["detail"]) == (
+        "rej",
+        "rejected",
+        "no alias 7",
+    )
+    assert (letter["topic"], letter["payload"]) == ("spB/n", "?x")
+    assert rig.counts["dropped"] == {"rejected": POLICY.quarantine_after + 1}
+    assert not rig.pipeline.steps[0].guard.out
+    assert events(logs, "message_rejected")[0]["detail"] == "no alias 7"
 
 
 def test_the_dead_letter_names_the_filter_that_broke() -> None:

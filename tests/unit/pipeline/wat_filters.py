@@ -115,6 +115,21 @@ TICK_TRAP = module_wat(extra='(func (export "edged_on_tick") (param i64) (result
 SMALL_INPUT = module_wat(in_cap=32)
 
 
+def _records(*records: tuple[bytes, bytes]) -> bytes:
+    body = b"".join(struct.pack("<II", len(t), len(p)) + t + p for t, p in records)
+    return struct.pack("<I", len(body)) + body
+
+
+#: refuses a payload starting with `?` (REJECT: reason "no alias 7" and a request to
+#: `ask/again`), forwards the rest
+REJECTOR = module_wat(
+    """
+    (if (i32.eq (local.get $first) (i32.const 0x3f)) (then (return (i32.const 3))))
+    (i32.const 1)""",
+    data=_records((b"", b"no alias 7"), (b"ask/again", b"rebirth")),
+)
+
+
 @functools.cache
 def engine() -> WasmtimeEngine:
     """One engine for every test of the run (each filter instance still has its own store)."""
