@@ -14,9 +14,9 @@ For every incoming PUBLISH under MQTT 5, paho builds a full `Properties` object 
 fills two dicts of some thirty entries each) and decodes each property with a search by name;
 every message also gets an `MQTTMessageInfo` with its own `threading.Condition`, and is matched
 against the trie of per-topic callbacks. Profiled under a flood of 64-byte messages, that was about
-a third of the daemon's CPU. Here a PUBLISH at QoS 0 or 1 whose only properties are subscription
-identifiers (every delivery to edged's subscriptions) is decoded straight into a `Message`;
-anything else, QoS 2 or any other property, takes paho's own path and is then converted.
+a third of the daemon's CPU. Here a PUBLISH at QoS 0 or 1 is decoded straight into a `Message` by
+edged's own codec (`edged.mqtt.publish`, properties included); QoS 2 and a topic alias take
+paho's own path and are then converted.
 """
 
 from __future__ import annotations
@@ -31,10 +31,17 @@ from typing import Any
 import paho.mqtt.client as paho
 from paho.mqtt.client import MQTTMessage, MQTTMessageInfo
 from paho.mqtt.enums import MessageState, MQTTErrorCode
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
+from edged.mqtt import publish as codec
 from edged.mqtt.message import Message, Unacked
+from edged.mqtt.properties import PropertiesError
+from edged.mqtt.properties import decode as decode_properties
 
-_SUBSCRIPTION_IDENTIFIER = 0x0B
+#: re-exported for the benchmarks' packet builders
+remaining_length = codec.remaining_length
+
 _READ_SIZE = 65536
 _SUCCESS = paho.MQTT_ERR_SUCCESS
 _PUBLISH = 0x30
@@ -66,15 +73,30 @@ class _Outgoing:
     finish it on its PUBACK), without the `MQTTMessageInfo` and `threading.Condition` paho
     builds for every publish."""
 
-    __slots__ = ("dup", "mid", "payload", "retain", "state", "timestamp", "topic_bytes")
+    __slots__ = (
+        "dup",
+        "mid",
+        "payload",
+        "properties",
+        "retain",
+        "state",
+        "timestamp",
+        "topic_bytes",
+    )
     qos = 1
-    properties = None
     info = _SENT_INFO
 
     def __init__(
-        self, mid: int, topic: bytes, payload: bytes, retain: bool, state: MessageState
+        self,
+        mid: int,
+        topic: bytes,
+        payload: bytes,
+        retain: bool,
+        state: MessageState,
+        properties: bytes = b"",
     ) -> None:
         self.mid = mid
+        self.properties = _WireProperties(properties) if properties else None
         self.topic_bytes = topic
         self.payload = payload
         self.retain = retain
@@ -87,43 +109,20 @@ class _Outgoing:
         return self.topic_bytes.decode()
 
 
-def remaining_length(n: int) -> bytes:
-    """MQTT's variable-length encoding of a packet's remaining length."""
-    if n < 128:
-        return bytes((n,))
-    out = bytearray()
-    while True:
-        byte, n = n & 0x7F, n >> 7
-        out.append(byte | 0x80 if n else byte)
-        if not n:
-            return bytes(out)
-
-
-def _subscription_idents(packet: bytearray, pos: int, end: int) -> tuple[int, ...] | None:
-    """The identifiers in properties[pos:end], or None if anything else is there too."""
-    idents: list[int] = []
-    while pos < end:
-        if packet[pos] != _SUBSCRIPTION_IDENTIFIER:
-            return None
-        pos += 1
-        value, shift = 0, 0
-        while True:
-            if pos >= end or shift > 21:
-                return None  # malformed: let paho's own decoder say so
-            byte = packet[pos]
-            pos += 1
-            value |= (byte & 0x7F) << shift
-            shift += 7
-            if not byte & 0x80:
-                break
-        idents.append(value)
-    return tuple(idents)
-
-
 def from_paho(message: MQTTMessage, source: int = 0) -> Message:
-    """edged's Message for one that paho decoded itself (QoS 2, or other properties)."""
-    props = message.properties
-    idents = getattr(props, "SubscriptionIdentifier", None) if props is not None else None
+    """edged's Message for one that paho decoded itself (QoS 2, a topic alias)."""
+    props = None
+    idents: tuple[int, ...] | list[int] | None = None
+    if message.properties is not None:
+        # paho's own form of them, packed back to bytes and read as every other PUBLISH's
+        packed: bytes = message.properties.pack()  # type: ignore[no-untyped-call]
+        skip = 1
+        while packed[skip - 1] & 0x80:
+            skip += 1
+        try:
+            props, idents = decode_properties(packed, skip, len(packed))
+        except PropertiesError:  # a topic alias: not carried (it names only that connection)
+            props, idents = None, getattr(message.properties, "SubscriptionIdentifier", None)
     return Message(
         message._topic,  # paho private: the topic's raw bytes; `.topic` decodes them
         bytes(message.payload),
@@ -133,7 +132,28 @@ def from_paho(message: MQTTMessage, source: int = 0) -> Message:
         bool(message.dup),
         tuple(idents) if idents else (),
         source,
+        props,
     )
+
+
+def paho_properties(wire: bytes) -> Properties:
+    """paho's `Properties` of a PUBLISH for properties as `Properties.wire` writes them."""
+    props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+    props.unpack(codec.remaining_length(len(wire)) + wire)  # type: ignore[no-untyped-call]
+    return props
+
+
+class _WireProperties:
+    """Properties already encoded (`Properties.wire`), in the shape paho packs them from when
+    it writes a publish of ours again (after a reconnect)."""
+
+    __slots__ = ("wire",)
+
+    def __init__(self, wire: bytes) -> None:
+        self.wire = wire
+
+    def pack(self) -> bytes:
+        return codec.remaining_length(len(self.wire)) + self.wire
 
 
 class Client(paho.Client):
@@ -193,7 +213,15 @@ class Client(paho.Client):
             if not ((packet["command"] & 0xF0) == _PUBLISH and packet["qos"])
         )
         return [
-            Unacked(m.mid, m.topic, bytes(m.payload), m.qos, bool(m.retain), m.state != _QUEUED)
+            Unacked(
+                m.mid,
+                m.topic,
+                bytes(m.payload),
+                m.qos,
+                bool(m.retain),
+                m.state != _QUEUED,
+                _wire_of(m.properties),
+            )
             for m in taken
             if m.qos
         ]
@@ -380,8 +408,11 @@ class Client(paho.Client):
 
     # -- PUBLISH ---------------------------------------------------------------------------
 
-    def publish_qos0(self, topic: bytes, payload: bytes, retain: bool = False) -> bool:
-        """Queue a QoS 0 PUBLISH without properties; False when not connected (nothing queued).
+    def publish_qos0(
+        self, topic: bytes, payload: bytes, retain: bool = False, properties: bytes = b""
+    ) -> bool:
+        """Queue a QoS 0 PUBLISH with MQTT 5 `properties` (as `Properties.wire` writes them);
+        False when not connected (nothing queued).
 
         The same packet paho's `publish` writes, without what it builds per message for the
         caller to wait on (an `MQTTMessageInfo` holding a `threading.Condition`) and without
@@ -392,11 +423,13 @@ class Client(paho.Client):
             return False
         if not topic or b"+" in topic or b"#" in topic:
             raise ValueError(f"cannot publish to {topic!r}")
-        self._queue_publish(0, topic, payload, 0, retain)
+        self._queue_publish(0, topic, payload, 0, retain, properties)
         return True
 
-    def publish_qos1(self, topic: bytes, payload: bytes, retain: bool = False) -> int | None:
-        """Queue a QoS 1 PUBLISH without properties; its message id, or None when not
+    def publish_qos1(
+        self, topic: bytes, payload: bytes, retain: bool = False, properties: bytes = b""
+    ) -> int | None:
+        """Queue a QoS 1 PUBLISH with `properties`; its message id, or None when not
         connected or paho's queue of unacknowledged publishes is full (nothing queued).
 
         What paho's `publish` does for QoS 1, in paho's own table (so a reconnect, paho's
@@ -418,30 +451,25 @@ class Client(paho.Client):
         window = self._max_inflight_messages  # paho private: its outgoing window
         if window == 0 or self._inflight_messages < window:
             self._inflight_messages += 1  # paho private: its count of those in flight
-            out[mid] = _Outgoing(mid, topic, payload, retain, _WAIT_FOR_PUBACK)  # type: ignore[assignment]
-            self._queue_publish(mid, topic, payload, 1, retain)
+            out[mid] = _Outgoing(mid, topic, payload, retain, _WAIT_FOR_PUBACK, properties)  # type: ignore[assignment]
+            self._queue_publish(mid, topic, payload, 1, retain, properties)
         else:
-            out[mid] = _Outgoing(mid, topic, payload, retain, _QUEUED)  # type: ignore[assignment]
+            out[mid] = _Outgoing(mid, topic, payload, retain, _QUEUED, properties)  # type: ignore[assignment]
             self._held_back.append(mid)
         return mid
 
     def _queue_publish(
-        self, mid: int, topic: bytes, payload: bytes, qos: int, retain: bool
+        self,
+        mid: int,
+        topic: bytes,
+        payload: bytes,
+        qos: int,
+        retain: bool,
+        properties: bytes = b"",
     ) -> None:
-        """Append one PUBLISH without properties to paho's write queue; write it at once as
-        paho would (unless inside one of its callbacks or a batch)."""
-        size = 2 + len(topic) + len(payload) + self._v5 + (2 if qos else 0)
-        packet = b"".join(
-            (
-                bytes((_PUBLISH | qos << 1 | retain,)),
-                remaining_length(size),
-                len(topic).to_bytes(2, "big"),
-                topic,
-                mid.to_bytes(2, "big") if qos else b"",
-                b"\x00" if self._v5 else b"",  # MQTT 5: an empty property list
-                payload,
-            )
-        )
+        """Append one PUBLISH to paho's write queue; write it at once as paho would (unless
+        inside one of its callbacks or a batch)."""
+        packet = codec.encode(topic, payload, qos, mid, retain, bool(self._v5), properties)
         self._out_packet.append(  # paho private: its queue of packets to write, in order
             {
                 "command": _PUBLISH,
@@ -493,43 +521,17 @@ class Client(paho.Client):
 
     def _decode(self, header: int, packet: bytearray) -> Message | None:
         """The message in a QoS 0/1 PUBLISH, or None when paho's own decoder must look at it."""
-        pos = 2 + ((packet[0] << 8) | packet[1])
-        if pos > len(packet):
-            return None
-        topic = bytes(packet[2:pos])
-        qos = (header & 0x06) >> 1
-        mid = 0
-        if qos:
-            mid = (packet[pos] << 8) | packet[pos + 1]
-            pos += 2
-        idents: tuple[int, ...] = ()
-        if self._v5:
-            length, shift = 0, 0
-            while True:
-                byte = packet[pos]
-                pos += 1
-                length |= (byte & 0x7F) << shift
-                shift += 7
-                if not byte & 0x80 or shift > 21:
-                    break
-            end = pos + length
-            if end > len(packet):
-                return None
-            if length:
-                found = _subscription_idents(packet, pos, end)
-                if found is None:
-                    return None
-                idents = found
-            pos = end
-        elif not topic:
-            return None
-        return Message(
-            topic,
-            bytes(packet[pos:]),
-            qos,
-            mid,
-            bool(header & 0x01),
-            bool(header & 0x08),
-            idents,
-            self.source,
-        )
+        return codec.decode(header, packet, bool(self._v5), self.source)
+
+
+def _wire_of(properties: Any) -> bytes:
+    """The encoded properties of a publish in paho's table: ours, or paho's own object."""
+    if properties is None:
+        return b""
+    if isinstance(properties, _WireProperties):
+        return properties.wire
+    packed: bytes = properties.pack()
+    skip = 1
+    while packed[skip - 1] & 0x80:
+        skip += 1
+    return packed[skip:]

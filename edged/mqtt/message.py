@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 from dataclasses import dataclass
 
+from edged.mqtt.properties import Properties
 from edged.topics import SHARE_PREFIX
 
 
@@ -19,13 +20,24 @@ class Message:
     `topic` is the raw UTF-8 bytes as received (the filters want bytes, and decoding every topic
     would cost a call per message); `mid` is 0 at QoS 0; `subscription_ids` are the MQTT 5
     subscription identifiers the broker matched (empty under 3.1.1); `source` numbers the broker
-    link it came over (0 for the first), whose connection alone can acknowledge it.
+    link it came over (0 for the first), whose connection alone can acknowledge it;
+    `properties` are its MQTT 5 properties (`edged.mqtt.properties`), None when it has none.
 
     A plain class with slots rather than a dataclass: one is built per message, and a
     hand-written `__init__` is the cheapest way to make one.
     """
 
-    __slots__ = ("dup", "mid", "payload", "qos", "retain", "source", "subscription_ids", "topic")
+    __slots__ = (
+        "dup",
+        "mid",
+        "payload",
+        "properties",
+        "qos",
+        "retain",
+        "source",
+        "subscription_ids",
+        "topic",
+    )
 
     def __init__(
         self,
@@ -37,6 +49,7 @@ class Message:
         dup: bool = False,
         subscription_ids: tuple[int, ...] = (),
         source: int = 0,
+        properties: Properties | None = None,
     ) -> None:
         self.topic = topic
         self.payload = payload
@@ -46,6 +59,7 @@ class Message:
         self.dup = dup
         self.subscription_ids = subscription_ids
         self.source = source
+        self.properties = properties
 
     def __repr__(self) -> str:
         return (
@@ -97,3 +111,4 @@ class Unacked:
     qos: int
     retain: bool
     sent: bool = True  # written to the broker (not held back by the send window)
+    properties: bytes = b""  # MQTT 5, as `Properties.wire` writes them
