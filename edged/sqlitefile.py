@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 import structlog
@@ -19,14 +20,21 @@ log = structlog.get_logger("edged.state")
 
 
 def open_store(
-    path: Path, schema: str, version: int, *, what: str, event: str
+    path: Path,
+    schema: str,
+    version: int,
+    *,
+    what: str,
+    event: str,
+    upgrades: Mapping[int, str] | None = None,
 ) -> sqlite3.Connection:
     """Open (or create) `path` with `schema` (CREATE TABLE IF NOT EXISTS ...) at `version`.
 
     A file that is not SQLite, fails the integrity check or has another schema version is moved
     aside as `<name>.corrupt-<unix time>` (with its -wal and -shm), logged as `event` with the
-    reason, and created anew. `what` names the file in errors ("the outbox"). StateError when
-    the directory or the file cannot be made at all."""
+    reason, and created anew, except a file at a version `upgrades` names: that statement brings
+    it to the next version, in place. `what` names the file in errors ("the outbox").
+    StateError when the directory or the file cannot be made at all."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -34,7 +42,7 @@ def open_store(
     if not os.access(path.parent, os.W_OK):
         raise StateError(f"the directory of {what}, {path.parent}, is not writable")
     try:
-        return _connect(path, schema, version)
+        return _connect(path, schema, version, upgrades or {})
     except sqlite3.DatabaseError as exc:
         if not path.exists():
             raise StateError(f"cannot create {what} {path}: {exc}") from None
@@ -45,12 +53,14 @@ def open_store(
                 source.replace(Path(str(aside) + suffix))
         log.error(event, path=str(path), moved_to=str(aside), reason=str(exc))
         try:
-            return _connect(path, schema, version)
+            return _connect(path, schema, version, {})
         except sqlite3.DatabaseError as again:
             raise StateError(f"cannot create {what} {path}: {again}") from None
 
 
-def _connect(path: Path, schema: str, version: int) -> sqlite3.Connection:
+def _connect(
+    path: Path, schema: str, version: int, upgrades: Mapping[int, str]
+) -> sqlite3.Connection:
     db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     try:
         # A commit must be on disk when it returns: an outbox entry may stand in for an input
@@ -59,6 +69,10 @@ def _connect(path: Path, schema: str, version: int) -> sqlite3.Connection:
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=FULL")
         found = db.execute("PRAGMA user_version").fetchone()[0]
+        while found in upgrades and found != version:
+            db.execute(upgrades[found])
+            found += 1
+            db.execute(f"PRAGMA user_version={found}")
         if found not in (0, version):
             raise sqlite3.DatabaseError(f"schema version {found}, expected {version}")
         db.execute(schema)

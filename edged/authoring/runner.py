@@ -11,9 +11,10 @@ from pathlib import Path
 from typing import TextIO
 
 from edged.config.model import ParamValue
-from edged.engine import Filter, Outcome, SavedState, WasmtimeEngine
+from edged.engine import Filter, Outcome, PropsRecord, SavedState, WasmtimeEngine
 from edged.errors import EdgedError, FilterCallError, FilterRejected
 from edged.mqtt.message import payload_fields
+from edged.mqtt.properties import Properties, PropertiesError, from_json, from_wire
 
 
 @dataclass(slots=True)
@@ -56,9 +57,27 @@ def payload_bytes(record: Mapping[str, object]) -> bytes:
     return json.dumps(payload, separators=(",", ":")).encode()
 
 
-def render_record(topic: str, payload: bytes) -> str:
-    """One message as the JSON line `edged filter run` prints and `filter test` compares."""
-    return json.dumps({"topic": topic, **payload_fields(payload)}, ensure_ascii=False)
+def render_record(topic: str, payload: bytes, props: Properties | None = None) -> str:
+    """One message as the JSON line `edged filter run` prints and `filter test` compares; its
+    `properties` as an output rule with `properties: pass` would publish them."""
+    record: dict[str, object] = {"topic": topic, **payload_fields(payload)}
+    published = from_wire(props.for_output(True)) if props is not None else None
+    if published is not None:
+        record["properties"] = published.to_json()
+    return json.dumps(record, ensure_ascii=False)
+
+
+def line_properties(record: Mapping[str, object]) -> Properties | None:
+    """The `properties` object of a JSON line (None without one); ValueError naming the key."""
+    raw = record.get("properties")
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        raise ValueError("'properties' must be an object")
+    try:
+        return from_json(raw)
+    except PropertiesError as exc:
+        raise ValueError(str(exc)) from None
 
 
 def wall_clock_ms() -> int:
@@ -81,10 +100,11 @@ def run_lines(
     what goes to `errors`."""
     totals = RunTotals()
 
-    def show(outcome: Outcome) -> None:
-        for topic, payload in outcome:
+    def show(outcome: Outcome | list[PropsRecord]) -> None:
+        for record in outcome:
             totals.messages_out += 1
-            print(render_record(topic.decode(errors="replace"), payload), file=out)
+            props = record[2] if len(record) == 3 else None
+            print(render_record(record[0].decode(errors="replace"), record[1], props), file=out)
 
     def tick(now_ms: int, where: str) -> None:
         if not filt.has_tick:
@@ -92,7 +112,7 @@ def run_lines(
             print(f"{where}: the filter has no edged_on_tick", file=errors)
             return
         try:
-            show(filt.on_tick(now_ms))
+            show(filt.on_tick_props(now_ms) if filt.wants_properties else filt.on_tick(now_ms))
         except FilterCallError as exc:
             totals.failures += 1
             print(f"{where}: tick failed: {exc}", file=errors)
@@ -114,6 +134,7 @@ def run_lines(
             if not isinstance(topic, str) or not topic:
                 raise ValueError("'topic' must be a non-empty string")
             payload = payload_bytes(record)
+            props = line_properties(record)
         except (ValueError, KeyError, TypeError) as exc:
             totals.bad_lines += 1
             text = f"missing {exc}" if isinstance(exc, KeyError) else str(exc)
@@ -121,7 +142,10 @@ def run_lines(
             continue
         totals.messages_in += 1
         try:
-            show(filt.on_message(topic.encode(), payload))
+            if props is not None or filt.wants_properties:
+                show(filt.on_message_props(topic.encode(), payload, props))
+            else:
+                show(filt.on_message(topic.encode(), payload))
         except FilterCallError as exc:
             totals.failures += 1
             print(f"{where}: dropped, {exc}", file=errors)

@@ -491,6 +491,7 @@ def _output(r: _Reader, brokers: Mapping[str, BrokerConfig]) -> OutputRule:
             qos=r.integer("qos", d.qos, 0, 2),
             retain=r.flag("retain", d.retain),
             broker=_broker_name(r, brokers),
+            properties=r.choice("properties", ("pass", "drop"), d.properties),
         )
     )
 

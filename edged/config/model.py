@@ -258,6 +258,9 @@ class OutputRule:
     qos: int = 0
     retain: bool = False
     broker: str = DEFAULT_BROKER  # the name of the broker it publishes to
+    # MQTT 5 properties the filters did not set: pass (the input's user properties, content
+    # type, correlation data and response topic go on) or drop
+    properties: str = "pass"
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -708,7 +708,8 @@ class Daemon:
                 # (the message id will mean another publish on the next connection).
                 token = next_token()
                 window.rename(u.mid, token)
-            if not link.keep_for_outbox(u.topic, u.payload, u.qos, u.retain, token) and token:
+            kept = link.keep_for_outbox(u.topic, u.payload, u.qos, u.retain, token, u.properties)
+            if not kept and token:
                 window.output_done(token)  # dead-lettered instead (edged.mqtt.poison)
         link.flush_outbox(now=True)  # nothing else holds them now
         waiting = window.forget(index)
@@ -799,9 +800,19 @@ class Daemon:
         if outputs is not None:
             self.window.finished(message.mid, message.qos, outputs, message.source)
 
-    def _publish(self, topic: str, payload: bytes, qos: int, retain: bool, broker: str) -> bool:
+    def _publish(
+        self,
+        topic: str,
+        payload: bytes,
+        qos: int,
+        retain: bool,
+        broker: str,
+        properties: bytes = b"",
+    ) -> bool:
         outputs = self._outputs
-        key = self._link_by_name[broker].publish(topic, payload, qos, retain, outputs is not None)
+        key = self._link_by_name[broker].publish(
+            topic, payload, qos, retain, outputs is not None, properties
+        )
         if key and outputs is not None:
             outputs.append(key)  # the input being filtered waits for it
         return key is not None

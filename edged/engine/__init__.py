@@ -6,6 +6,7 @@ from edged.engine.base import (
     FilterEngine,
     FilterModule,
     Outcome,
+    PropsRecord,
     Record,
     SavedState,
 )
@@ -18,6 +19,7 @@ __all__ = [
     "FilterEngine",
     "FilterModule",
     "Outcome",
+    "PropsRecord",
     "Record",
     "SavedState",
     "WasmtimeEngine",

@@ -11,12 +11,16 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from edged.config import ParamValue
+from edged.mqtt.properties import Properties
 
 #: One message as a filter sees it: `(topic, payload)`, both raw bytes. (edged's MQTT message,
 #: with QoS and retain, is `edged.mqtt.message.Message`.)
 Record = tuple[bytes, bytes]
 #: What a call returns: the records that go on (empty for drop, the input itself for forward).
 Outcome = Sequence[Record]
+#: A message with its MQTT 5 properties (None: it has none), for the filters that read or set
+#: them (docs/filter-abi.md, "Properties") and the messages that carry some.
+PropsRecord = tuple[bytes, bytes, Properties | None]
 #: Where a filter's own log lines go: `(level, text)`.
 LogSink = Callable[[str, str], None]
 
@@ -74,6 +78,21 @@ class Filter(Protocol):
         ...
 
     def on_tick(self, now_ms: int) -> Outcome: ...
+
+    @property
+    def wants_properties(self) -> bool:
+        """Whether the module reads and sets MQTT 5 properties (exports `edged_properties`)."""
+        ...
+
+    def on_message_props(
+        self, topic: bytes, payload: bytes, props: Properties | None
+    ) -> list[PropsRecord]:
+        """`on_message` with the message's properties: each record that goes on with its own
+        (the input's, with what the filter set on top). Raises FilterCallError or
+        FilterRejected (whose records are PropsRecords then)."""
+        ...
+
+    def on_tick_props(self, now_ms: int) -> list[PropsRecord]: ...
 
     @property
     def has_state(self) -> bool: ...

@@ -42,8 +42,9 @@ from edged.engine._raw import (
     take_host_exception,
     trap_from,
 )
-from edged.engine.base import CallStats, LogSink, Outcome, Record, SavedState
+from edged.engine.base import CallStats, LogSink, Outcome, PropsRecord, Record, SavedState
 from edged.errors import FilterCallError, FilterRejected, ModuleError
+from edged.mqtt.properties import Properties
 
 _LOG_TEXT_LIMIT = 1024
 # Of one WASI fd_write, at most this much is read to become log lines (the rate limit of
@@ -54,6 +55,7 @@ _EFAULT = 21
 _DROPPED: Outcome = ()
 _PAGE = 65536
 _PEEK = 512
+_NO_PROPERTIES = Properties()
 _memmove = ctypes.memmove
 _string_at = ctypes.string_at
 
@@ -291,6 +293,7 @@ class WasmtimeFilter:
             abi.EXPORT_INIT,
             abi.EXPORT_TICK,
             *abi.STATE_EXPORTS,
+            abi.EXPORT_PROPERTIES,
         ):
             func = exports.get(export)
             if isinstance(func, wasmtime.Func):
@@ -298,6 +301,9 @@ class WasmtimeFilter:
         self._msg_ref = self._funcs[abi.EXPORT_MESSAGE]
         self.has_tick = abi.EXPORT_TICK in self._funcs
         self.has_state = abi.EXPORT_STATE_SAVE in self._funcs  # all three: checked at load
+        self.wants_properties = abi.EXPORT_PROPERTIES in self._funcs
+        #: of a module with properties, the last call's records with the properties they set
+        self._records_props: list[tuple[bytes, bytes, bytes]] = []
 
     def _check_abi_version(self) -> None:
         """ModuleError unless the module was built for the ABI version this edged speaks."""
@@ -322,6 +328,30 @@ class WasmtimeFilter:
         # What a filter emits is usually small: one copy of this much gets `used` and the
         # records together.
         self._peek = min(self._out_cap, _PEEK)
+        if self.wants_properties:
+            self._take_properties_area(size)
+
+    def _take_properties_area(self, size: int) -> None:
+        """Read and check where `edged_properties` wants a message's properties written."""
+        at = self._call_setup(abi.EXPORT_PROPERTIES) & 0xFFFFFFFF
+        if at + 8 > size:
+            raise ModuleError(self.name, f"edged_properties returned {at}, outside memory")
+        ptr, cap = abi.unpack_properties_descriptor(
+            bytes(self._memory.read(self._store, at, at + 8))
+        )
+        if cap < 4:
+            raise ModuleError(self.name, "edged_properties: the area is smaller than its header")
+        if ptr + cap > size:
+            raise ModuleError(
+                self.name, f"edged_properties: the area {ptr}+{cap} lies outside linear memory"
+            )
+        for start, length, what in (
+            (self._in_ptr, self._in_cap, "input"),
+            (self._out_ptr, self._out_cap, "output"),
+        ):
+            if ptr < start + length and start < ptr + cap:
+                raise ModuleError(self.name, f"edged_properties: the area overlaps the {what} area")
+        self._props_ptr, self._props_cap = ptr, cap
 
     def _init(self, params: bytes) -> None:
         """Hand the encoded parameters to `edged_init`; ModuleError when they do not fit or it
@@ -389,6 +419,50 @@ class WasmtimeFilter:
             return self._emitted()
         raise FilterCallError("bad_result", f"edged_on_tick returned {code}")
 
+    # -- properties -----------------------------------------------------------------------
+
+    def on_message_props(
+        self, topic: bytes, payload: bytes, props: Properties | None
+    ) -> list[PropsRecord]:
+        if not self.wants_properties:
+            return [(t, p, props) for t, p in self.on_message(topic, payload)]
+        self._write_properties(props)
+        try:
+            out = self.on_message(topic, payload)
+        except FilterRejected as rejected:
+            records = [r for r in self._merged(props) if r[0]]
+            raise FilterRejected(rejected.text, records) from None  # type: ignore[arg-type]
+        if out and not self._records_props:
+            return [(topic, payload, props)]  # forwarded: no output area was read
+        return self._merged(props)
+
+    def on_tick_props(self, now_ms: int) -> list[PropsRecord]:
+        if not self.wants_properties:
+            return [(t, p, None) for t, p in self.on_tick(now_ms)]
+        self._write_properties(None)
+        self.on_tick(now_ms)
+        return self._merged(None)
+
+    def _write_properties(self, props: Properties | None) -> None:
+        self._records_props = []
+        area = abi.encode_properties(props)
+        if len(area) > self._props_cap:
+            raise FilterCallError(
+                "input_too_large",
+                f"the message's properties ({len(area)} bytes) do not fit the filter's "
+                f"{self._props_cap}-byte properties area",
+            )
+        self._write(self._props_ptr, area)
+
+    def _merged(self, props: Properties | None) -> list[PropsRecord]:
+        """The last call's records, each with the input's properties and its own on top."""
+        out: list[PropsRecord] = []
+        base = props if props is not None else _NO_PROPERTIES
+        for topic, payload, raw in self._records_props:
+            own = abi.parse_properties(raw)
+            out.append((topic, payload, props if own is None else base.overlay(own)))
+        return out
+
     # -- state ----------------------------------------------------------------------------
 
     def save_state(self) -> SavedState | None:
@@ -451,16 +525,23 @@ class WasmtimeFilter:
             )
         limit = self._max_emit_bytes
         # Checked before copying: a filter may declare a huge output area and fill it.
-        if used > limit + 8 * self._max_emits:
+        if used > limit + (12 if self.wants_properties else 8) * self._max_emits:
             raise FilterCallError("emit_too_large", f"emitted {used} bytes; the budget is {limit}")
         area = head[4 : 4 + used] if used + 4 <= len(head) else _string_at(base + 4, used)
-        records = abi.parse_records(area, reject=reject)
+        if self.wants_properties:
+            with_props = abi.parse_records_with_properties(area, reject=reject)
+            self._records_props = with_props
+            records = [(t, p) for t, p, _ in with_props]
+            headers = 12 * len(records)  # the properties count as emitted bytes
+        else:
+            records = abi.parse_records(area, reject=reject)
+            headers = 8 * len(records)
         if len(records) > self._max_emits:
             raise FilterCallError(
                 "too_many_emits",
                 f"emitted {len(records)} messages; the budget is {self._max_emits}",
             )
-        size = used - 8 * len(records)  # the records fill `used` exactly: headers and bytes
+        size = used - headers  # the records fill `used` exactly: headers and bytes
         if size > limit:
             raise FilterCallError("emit_too_large", f"emitted {size} bytes; the budget is {limit}")
         return records

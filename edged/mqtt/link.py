@@ -35,6 +35,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
+from typing import Any
 
 import paho.mqtt.client as paho
 import structlog
@@ -45,7 +46,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from edged.config.model import BrokerConfig
 from edged.errors import CredentialsError, OutputRefused
-from edged.mqtt._paho import Client
+from edged.mqtt._paho import Client, paho_properties
 from edged.mqtt.acks import next_token
 from edged.mqtt.connect import apply_credentials, make_client
 from edged.mqtt.credentials import files_digest, load_credentials
@@ -80,14 +81,17 @@ class _Kept:
     """One output for the outbox, not yet committed; `token` is what an input waits for
     (0: nothing does)."""
 
-    __slots__ = ("payload", "qos", "retain", "token", "topic")
+    __slots__ = ("payload", "properties", "qos", "retain", "token", "topic")
 
-    def __init__(self, topic: str, payload: bytes, qos: int, retain: bool, token: int) -> None:
+    def __init__(
+        self, topic: str, payload: bytes, qos: int, retain: bool, token: int, properties: bytes
+    ) -> None:
         self.topic = topic
         self.payload = payload
         self.qos = qos
         self.retain = retain
         self.token = token
+        self.properties = properties
 
 
 class BrokerLink:
@@ -336,17 +340,25 @@ class BrokerLink:
         self.flush_outbox(now=True)
 
     def publish(
-        self, topic: str, payload: bytes, qos: int, retain: bool, awaited: bool = False
+        self,
+        topic: str,
+        payload: bytes,
+        qos: int,
+        retain: bool,
+        awaited: bool = False,
+        properties: bytes = b"",
     ) -> int | None:
         """Send one publish. Returns the id an input made it waits for (`awaited`): the
         message id plus `key_base` while the broker's acknowledgement is awaited (QoS 1/2),
         a negative stand-in while it waits for the outbox's commit; 0 when nothing is to be
         awaited (QoS 0 written, or kept for the outbox with no input waiting); None when it
-        was refused (QoS 0 and not connected or over the rate, or paho's queue full)."""
+        was refused (QoS 0 and not connected or over the rate, or paho's queue full).
+        `properties` (MQTT 5, as `Properties.wire` writes them) go with it under MQTT 5 and
+        are left out under 3.1.1, which has none."""
         # A token of the rate is taken only for a publish that goes out now: one kept for the
         # outbox takes its token when it is replayed.
         if self.max_packet is not None or self._poison.known:
-            refused = self.refusal(topic, payload, qos)
+            refused = self.refusal(topic, payload, qos, properties)
             if refused is not None:
                 raise refused
         if qos == 0:
@@ -355,28 +367,42 @@ class BrokerLink:
             if self._rate is not None and not self._take_token():
                 self.rate_limited += 1
                 return None
-            return 0 if self.client.publish_qos0(topic.encode(), payload, retain) else None
+            sent = self.client.publish_qos0(topic.encode(), payload, retain, properties)
+            return 0 if sent else None
         outbox = self.outbox
         if outbox is not None and (not self.connected or outbox.entries or self._spill):
             # Away, or a replay under way (this output goes behind the older ones, in order).
-            return self._keep(topic, payload, qos, retain, awaited)
+            return self._keep(topic, payload, qos, retain, awaited, properties)
         if self._rate is not None and not self._take_token():
-            return self._keep(topic, payload, qos, retain, awaited)  # sent at the rate
+            return self._keep(topic, payload, qos, retain, awaited, properties)  # at the rate
         if qos == 1:
-            mid = self.client.publish_qos1(topic.encode(), payload, retain)
+            mid = self.client.publish_qos1(topic.encode(), payload, retain, properties)
             return None if mid is None else mid + self.key_base
-        info = self.client.publish(topic, payload, qos, retain)
+        info = self.client.publish(
+            topic, payload, qos, retain, properties=self._paho_properties(properties)
+        )
         return info.mid + self.key_base if info.rc == paho.MQTT_ERR_SUCCESS else None
 
+    def _paho_properties(self, properties: bytes) -> Any:
+        """paho's own form of encoded properties, for the publishes paho writes itself (QoS 2
+        and replays); None under 3.1.1 or when there are none."""
+        return paho_properties(properties) if properties and self.v5 else None
+
     def _keep(
-        self, topic: str, payload: bytes, qos: int, retain: bool, awaited: bool
+        self,
+        topic: str,
+        payload: bytes,
+        qos: int,
+        retain: bool,
+        awaited: bool,
+        properties: bytes = b"",
     ) -> int | None:
         """Keep an output for the outbox; the input it came from waits for the commit (a
         stand-in id, negative)."""
         if self.outbox is None:
             return None
         token = next_token() if awaited else 0
-        self.keep_for_outbox(topic, payload, qos, retain, token)
+        self.keep_for_outbox(topic, payload, qos, retain, token, properties)
         return token
 
     def _refill(self) -> float:
@@ -396,14 +422,21 @@ class BrokerLink:
 
     # -- the outbox ------------------------------------------------------------------------
 
-    def refusal(self, topic: str, payload: bytes, qos: int) -> OutputRefused | None:
+    def refusal(
+        self, topic: str, payload: bytes, qos: int, properties: bytes = b""
+    ) -> OutputRefused | None:
         """Why the broker would never take this publish (counted), or None."""
         limit = self.max_packet
         poison = self._poison
-        # A packet is at most 10 bytes besides its topic (<= 4 bytes a character) and payload.
-        if not poison.known and (limit is None or len(payload) + 4 * len(topic) + 10 <= limit):
+        # A packet is at most 10 bytes besides its topic (<= 4 bytes a character), payload and
+        # properties.
+        if not poison.known and (
+            limit is None or len(payload) + len(properties) + 4 * len(topic) + 10 <= limit
+        ):
             return None
-        size = packet_size(len(topic.encode()), len(payload), qos, self.v5)
+        size = packet_size(
+            len(topic.encode()), len(payload), qos, self.v5, len(properties) if self.v5 else 0
+        )
         if limit is not None and size > limit:
             self.over_packet_size += 1
             return OutputRefused(
@@ -423,20 +456,26 @@ class BrokerLink:
         return None
 
     def keep_for_outbox(
-        self, topic: str, payload: bytes, qos: int, retain: bool, token: int = 0
+        self,
+        topic: str,
+        payload: bytes,
+        qos: int,
+        retain: bool,
+        token: int = 0,
+        properties: bytes = b"",
     ) -> bool:
         """Store this publish in the outbox with the next `flush_outbox()`, which releases
         `token` once it is committed. False when the broker would never take it: it is handed
         to `on_refused` instead, and `token` is the caller's to release."""
         if self.max_packet is not None or self._poison.known:
-            refused = self.refusal(topic, payload, qos)
+            refused = self.refusal(topic, payload, qos, properties)
             if refused is not None:
                 if self._on_refused is not None:
                     self._on_refused(refused, topic, payload, qos)
                 return False
         if not self._spill:
             self._spill_since = time.monotonic()
-        self._spill.append(_Kept(topic, payload, qos, retain, token))
+        self._spill.append(_Kept(topic, payload, qos, retain, token, properties))
         if token:
             self._spill_awaited += 1
         return True
@@ -466,7 +505,7 @@ class BrokerLink:
             )
         ):
             stored = outbox.put(
-                [(k.topic, k.payload, k.qos, k.retain) for k in spill],
+                [(k.topic, k.payload, k.qos, k.retain, k.properties) for k in spill],
                 sent_through=self._replay_cursor if self._replaying else 0,
             )
             if outbox.problem is None:
@@ -546,7 +585,7 @@ class BrokerLink:
                 self._replay_cursor = entry.seq
                 continue
             if self.max_packet is not None or self._poison.known:
-                refused = self.refusal(entry.topic, entry.payload, entry.qos)
+                refused = self.refusal(entry.topic, entry.payload, entry.qos, entry.properties)
                 if refused is not None:
                     self._replay_cursor = entry.seq
                     self._replayed.append(entry.seq)  # out of the outbox: dead-lettered
@@ -555,7 +594,13 @@ class BrokerLink:
                     continue
             if self._rate is not None and not self._take_token():
                 break
-            info = self.client.publish(entry.topic, entry.payload, entry.qos, entry.retain)
+            info = self.client.publish(
+                entry.topic,
+                entry.payload,
+                entry.qos,
+                entry.retain,
+                properties=self._paho_properties(entry.properties),
+            )
             if info.rc != paho.MQTT_ERR_SUCCESS:
                 break
             self._replaying[info.mid] = entry.seq

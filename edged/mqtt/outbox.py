@@ -34,14 +34,17 @@ log = structlog.get_logger("edged.outbox")
 #: what one stored entry costs beyond its topic and payload: the row's other columns and the
 #: b-tree's own bookkeeping, rounded up (measured: ~26 bytes a row in a 10,000-row file)
 ENTRY_OVERHEAD = 32
-_SCHEMA = 1
+_SCHEMA = 2
 _TABLE = (
     "CREATE TABLE IF NOT EXISTS outbox ("
     " seq INTEGER PRIMARY KEY AUTOINCREMENT,"
     " topic TEXT NOT NULL, payload BLOB NOT NULL,"
     " qos INTEGER NOT NULL, retain INTEGER NOT NULL,"
-    " created REAL NOT NULL, size INTEGER NOT NULL)"
+    " created REAL NOT NULL, size INTEGER NOT NULL,"
+    " properties BLOB NOT NULL DEFAULT x'')"
 )
+#: version 1 (before MQTT 5 properties were kept) gains their column, its entries none
+_UPGRADES = {1: "ALTER TABLE outbox ADD COLUMN properties BLOB NOT NULL DEFAULT x''"}
 # sequence numbers per statement: well below SQLite's 32,766 host parameters
 _CHUNK = 500
 
@@ -56,6 +59,7 @@ class Entry:
     qos: int
     retain: bool
     created: float  # Unix seconds
+    properties: bytes = b""  # MQTT 5, as `Properties.wire` writes them
 
 
 @dataclass(slots=True)
@@ -69,8 +73,8 @@ class OutboxCounters:
     unstored: int = 0  # entries those writes could not store
 
 
-def entry_size(topic: str, payload: bytes) -> int:
-    return len(topic.encode()) + len(payload) + ENTRY_OVERHEAD
+def entry_size(topic: str, payload: bytes, properties: bytes = b"") -> int:
+    return len(topic.encode()) + len(payload) + len(properties) + ENTRY_OVERHEAD
 
 
 class Outbox:
@@ -102,7 +106,14 @@ class Outbox:
 
     def _open(self) -> sqlite3.Connection:
         """Open (or create) the file; one that SQLite cannot read is moved aside, not trusted."""
-        return open_store(self.path, _TABLE, _SCHEMA, what="the outbox", event="outbox_corrupt")
+        return open_store(
+            self.path,
+            _TABLE,
+            _SCHEMA,
+            what="the outbox",
+            event="outbox_corrupt",
+            upgrades=_UPGRADES,
+        )
 
     # -- writing ---------------------------------------------------------------------------
 
@@ -112,12 +123,13 @@ class Outbox:
 
     def put(
         self,
-        items: Sequence[tuple[str, bytes, int, bool]],
+        items: Sequence[tuple[str, bytes, int, bool] | tuple[str, bytes, int, bool, bytes]],
         now: float | None = None,
         *,
         sent_through: int = 0,
     ) -> int:
-        """Store `items` (topic, payload, qos, retain) in one transaction, in order.
+        """Store `items` (topic, payload, qos, retain[, properties]) in one transaction, in
+        order.
 
         Returns how many were stored: the first ones that fit. Under `drop_oldest` older entries
         are deleted to make room instead, except those up to `sent_through`, already sent in a
@@ -128,14 +140,16 @@ class Outbox:
         if not items:
             return 0
         created = time.time() if now is None else now
-        rows: list[tuple[str, bytes, int, int, float, int]] = []
+        rows: list[tuple[str, bytes, int, int, float, int, bytes]] = []
         room = self.max_bytes - self.bytes
         need = 0
-        for topic, payload, qos, retain in items:
-            size = entry_size(topic, payload)
+        for item in items:
+            topic, payload, qos, retain = item[:4]
+            props = item[4] if len(item) > 4 else b""
+            size = entry_size(topic, payload, props)
             if size > self.max_bytes or (self.when_full != "drop_oldest" and need + size > room):
                 break
-            rows.append((topic, payload, qos, int(retain), created, size))
+            rows.append((topic, payload, qos, int(retain), created, size, props))
             need += size
         try:
             with self._transaction() as db:
@@ -145,8 +159,8 @@ class Outbox:
                     while rows and need > room + freed:  # the rest is on its way: no room
                         need -= rows.pop()[5]
                 db.executemany(
-                    "INSERT INTO outbox (topic, payload, qos, retain, created, size)"
-                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO outbox (topic, payload, qos, retain, created, size, properties)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
                     rows,
                 )
         except sqlite3.Error as exc:
@@ -244,11 +258,11 @@ class Outbox:
     def oldest(self, limit: int, after: int = 0) -> list[Entry]:
         """Up to `limit` entries with a sequence number above `after`, oldest first."""
         rows = self._db.execute(
-            "SELECT seq, topic, payload, qos, retain, created FROM outbox"
+            "SELECT seq, topic, payload, qos, retain, created, properties FROM outbox"
             " WHERE seq > ? ORDER BY seq LIMIT ?",
             (after, limit),
         ).fetchall()
-        return [Entry(s, t, bytes(p), q, bool(r), c) for s, t, p, q, r, c in rows]
+        return [Entry(s, t, bytes(p), q, bool(r), c, bytes(pr)) for s, t, p, q, r, c, pr in rows]
 
     def oldest_age(self, now: float | None = None) -> float | None:
         if self._oldest is None:

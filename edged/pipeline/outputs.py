@@ -36,6 +36,8 @@ class Destination:
     # it takes nothing at this topic (`refused` says why).
     max_payload: int = _NO_LIMIT
     refused: str | None = None
+    #: `properties: pass`: the input's properties go on (else only those the filters set)
+    passing: bool = True
 
     def over_limit(self, payload: bytes) -> str:
         """Why the broker would not take `payload` here."""
@@ -98,8 +100,9 @@ class OutputRules:
                 # attributes, and a placeholder's text inside the emitted topic stays as it is.
                 text = _PLACEHOLDER.sub(lambda m: values[m[1]], rule.topic)
                 limits = self._limits.get(rule.broker)
+                passing = rule.properties == "pass"
                 if limits is None:
-                    return Destination(text, rule.qos, rule.retain, rule.broker)
+                    return Destination(text, rule.qos, rule.retain, rule.broker, passing=passing)
                 refused = _topic_refused(text, rule.broker, limits)
                 max_payload = limits.max_payload if limits.max_payload is not None else _NO_LIMIT
                 return Destination(
@@ -109,5 +112,6 @@ class OutputRules:
                     rule.broker,
                     -1 if refused is not None else max_payload,
                     refused,
+                    passing,
                 )
         return None

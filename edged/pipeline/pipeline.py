@@ -9,17 +9,18 @@ from typing import Literal
 
 import structlog
 
-from edged.engine import Filter, Outcome, Record, SavedState
+from edged.engine import Filter, Outcome, PropsRecord, Record, SavedState
 from edged.errors import FilterCallError, FilterRejected, ModuleError, OutputRefused
+from edged.mqtt.properties import Properties
 from edged.pipeline import carry
 from edged.pipeline.carry import StateRecord
 from edged.pipeline.counters import BurstWarning, PipelineCounters
 from edged.pipeline.outputs import Destination, OutputRules
 from edged.pipeline.violations import DeadLetter, Guard, ViolationPolicy, dead_letter_record
 
-#: `(topic, payload, qos, retain, broker) -> accepted`; raises OutputRefused for an output
-#: its broker would never take
-Publisher = Callable[[str, bytes, int, bool, str], bool]
+#: `(topic, payload, qos, retain, broker, properties) -> accepted`, properties as MQTT 5 writes
+#: them (b"" for none); raises OutputRefused for an output its broker would never take
+Publisher = Callable[[str, bytes, int, bool, str, bytes], bool]
 
 log = structlog.get_logger("edged.pipeline")
 
@@ -72,6 +73,7 @@ class Pipeline:
         self._dead_letter = dead_letter
         self._on_change = on_change
         self._chained = len(self.steps) > 1
+        self._props_aware = _props_aware(self.steps)
         self._unrouted = BurstWarning()
         self._over_limit = BurstWarning()
         self._failures = 0
@@ -80,8 +82,11 @@ class Pipeline:
 
     # -- messages -------------------------------------------------------------------------
 
-    def process(self, topic: bytes, payload: bytes) -> None:
+    def process(self, topic: bytes, payload: bytes, props: Properties | None = None) -> None:
         """Run one received message through the chain and publish what comes out."""
+        if props is not None or self._props_aware:
+            self._process_props(topic, payload, props)
+            return
         counters = self.counters
         counters.received += 1
         failures = self._failures
@@ -107,6 +112,9 @@ class Pipeline:
         """Give filter `index` its tick; what it emits goes through the rest of the chain."""
         step = self.steps[index]
         if step.guard.out:
+            return
+        if self._props_aware:
+            self._tick_props(step, index, now_ms)
             return
         try:
             out = step.filter.on_tick(now_ms)
@@ -144,7 +152,64 @@ class Pipeline:
                 break
         return messages
 
-    def _emit(self, message: Record) -> None:
+    # -- messages with MQTT 5 properties (docs/properties.md) ------------------------------
+    #
+    # The same chain as above, with each message's properties beside it: taken only by a
+    # message that has some or a chain with a filter that reads or sets them, so a message
+    # without properties through filters that never look at them costs nothing more.
+
+    def _process_props(self, topic: bytes, payload: bytes, props: Properties | None) -> None:
+        counters = self.counters
+        counters.received += 1
+        failures = self._failures
+        out = self._run_props(0, [(topic, payload, props)])
+        if not out:
+            if self._failures == failures:
+                counters.filtered += 1
+            return
+        for message_topic, message_payload, message_props in out:
+            self._emit((message_topic, message_payload), message_props)
+
+    def _tick_props(self, step: Step, index: int, now_ms: int) -> None:
+        try:
+            out = step.filter.on_tick_props(now_ms)
+        except FilterCallError as exc:
+            self._violation(step, exc, b"", b"", during="tick")
+            return
+        if index + 1 < len(self.steps) and out:
+            out = self._run_props(index + 1, out)
+        for topic, payload, props in out:
+            self._emit((topic, payload), props)
+
+    def _run_props(self, start: int, messages: list[PropsRecord]) -> list[PropsRecord]:
+        for step in self.steps[start:]:
+            produced: list[PropsRecord] = []
+            for topic, payload, props in messages:
+                produced.extend(self._call_props(step, topic, payload, props))
+            messages = produced
+            if not messages:
+                break
+        return messages
+
+    def _call_props(
+        self, step: Step, topic: bytes, payload: bytes, props: Properties | None
+    ) -> list[PropsRecord]:
+        if step.guard.out:
+            if self._skip_when_out:
+                return [(topic, payload, props)]
+            self.counters.dropped["quarantined"] += 1
+            self._failures += 1
+            return []
+        try:
+            return step.filter.on_message_props(topic, payload, props)
+        except FilterCallError as exc:
+            self._violation(step, exc, topic, payload, props=props)
+            return []
+        except FilterRejected as rejected:
+            self._rejected(step, rejected, topic, payload, props)
+            return [r if len(r) == 3 else (r[0], r[1], props) for r in rejected.records]
+
+    def _emit(self, message: Record, props: Properties | None = None) -> None:
         topic, payload = message
         dest = self._outputs.destination(topic)
         if dest is None:
@@ -158,30 +223,39 @@ class Pipeline:
                 )
             return
         if len(payload) > dest.max_payload:
-            self._over_broker_limit(dest, topic, payload)
+            self._over_broker_limit(dest, topic, payload, props)
             return
+        wire = b"" if props is None else props.for_output(dest.passing)
         try:
-            published = self._publish(dest.topic, payload, dest.qos, dest.retain, dest.broker)
+            published = self._publish(dest.topic, payload, dest.qos, dest.retain, dest.broker, wire)
         except OutputRefused as refused:
-            self._refused(dest, topic, payload, refused.reason, refused.detail)
+            self._refused(dest, topic, payload, refused.reason, refused.detail, props)
             return
         if published:
             self.counters.published += 1
         else:
             self.counters.dropped["publish_failed"] += 1
 
-    def _over_broker_limit(self, dest: Destination, topic: bytes, payload: bytes) -> None:
-        self._refused(dest, topic, payload, BROKER_LIMIT, dest.over_limit(payload))
+    def _over_broker_limit(
+        self, dest: Destination, topic: bytes, payload: bytes, props: Properties | None
+    ) -> None:
+        self._refused(dest, topic, payload, BROKER_LIMIT, dest.over_limit(payload), props)
 
     def _refused(
-        self, dest: Destination, topic: bytes, payload: bytes, reason: str, detail: str
+        self,
+        dest: Destination,
+        topic: bytes,
+        payload: bytes,
+        reason: str,
+        detail: str,
+        props: Properties | None = None,
     ) -> None:
         """An output its broker would drop without a word, or disconnect on: counted and
         dead-lettered instead (never the filter's fault, so no reason to quarantine it)."""
         self.counters.dropped[reason] += 1
         self._failures += 1
         if self._dead_letter is not None:
-            record = dead_letter_record(self.name, None, reason, detail, topic, payload)
+            record = dead_letter_record(self.name, None, reason, detail, topic, payload, props)
             record["output_topic"] = dest.topic
             record["broker"] = dest.broker
             self._dead_letter(record)
@@ -197,14 +271,23 @@ class Pipeline:
 
     # -- violations and quarantine --------------------------------------------------------
 
-    def _rejected(self, step: Step, rejected: FilterRejected, topic: bytes, payload: bytes) -> None:
+    def _rejected(
+        self,
+        step: Step,
+        rejected: FilterRejected,
+        topic: bytes,
+        payload: bytes,
+        props: Properties | None = None,
+    ) -> None:
         """An input the filter refused on purpose: dead-lettered with its reason and counted,
         but no violation (the filter did what it was written to do)."""
         self.counters.dropped[REJECTED] += 1
         self._failures += 1
         if self._dead_letter is not None:
             self._dead_letter(
-                dead_letter_record(self.name, step.module, REJECTED, rejected.text, topic, payload)
+                dead_letter_record(
+                    self.name, step.module, REJECTED, rejected.text, topic, payload, props
+                )
             )
         if step.warning.should_log(time.monotonic()):
             log.warning(
@@ -214,6 +297,7 @@ class Pipeline:
                 topic=topic.decode(errors="replace"),
                 detail=rejected.text,
                 suppressed=step.warning.take_suppressed(),
+                **_trace(props),
             )
 
     def _violation(
@@ -223,12 +307,15 @@ class Pipeline:
         topic: bytes,
         payload: bytes,
         during: str = "message",
+        props: Properties | None = None,
     ) -> None:
         self.counters.dropped[exc.reason] += 1
         self._failures += 1
         if self._dead_letter is not None:
             self._dead_letter(
-                dead_letter_record(self.name, step.module, exc.reason, exc.detail, topic, payload)
+                dead_letter_record(
+                    self.name, step.module, exc.reason, exc.detail, topic, payload, props
+                )
             )
         now = time.monotonic()
         if step.warning.should_log(now):
@@ -241,6 +328,7 @@ class Pipeline:
                 detail=exc.detail,
                 during=during,
                 suppressed=step.warning.take_suppressed(),
+                **_trace(props),
             )
         if step.guard.record(exc.reason, now, self._policy):
             log.warning(
@@ -279,6 +367,7 @@ class Pipeline:
         step.filter.stats = old.filter.stats
         steps[index] = step
         self.steps = tuple(steps)
+        self._props_aware = _props_aware(self.steps)
         if self._on_change is not None:
             self._on_change()  # a quarantine of the old filter ends with it
         return state
@@ -346,3 +435,15 @@ class Pipeline:
                 }
             )
         return {**self.counters.snapshot(), "filters": filters}
+
+
+def _props_aware(steps: Sequence[Step]) -> bool:
+    """Whether a filter of the chain reads or sets properties (then every message takes the
+    path that carries them)."""
+    return any(step.filter.wants_properties for step in steps)
+
+
+def _trace(props: Properties | None) -> dict[str, str]:
+    """The W3C trace id of a message, for its log events."""
+    trace_id = props.trace_id() if props is not None else None
+    return {} if trace_id is None else {"trace_id": trace_id}

@@ -91,8 +91,9 @@ class Router:
                 self.unrouted += 1  # e.g. a retained message for a filter we just unsubscribed
                 return
         payload = message.payload
+        props = message.properties
         for pipeline in pipelines:
-            pipeline.process(topic, payload)
+            pipeline.process(topic, payload, props)
 
     def _for_idents(self, idents: tuple[int, ...], topic: bytes) -> tuple[Pipeline, ...] | None:
         """The pipelines this copy is for (none: another copy serves them), or None when no

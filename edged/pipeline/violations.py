@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from edged.mqtt.message import payload_fields
+from edged.mqtt.properties import Properties
 
 #: publishes one dead-letter record
 DeadLetter = Callable[[dict[str, object]], None]
@@ -67,10 +68,17 @@ class Guard:
 
 
 def dead_letter_record(
-    pipeline: str, module: str | None, reason: str, detail: str, topic: bytes, payload: bytes
+    pipeline: str,
+    module: str | None,
+    reason: str,
+    detail: str,
+    topic: bytes,
+    payload: bytes,
+    props: Properties | None = None,
 ) -> dict[str, object]:
-    """One dead letter: the message's topic and payload, and why it was refused (by the filter
-    `module`, or after the filters when `module` is None)."""
+    """One dead letter: the message's topic, payload and MQTT 5 properties (with the W3C
+    trace id they carry, if any), and why it was refused (by the filter `module`, or after
+    the filters when `module` is None)."""
     record: dict[str, object] = {"pipeline": pipeline}
     if module is not None:
         record["module"] = module
@@ -78,5 +86,10 @@ def dead_letter_record(
     record["detail"] = detail
     record["topic"] = topic.decode(errors="replace")
     record.update(payload_fields(payload))
+    if props is not None:
+        record["properties"] = props.to_json()
+        trace_id = props.trace_id()
+        if trace_id is not None:
+            record["trace_id"] = trace_id
     record["ts"] = int(time.time() * 1000)
     return record

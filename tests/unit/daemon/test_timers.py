@@ -20,7 +20,9 @@ def _average_pipeline(published: list[tuple[str, bytes]], tick_interval: float) 
     step = Step("average", module.instantiate({}, lambda *_: None), tick_interval)
     outputs = OutputRules((), node_id="n", pipeline="p")
 
-    def publish(topic: str, payload: bytes, qos: int, retain: bool, broker: str) -> bool:
+    def publish(
+        topic: str, payload: bytes, qos: int, retain: bool, broker: str, properties: bytes = b""
+    ) -> bool:
         published.append((topic, payload))
         return True
 

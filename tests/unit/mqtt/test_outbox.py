@@ -197,3 +197,39 @@ def test_a_deletion_the_disk_refuses_says_so_and_keeps_the_entries(tmp_path: Pat
     outbox._db.execute("PRAGMA query_only=0")
     assert outbox.delete(seqs[:2]) is True
     assert [e.seq for e in outbox.oldest(3)] == seqs[2:] and outbox.problem is None
+
+
+def test_properties_are_kept_with_their_entry(tmp_path: Path) -> None:
+    """An output's MQTT 5 properties come back with it after a restart (and count towards
+    its size)."""
+    outbox = Outbox(tmp_path / "outbox.sqlite3", max_bytes=1 << 20)
+    wire = b"\x03\x00\x10application/json"
+    assert outbox.put([("a", b"1", 1, False, wire), ("b", b"2", 1, False)]) == 2
+    assert outbox.bytes == entry_size("a", b"1", wire) + entry_size("b", b"2")
+    outbox.close()
+    got = Outbox(tmp_path / "outbox.sqlite3", max_bytes=1 << 20).oldest(10)
+    assert [(e.topic, e.properties) for e in got] == [("a", wire), ("b", b"")]
+
+
+def test_an_outbox_from_before_properties_is_upgraded_in_place(tmp_path: Path) -> None:
+    """A version-1 file (no properties column) keeps its entries: they replay without
+    properties, and new ones keep theirs."""
+    path = tmp_path / "outbox.sqlite3"
+    db = sqlite3.connect(path)
+    db.execute(
+        "CREATE TABLE outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, topic TEXT NOT NULL,"
+        " payload BLOB NOT NULL, qos INTEGER NOT NULL, retain INTEGER NOT NULL,"
+        " created REAL NOT NULL, size INTEGER NOT NULL)"
+    )
+    db.execute("INSERT INTO outbox VALUES (1, 'old', x'01', 1, 0, 1.0, 34)")
+    db.execute("PRAGMA user_version=1")
+    db.commit()
+    db.close()
+    outbox = Outbox(path, max_bytes=1 << 20)
+    assert outbox.put([("new", b"2", 1, False, b"\x09\x00\x01z")]) == 1
+    got = outbox.oldest(10)
+    assert [(e.topic, e.payload, e.properties) for e in got] == [
+        ("old", b"\x01", b""),
+        ("new", b"2", b"\x09\x00\x01z"),
+    ]
+    assert not list(tmp_path.glob("*.corrupt-*"))

@@ -173,11 +173,22 @@ class Outbox:
     accept: bool = True
     sent: list[tuple[str, bytes, int, bool]] = field(default_factory=list)
     brokers: list[str] = field(default_factory=list)  # the broker of each one sent
+    #: the MQTT 5 properties of each one sent, as they go on the wire
+    properties: list[bytes] = field(default_factory=list)
 
-    def __call__(self, topic: str, payload: bytes, qos: int, retain: bool, broker: str) -> bool:
+    def __call__(
+        self,
+        topic: str,
+        payload: bytes,
+        qos: int,
+        retain: bool,
+        broker: str,
+        properties: bytes = b"",
+    ) -> bool:
         if self.accept:
             self.sent.append((topic, payload, qos, retain))
             self.brokers.append(broker)
+            self.properties.append(properties)
         return self.accept
 
     @property

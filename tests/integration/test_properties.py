@@ -1,0 +1,230 @@
+"""MQTT 5 properties through the daemon and a real broker: what a sensor sets on its message
+arrives on the outputs (or not, with `properties: drop`), and what a filter sets arrives too.
+
+The publishing and receiving client is paho's own, so the properties on the wire are read by
+an implementation that is not edged's.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as paho
+import pytest
+import wasmtime
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties as PahoProperties
+
+from edged.config import parse_config
+from edged.mqtt.mosquitto import PrivateBroker
+from tests.helpers.daemon import DaemonThread
+from tests.helpers.paths import MODULES, wasm
+
+TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+USER = [("traceparent", TRACEPARENT), ("site", "north"), ("measured_at", "1733580000123")]
+
+
+class PropsClient:
+    """paho MQTT 5: publishes with properties, records each message with its properties."""
+
+    def __init__(self, broker: PrivateBroker) -> None:
+        self.got: queue.Queue[tuple[str, bytes, Any]] = queue.Queue()
+        self.paho = paho.Client(
+            paho.CallbackAPIVersion.VERSION2,
+            client_id=f"props-{uuid.uuid4().hex[:8]}",
+            protocol=paho.MQTTv5,
+        )
+        self.paho.on_message = lambda _c, _u, m: self.got.put((m.topic, m.payload, m.properties))
+        self.paho.connect(broker.host, broker.port)
+        self.paho.loop_start()
+
+    def subscribe(self, pattern: str) -> None:
+        self.paho.subscribe(pattern, 1)[1]
+
+    def publish(self, topic: str, payload: bytes, **props: Any) -> None:
+        properties = PahoProperties(PacketTypes.PUBLISH)
+        for name, value in props.items():
+            setattr(properties, name, value)
+        self.paho.publish(topic, payload, 1, properties=properties).wait_for_publish(5)
+
+    def collect(self, count: int, timeout: float = 10.0) -> list[tuple[str, bytes, Any]]:
+        return [self.got.get(timeout=timeout) for _ in range(count)]
+
+    def close(self) -> None:
+        self.paho.loop_stop()
+        self.paho.disconnect()
+
+
+@pytest.fixture
+def props_client(broker: PrivateBroker) -> Iterator[PropsClient]:
+    c = PropsClient(broker)
+    yield c
+    c.close()
+
+
+@pytest.fixture
+def setprops(tmp_path: Path) -> str:
+    """tests/modules/setprops.wat, built: sets a content type, a correlation data and a user
+    property on each message it passes on."""
+    path = tmp_path / "setprops.wasm"
+    path.write_bytes(wasmtime.wat2wasm((MODULES / "setprops.wat").read_text()))
+    return str(path)
+
+
+def _config(
+    broker: PrivateBroker,
+    root: str,
+    tmp_path: Path,
+    filters: list[str],
+    modules: dict[str, object],
+    properties: str = "pass",
+) -> Any:
+    return parse_config(
+        {
+            "node_id": f"props-{uuid.uuid4().hex[:6]}",
+            "topic_prefix": root,
+            "state_dir": str(tmp_path / "state"),
+            "broker": {"host": broker.host, "port": broker.port},
+            "metrics": {"interval": 0},
+            "modules": modules,
+            "pipelines": [
+                {
+                    "name": "p",
+                    "subscribe": [{"topic": f"{root}/in/#", "qos": 1}],
+                    "filters": filters,
+                    "outputs": [
+                        {"topic": f"{root}/out/{{topic}}", "qos": 1, "properties": properties}
+                    ],
+                }
+            ],
+        }
+    )
+
+
+THREE_FILTERS = {
+    "passthrough": {"file": wasm("passthrough")},
+    "convert": {"file": wasm("convert"), "params": {"field": "raw", "as": "temp", "scale": 0.5}},
+    "threshold": {"file": wasm("threshold"), "params": {"limit": 10, "field": "temp"}},
+}
+
+
+def test_trace_context_and_user_properties_cross_three_filters(
+    broker: PrivateBroker, props_client: PropsClient, topic_root: str, tmp_path: Path
+) -> None:
+    """A traceparent and two more user properties, a content type, a correlation data and a
+    response topic, set by the sensor, arrive on the output of a three-filter chain unchanged
+    (order kept), though the filters rewrote the payload; the message expiry and the payload
+    format, which describe the input's payload, are not carried."""
+    config = _config(
+        broker, topic_root, tmp_path, ["passthrough", "convert", "threshold"], THREE_FILTERS
+    )
+    props_client.subscribe(f"{topic_root}/out/#")
+    with DaemonThread(config):
+        props_client.publish(
+            f"{topic_root}/in/s1",
+            json.dumps({"raw": 60}).encode(),
+            UserProperty=USER,
+            ContentType="application/json",
+            CorrelationData=b"\x00\x01req",
+            ResponseTopic=f"{topic_root}/reply",
+            MessageExpiryInterval=600,
+            PayloadFormatIndicator=1,
+        )
+        ((topic, payload, props),) = props_client.collect(1)
+    assert topic == f"{topic_root}/out/alert"
+    assert json.loads(payload)["value"] == 30
+    assert props.UserProperty == USER
+    assert props.ContentType == "application/json"
+    assert props.CorrelationData == b"\x00\x01req"
+    assert props.ResponseTopic == f"{topic_root}/reply"
+    assert not hasattr(props, "MessageExpiryInterval")
+    assert not hasattr(props, "PayloadFormatIndicator")
+
+
+def test_properties_drop_removes_them(
+    broker: PrivateBroker, props_client: PropsClient, topic_root: str, tmp_path: Path
+) -> None:
+    config = _config(
+        broker, topic_root, tmp_path, ["passthrough"], THREE_FILTERS, properties="drop"
+    )
+    props_client.subscribe(f"{topic_root}/out/#")
+    with DaemonThread(config):
+        props_client.publish(
+            f"{topic_root}/in/s1", b"x", UserProperty=USER, ContentType="text/plain"
+        )
+        ((_, payload, props),) = props_client.collect(1)
+    assert payload == b"x"
+    assert props is None or not hasattr(props, "UserProperty")
+    assert props is None or not hasattr(props, "ContentType")
+
+
+@pytest.mark.parametrize("rule", ["pass", "drop"])
+def test_what_a_filter_sets_arrives(
+    broker: PrivateBroker,
+    props_client: PropsClient,
+    topic_root: str,
+    tmp_path: Path,
+    setprops: str,
+    rule: str,
+) -> None:
+    """A filter that sets a content type, a correlation data and a user property: they arrive
+    whatever the rule; its content type replaces the input's, and under `pass` the input's
+    user properties come first, then the filter's."""
+    modules = {"setprops": {"file": setprops}, **THREE_FILTERS}
+    config = _config(
+        broker, topic_root, tmp_path, ["passthrough", "setprops"], modules, properties=rule
+    )
+    props_client.subscribe(f"{topic_root}/out/#")
+    with DaemonThread(config):
+        props_client.publish(
+            f"{topic_root}/in/s1", b"reading", UserProperty=USER, ContentType="text/plain"
+        )
+        ((_, payload, props),) = props_client.collect(1)
+    assert payload == b"reading"
+    assert props.ContentType == "application/json"
+    assert props.CorrelationData == b"req-42"
+    expected = [("stage", "gateway")]
+    assert props.UserProperty == (USER + expected if rule == "pass" else expected)
+
+
+def test_a_filter_reads_the_input_properties_and_a_dead_letter_names_the_trace(
+    broker: PrivateBroker,
+    props_client: PropsClient,
+    topic_root: str,
+    tmp_path: Path,
+    setprops: str,
+) -> None:
+    """The properties area holds the input's properties as the ABI lays them out; a message
+    dead-lettered by a filter carries its trace id and properties."""
+    modules = {
+        "setprops": {"file": setprops},
+        "trap": {"file": str(_built(tmp_path, "trap"))},
+    }
+    config = _config(broker, topic_root, tmp_path, ["setprops"], modules)
+    props_client.subscribe(f"{topic_root}/out/#")
+    with DaemonThread(config):
+        props_client.publish(f"{topic_root}/in/s1", b"props?", UserProperty=[("k", "v")])
+        ((_, area, _),) = props_client.collect(1)
+    # used (4 bytes), then one entry: id 38, name 1 byte, value 1 byte
+    assert area == (14).to_bytes(4, "little") + bytes([38, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0]) + b"kv"
+
+    config = _config(broker, topic_root, tmp_path, ["trap"], modules)
+    props_client.subscribe(config.dead_letter_topic)
+    with DaemonThread(config):
+        props_client.publish(f"{topic_root}/in/s2", b"boom", UserProperty=USER)
+        ((_, letter, _),) = props_client.collect(1)
+    record = json.loads(letter)
+    assert record["reason"] == "trap"
+    assert record["trace_id"] == "4bf92f3577b34da6a3ce929d0e0e4736"
+    assert record["properties"]["user_properties"] == [list(kv) for kv in USER]
+
+
+def _built(tmp_path: Path, name: str) -> Path:
+    path = tmp_path / f"{name}.wasm"
+    path.write_bytes(wasmtime.wat2wasm((MODULES / f"{name}.wat").read_text()))
+    return path
