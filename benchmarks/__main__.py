@@ -33,6 +33,7 @@ from benchmarks import (
     implementations,
     memory_floor,
     nodered,
+    properties,
     report,
     scenarios,
     state,
@@ -51,6 +52,7 @@ SECTIONS = (
     "endpoint",
     "faults",
     "state",
+    "properties",
     "calls",
     "memory",
 )
@@ -213,6 +215,11 @@ def main(argv: list[str] | None = None) -> int:
         if "state" in sections:
             state_counts = state.Counts.quick() if args.quick else state.Counts.full()
             results["state"] = state.measure(ctx, state_counts)
+        if "properties" in sections:
+            ctx.say("MQTT 5 properties per message")
+            results["properties"] = properties.measure(
+                5_000 if args.quick else 50_000, 3 if args.quick else 7
+            )
         if "calls" in sections:
             ctx.say("per-call cost")
             results["call_cost"] = call_cost(sizes.call_cost_calls)

@@ -498,6 +498,10 @@ def markdown(results: Results) -> str:
         out += faults_tables(section)
     if section := results.get("state"):
         out += state_tables(section)
+    if section := results.get("properties"):
+        from benchmarks.properties import table
+
+        out += ["", *table(section)]
     if calls := results.get("call_cost"):
         out += [
             "",

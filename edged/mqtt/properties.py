@@ -72,7 +72,10 @@ class Properties:
         correlation: bytes | None = None,
         user: tuple[tuple[str, str], ...] = (),
         own: Properties | None = None,
+        wire: bytes | None = None,
     ) -> None:
+        """`wire`: these properties as a PUBLISH carried them, when known (kept, not encoded
+        again)."""
         self.payload_format = payload_format
         self.expiry = expiry
         self.content_type = content_type
@@ -80,7 +83,7 @@ class Properties:
         self.correlation = correlation
         self.user = user
         self.own = own
-        self._wire: bytes | None = None
+        self._wire = wire
 
     def __repr__(self) -> str:
         return f"Properties({self.to_json()})"
@@ -122,6 +125,8 @@ class Properties:
         own = self.own
         if not passing:
             return own.wire() if own is not None else b""
+        if own is None and self.payload_format is None and self.expiry is None:
+            return self.wire()  # all of them are carried: as they came (decode kept the bytes)
         carried = Properties(
             content_type=self.content_type,
             response_topic=self.response_topic,
@@ -251,6 +256,8 @@ def decode(
     Raises PropertiesError on what edged does not read itself (a topic alias, whose topic only
     the connection knows, or a property no PUBLISH may have) or on malformed bytes."""
     idents: list[int] = []
+    ident_spans: list[tuple[int, int]] = []  # where the subscription identifiers are
+    start = pos
     payload_format = expiry = None
     content_type = response_topic = None
     correlation: bytes | None = None
@@ -260,8 +267,10 @@ def decode(
             ident = data[pos]
             pos += 1
             if ident == SUBSCRIPTION_ID:
-                value, pos = _varint(data, pos)
+                value, after = _varint(data, pos)
+                ident_spans.append((pos - 1, after))
                 idents.append(value)
+                pos = after
             elif ident == USER_PROPERTY:
                 key, pos = _read_utf8(data, pos)
                 value_text, pos = _read_utf8(data, pos)
@@ -295,6 +304,13 @@ def decode(
         and not user
     ):
         return None, tuple(idents)
+    # The bytes as they came, without the identifiers: what `wire` would write, in the
+    # sender's order, and what `properties: pass` sends on without encoding anything again.
+    kept, at = [], start
+    for span_start, span_end in ident_spans:
+        kept.append(data[at:span_start])
+        at = span_end
+    kept.append(data[at:end])
     props = Properties(
         payload_format=payload_format,
         expiry=expiry,
@@ -302,6 +318,7 @@ def decode(
         response_topic=response_topic,
         correlation=correlation,
         user=tuple(user),
+        wire=b"".join(kept),
     )
     return props, tuple(idents)
 
