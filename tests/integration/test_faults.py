@@ -134,7 +134,9 @@ def _oversized(
         found = _events(daemon, "poison_output_found", broker="cloud")
         assert len(found) == 1
         drops = _events(daemon, "broker_unreachable", broker="cloud")
-        assert len(drops) == STRIKES + 1, [d["reason"] for d in drops]
+        # STRIKES + 1 when the poison is the only publish in flight at each drop; on a loaded
+        # machine more outputs are in flight at the first drops and it takes one or two more
+        assert STRIKES + 1 <= len(drops) <= 2 * (STRIKES + 1), [d["reason"] for d in drops]
         # none after the one that found it (logged just after it)
         assert [d for d in drops if d["timestamp"] > found[0]["timestamp"]] == drops[-1:]
         assert repeats <= 100  # at most the broker's window, once per disconnect
