@@ -495,8 +495,10 @@ EDGED__API int edged_buf_double(edged_buf *b, double v)
                     ce += (int32_t)p;
                 }
             }
-            if (edged__dec_cmp(edged__dc, cn, ce, edged__dl, ln, ex) > 0 &&
-                edged__dec_cmp(edged__dc, cn, ce, edged__dh, hn, ex) < 0)
+            /* A midpoint itself reads back as v when v's mantissa is even. */
+            int edge = (bits & 1) ? 0 : -1;
+            if (edged__dec_cmp(edged__dc, cn, ce, edged__dl, ln, ex) > edge &&
+                edged__dec_cmp(edged__dc, cn, ce, edged__dh, hn, ex) < -edge)
                 goto found;
         }
     }
