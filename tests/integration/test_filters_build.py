@@ -12,7 +12,15 @@ import pytest
 
 from tests.helpers.paths import FILTERS, ROOT
 
-ALL_FILTERS = ("passthrough", "threshold", "deadband", "average", "convert")
+ALL_FILTERS = (
+    "passthrough",
+    "threshold",
+    "deadband",
+    "average",
+    "convert",
+    "cbor_json",
+    "msgpack_json",
+)
 BUILD_TOOLS = ("make", "clang", "wasm-ld", "wat2wasm")
 
 
@@ -31,7 +39,7 @@ def test_fresh_build_matches_committed_modules(tmp_path: Path) -> None:
     copy = root_copy / FILTERS.relative_to(ROOT)
     copy.mkdir(parents=True)
     for src in FILTERS.iterdir():
-        if src.suffix in (".c", ".wat") or src.name == "Makefile":
+        if src.suffix in (".c", ".h", ".wat") or src.name == "Makefile":
             shutil.copy2(src, copy / src.name)
     sdk_src = (FILTERS / sdk_rel).resolve()
     sdk_copy = (copy / sdk_rel).resolve()
