@@ -27,6 +27,9 @@ from edged.engine import SavedState, WasmtimeEngine
 from edged.engine.wasmtime_engine import WasmtimeModule
 from edged.engine.wasmtime_filter import WasmtimeFilter
 from edged.errors import FilterRejected
+from edged.mqtt.mosquitto import PrivateBroker
+from tests.helpers.daemon import DaemonProcess, write_config
+from tests.helpers.mqtt import Client
 from tests.helpers.paths import FILTERS, ROOT
 
 spb = pytest.importorskip("pysparkplug", reason="pysparkplug (scripts/setup.sh installs it)")
@@ -476,3 +479,82 @@ def test_fresh_build_matches_the_committed_modules(tmp_path: Path) -> None:
     assert built == sorted(p.name for p in FILTERS.glob("sparkplug_*.wasm"))
     for name in built:
         assert (filters / name).read_bytes() == (FILTERS / name).read_bytes(), name
+
+
+def test_end_to_end_a_restart_keeps_the_aliases_and_an_unknown_one_asks_for_a_rebirth(
+    broker: PrivateBroker, tmp_path: Path
+) -> None:
+    """The daemon with docs/sparkplug.md's pipeline against a real mosquitto: BIRTHs, a restart
+    (SIGTERM, start), DDATA by alias still named; then NDATA with an alias never born lands on
+    the dead-letter topic with the reason, and the NCMD rebirth request reaches the broker."""
+    root = f"t/{uuid.uuid4().hex[:8]}"
+    group = f"G{uuid.uuid4().hex[:6]}"
+    node_id = f"n{uuid.uuid4().hex[:6]}"
+    config = tmp_path / "edged.yaml"
+    write_config(
+        config,
+        {
+            "node_id": node_id,
+            "topic_prefix": root,
+            "state_dir": str(tmp_path / "state"),
+            "broker": {"host": broker.host, "port": broker.port},
+            "modules": {"sparkplug_decode": {"file": str(FILTERS / "sparkplug_decode.wasm")}},
+            "pipelines": [
+                {
+                    "name": "sparkplug",
+                    "subscribe": [{"topic": f"spBv1.0/{group}/#", "qos": 1}],
+                    "filters": [
+                        {"module": "sparkplug_decode", "params": {"prefix": f"{root}/spb"}}
+                    ],
+                    "outputs": [
+                        {"match": "spBv1.0/+/NCMD/+", "topic": "{topic}", "qos": 1},
+                        {"match": f"{root}/spb/#", "topic": "{topic}", "qos": 1},
+                    ],
+                }
+            ],
+        },
+    )
+    status = f"{root}/{node_id}/status"
+    watcher = Client(broker, persistent=True)
+    watcher.subscribe(f"{root}/spb/#")
+    watcher.subscribe(f"{root}/{node_id}/deadletter")
+    watcher.subscribe(f"spBv1.0/{group}/NCMD/#")
+    edge = Client(broker)
+
+    daemon = DaemonProcess(config, status, broker)
+    daemon.wait_online()
+    birth = spb.NBirth(
+        timestamp=T0,
+        seq=0,
+        metrics=(spb.Metric(timestamp=T0, name="Temp", datatype=DT.FLOAT, value=20.5, alias=7),),
+    )
+    edge.publish(f"spBv1.0/{group}/NBIRTH/E", birth.encode())
+    [(topic, payload)] = watcher.collect(1)
+    assert topic == f"{root}/spb/{group}/E/Temp"
+    assert json.loads(payload)["value"] == 20.5
+    assert daemon.stop() == 0
+
+    daemon = DaemonProcess(config, status, broker)
+    daemon.wait_online()
+    data = spb.NData(
+        timestamp=T0 + 1,
+        seq=1,
+        metrics=(spb.Metric(timestamp=T0 + 1, name=None, datatype=DT.FLOAT, value=21.5, alias=7),),
+    )
+    edge.publish(f"spBv1.0/{group}/NDATA/E", data.encode())
+    [(topic, payload)] = watcher.collect(1)
+    assert topic == f"{root}/spb/{group}/E/Temp"
+    assert json.loads(payload)["value"] == 21.5
+
+    edge.publish(f"spBv1.0/{group}/NDATA/E", ndata(2, 99))
+    got = dict((t, p) for t, p in watcher.collect(2))
+    dead = json.loads(got[f"{root}/{node_id}/deadletter"])
+    assert dead["reason"] == "rejected"
+    assert "unknown alias 99" in json.dumps(dead)
+    rebirth_request(
+        [(b"spBv1.0/" + group.encode() + b"/NCMD/E", got[f"spBv1.0/{group}/NCMD/E"])], group, "E"
+    )
+    assert watcher.quiet(0.5) == []
+    assert daemon.stop() == 0
+    watcher.close()
+    edge.close()
