@@ -558,3 +558,131 @@ def test_end_to_end_a_restart_keeps_the_aliases_and_an_unknown_one_asks_for_a_re
     assert daemon.stop() == 0
     watcher.close()
     edge.close()
+
+
+@pytest.fixture(scope="module")
+def encode_module(engine: WasmtimeEngine) -> WasmtimeModule:
+    return engine.load_file("sparkplug_encode", FILTERS / "sparkplug_encode.wasm")
+
+
+def reading(metrics: list[dict[str, Any]], device: str | None = None, ts: int = T0) -> bytes:
+    body: dict[str, Any] = {"timestamp": ts, "metrics": metrics}
+    if device:
+        body["device"] = device
+    return json.dumps(body).encode()
+
+
+def every_datatype() -> list[dict[str, Any]]:
+    return [
+        {"name": f"m/{type_name(dt)}", "datatype": type_name(dt), "value": as_json(dt, v)}
+        for dt, v in SAMPLES.items()
+    ]
+
+
+class Encoder(Decoder):
+    def records(self, payload: bytes, topic: str = "readings") -> list[tuple[str, bytes]]:
+        return [(t.decode(), p) for t, p in self.filt.on_message(topic.encode(), payload)]
+
+
+def check_values(metrics: Any, want: list[dict[str, Any]]) -> None:
+    by_name = {m["name"]: m for m in want}
+    for metric in metrics:
+        w = by_name[metric.name]
+        assert type_name(metric.datatype) == w["datatype"]
+        assert same(metric.datatype, as_json(metric.datatype, metric.value), w["value"]), w
+
+
+def test_encode_every_datatype_births_then_data_the_oracle_reads(
+    encode_module: WasmtimeModule,
+) -> None:
+    """Readings of every datatype: the first makes the NBIRTH (seq 0, bdSeq, Node
+    Control/Rebirth, every metric with its alias and value), the next an NDATA by alias; a
+    device's first reading a DBIRTH, its next a DDATA; seq counts on through a restart. The
+    oracle decodes each with the BIRTH and gets the values back."""
+    enc = Encoder(encode_module, {"group": "G", "edge_node": "E"})
+    want = every_datatype()
+    [(topic, raw)] = enc.records(reading(want))
+    assert topic == "spBv1.0/G/NBIRTH/E"
+    nbirth = spb.NBirth.decode(raw)
+    assert nbirth.seq == 0 and nbirth.timestamp == T0
+    names = [m.name for m in nbirth.metrics]
+    assert names[:2] == ["bdSeq", "Node Control/Rebirth"]
+    check_values(nbirth.metrics[2:], want)
+    assert len({m.alias for m in nbirth.metrics[2:]}) == len(want)
+
+    [(topic, raw)] = enc.records(reading(want, ts=T0 + 1))
+    assert topic == "spBv1.0/G/NDATA/E"
+    ndata = spb.NData.decode(raw, birth=nbirth)
+    assert ndata.seq == 1
+    assert all(not m.HasField("name") for m in pb.Payload.FromString(raw).metrics)
+    for metric, w in zip(ndata.metrics, want, strict=True):
+        assert nbirth.get_name(metric.alias) == w["name"]
+        assert same(metric.datatype, as_json(metric.datatype, metric.value), w["value"])
+
+    enc.restart()
+    [(topic, raw)] = enc.records(reading(want, device="D"))
+    assert topic == "spBv1.0/G/DBIRTH/E/D"
+    dbirth = spb.DBirth.decode(raw)
+    assert dbirth.seq == 2
+    check_values(dbirth.metrics, want)
+    [(topic, raw)] = enc.records(reading(want, device="D"))
+    assert topic == "spBv1.0/G/DDATA/E/D"
+    ddata = spb.DData.decode(raw, birth=dbirth)
+    assert ddata.seq == 3
+    for metric, w in zip(ddata.metrics, want, strict=True):
+        assert same(metric.datatype, as_json(metric.datatype, metric.value), w["value"])
+
+
+def test_encode_seq_wraps_and_the_decoder_counts_no_gap(
+    encode_module: WasmtimeModule, decode_module: WasmtimeModule
+) -> None:
+    """600 readings: seq runs 0..255 and wraps to 0; the decode filter, fed the encoder's
+    output, resolves every alias and counts no sequence gap."""
+    enc = Encoder(encode_module, {"group": "G", "edge_node": "E"})
+    dec = Decoder(decode_module)
+    seqs = []
+    for i in range(600):
+        metrics = [{"name": "Temp", "datatype": "Float", "value": 20 + i / 10}]
+        [(topic, raw)] = enc.records(reading(metrics, device="D" if i % 2 else None, ts=T0 + i))
+        seqs.append(pb.Payload.FromString(raw).seq)
+        [msg] = [m for _, m in dec.msg(topic, raw) if m["metric"] == "Temp"]
+        assert msg["value"] == round(20 + i / 10, 1)
+        if i == 300:
+            enc.restart()
+    assert seqs == [i % 256 for i in range(600)]
+    assert dec.stats()["seq_gaps"] == 0
+    assert dec.stats()["rebirth_requests"] == 0
+
+
+def test_encode_new_metric_rebirth_request_and_refusals(encode_module: WasmtimeModule) -> None:
+    """A metric the BIRTH lacked brings a new DBIRTH; an NCMD Node Control/Rebirth brings the
+    NBIRTH and every DBIRTH again; DataSet, bad values and a changed datatype are refused."""
+    enc = Encoder(encode_module, {"group": "G", "edge_node": "E"})
+    enc.records(reading([{"name": "a", "value": 1}]))
+    enc.records(reading([{"name": "x", "value": 1.5}], device="D"))
+    [(topic, raw)] = enc.records(reading([{"name": "y", "value": True}], device="D"))
+    assert topic == "spBv1.0/G/DBIRTH/E/D"
+    birth = spb.DBirth.decode(raw)
+    assert [(m.name, m.is_null, m.value) for m in birth.metrics] == [
+        ("x", True, None),
+        ("y", False, True),
+    ]
+    cmd = spb.NCmd(
+        timestamp=T0,
+        metrics=(
+            spb.Metric(timestamp=T0, name="Node Control/Rebirth", datatype=DT.BOOLEAN, value=True),
+        ),
+    ).encode()
+    got = enc.records(cmd, "spBv1.0/G/NCMD/E")
+    assert [t for t, _ in got] == ["spBv1.0/G/NBIRTH/E", "spBv1.0/G/DBIRTH/E/D"]
+    assert spb.NBirth.decode(got[0][1]).seq == 0
+    assert spb.DBirth.decode(got[1][1]).seq == 1
+    for bad, why in [
+        ({"name": "t", "datatype": "DataSet", "value": 1}, "DataSet"),
+        ({"name": "a", "datatype": "Int8", "value": 1}, "differs"),
+        ({"name": "b", "datatype": "Int8", "value": 128}, "range"),
+        ({"name": "c", "datatype": "Bytes", "value": "!!"}, "base64"),
+    ]:
+        with pytest.raises(FilterRejected) as info:
+            enc.records(reading([bad]))
+        assert why in info.value.text
