@@ -568,8 +568,32 @@ static int emit_all_births(int with_reading)
     return 0;
 }
 
+/* What a refused reading must not leave behind: metrics and devices it
+ * added, and the seq, bdSeq and birth of payloads that are not sent. */
+static struct {
+    uint32_t known_count, dev_count, pool_used, seq;
+    uint64_t bdseq;
+    int node_born;
+} undo;
+
+static void remember(void)
+{
+    undo.known_count = known_count;
+    undo.dev_count = dev_count;
+    undo.pool_used = pool_used;
+    undo.seq = seq;
+    undo.bdseq = bdseq;
+    undo.node_born = node_born;
+}
+
 static int refuse(const char *prefix_text)
 {
+    known_count = undo.known_count;
+    dev_count = undo.dev_count;
+    pool_used = undo.pool_used;
+    seq = undo.seq;
+    bdseq = undo.bdseq;
+    node_born = undo.node_born;
     edged__reset_output();
     edged_buf r;
     edged_buf_init(&r, reason_store, sizeof reason_store);
@@ -600,6 +624,7 @@ static bool find_rebirth(pb_istream_t *stream, const pb_field_t *field, void **a
 static int edged_filter(edged_str topic, edged_str payload)
 {
     why = 0;
+    remember();
     if (is_rebirth_request(topic)) {
         int asked = 0;
         pb_istream_t s = pb_istream_from_buffer((const pb_byte_t *)payload.ptr, payload.len);

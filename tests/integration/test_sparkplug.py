@@ -686,3 +686,19 @@ def test_encode_new_metric_rebirth_request_and_refusals(encode_module: WasmtimeM
         with pytest.raises(FilterRejected) as info:
             enc.records(reading([bad]))
         assert why in info.value.text
+
+
+def test_encode_a_refused_reading_leaves_nothing_behind(encode_module: WasmtimeModule) -> None:
+    """A reading refused for a bad value adds no metric and uses no seq: the next good reading
+    of that metric is born first, with the seq that follows the last one sent."""
+    enc = Encoder(encode_module, {"group": "G", "edge_node": "E"})
+    enc.records(reading([{"name": "a", "value": 1}]))
+    with pytest.raises(FilterRejected):
+        enc.records(reading([{"name": "b", "datatype": "Int8", "value": 300}], device="D"))
+    [(topic, raw)] = enc.records(
+        reading([{"name": "b", "datatype": "Int8", "value": 3}], device="D")
+    )
+    assert topic == "spBv1.0/G/DBIRTH/E/D"
+    birth = spb.DBirth.decode(raw)
+    assert birth.seq == 1
+    assert [(m.name, m.value) for m in birth.metrics] == [("b", 3)]
