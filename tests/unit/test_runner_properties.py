@@ -85,3 +85,20 @@ def test_the_annotate_example_sets_properties_and_refuses_what_lacks_one() -> No
     }
     assert totals.rejected == 2
     assert errors.getvalue().count("rejected by the filter: missing user property traceparent") == 2
+
+
+def test_inspect_says_whether_a_module_reads_properties() -> None:
+    import subprocess
+    import sys
+
+    def props_row(name: str) -> str:
+        out = subprocess.run(
+            [sys.executable, "-m", "edged", "filter", "inspect", wasm(name)],
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout
+        return next(line for line in out.splitlines() if line.startswith("props"))
+
+    assert props_row("annotate") == "props     reads and sets MQTT 5 properties"
+    assert props_row("threshold") == "props     not read (outputs carry their input's)"
