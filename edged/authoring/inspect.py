@@ -49,6 +49,7 @@ class Report:
     has_init: bool = False
     has_tick: bool = False
     has_state: bool = False
+    has_properties: bool = False
     #: the WASI capabilities its imports need (docs/filter-abi.md, "WASI"), and those granted
     capabilities: list[str] = field(default_factory=list)
     granted: list[str] | None = None  # None: what it needs (no --capability given)
@@ -167,6 +168,7 @@ def inspect_module(
     report.has_tick = abi.EXPORT_TICK in names
     # All three or none, or the module is refused below (the verdict says which are missing).
     report.has_state = all(name in names for name in abi.STATE_EXPORTS)
+    report.has_properties = abi.EXPORT_PROPERTIES in names
     _probe(engine, module, report)
 
     if report.memory_initial_pages is not None:
@@ -253,6 +255,12 @@ def render(report: Report, out: TextIO) -> None:
     row("init", "yes: takes params" if report.has_init else "no: takes no params")
     row("tick", "yes: can be given a tick_interval" if report.has_tick else "no")
     row("state", "save/load exports (stateful)" if report.has_state else "none")
+    row(
+        "props",
+        "reads and sets MQTT 5 properties"
+        if report.has_properties
+        else "not read (outputs carry their input's)",
+    )
     needs = ", ".join(report.capabilities) or "none"
     if report.granted is not None:
         needs += f" (granted: {', '.join(report.granted) or 'none'})"

@@ -255,7 +255,8 @@ class Client(paho.Client):
             self._inflight_messages += 1
             if isinstance(m, _Outgoing):
                 m.state = _WAIT_FOR_PUBACK
-                self._queue_publish(m.mid, m.topic_bytes, m.payload, 1, m.retain)
+                wire = _wire_of(m.properties)
+                self._queue_publish(m.mid, m.topic_bytes, m.payload, 1, m.retain, wire)
                 continue
             m.state = _WAIT_FOR_PUBACK if m.qos == 1 else _WAIT_FOR_PUBREC
             rc: MQTTErrorCode = self._send_publish(  # paho private: its encoder

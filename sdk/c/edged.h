@@ -41,6 +41,15 @@
 #define EDGED_STATE_CAP (64u * 1024u)
 #endif
 
+/* With EDGED_WITH_PROPERTIES: the input's MQTT 5 properties area, and the
+ * most property bytes one emitted message may set. */
+#ifndef EDGED_PROPS_CAP
+#define EDGED_PROPS_CAP 4096u
+#endif
+#ifndef EDGED_PROPS_OUT_CAP
+#define EDGED_PROPS_OUT_CAP 1024u
+#endif
+
 _Static_assert(EDGED_INPUT_CAP >= 1, "EDGED_INPUT_CAP must be positive");
 _Static_assert(EDGED_OUTPUT_CAP >= 4, "the output area must hold its 4-byte header");
 
@@ -92,6 +101,24 @@ typedef struct {
     uint32_t pos;
     int failed;
 } edged_reader;
+
+/* MQTT 5 property identifiers, as the ABI's property entries use them. */
+enum {
+    EDGED_PROP_PAYLOAD_FORMAT = 1,
+    EDGED_PROP_MESSAGE_EXPIRY = 2,
+    EDGED_PROP_CONTENT_TYPE = 3,
+    EDGED_PROP_RESPONSE_TOPIC = 8,
+    EDGED_PROP_CORRELATION_DATA = 9,
+    EDGED_PROP_USER = 38
+};
+
+/* One property entry: `a` is the value (for a user property its name, and
+ * `b` its value); integer properties are 4 little-endian bytes in `a`. */
+typedef struct {
+    uint32_t id;
+    edged_str a;
+    edged_str b;
+} edged_prop;
 
 /* What edged_state_load returns when the filter's edged_filter_load
  * accepted the blob but did not read it cleanly: a read ran past its end,
@@ -263,6 +290,141 @@ EDGED__API int edged_topic_valid(edged_str t)
 
 /* 0: appended. -1: does not fit in what is left of the output area.
  * -2: the host would refuse the topic. Either way nothing was written. */
+#ifdef EDGED_WITH_PROPERTIES
+/* ---- MQTT 5 properties (docs/filter-abi.md, "Properties") -------------- */
+
+/* The input's properties, written by the host before each message: `used`,
+ * then entries. Read them with edged_prop_next or the getters below. */
+static unsigned char edged__props_in[EDGED_PROPS_CAP] __attribute__((aligned(4)));
+static struct {
+    unsigned char *ptr;
+    uint32_t cap;
+} edged__props_desc = { edged__props_in, EDGED_PROPS_CAP };
+/* What the next edged_emit sets on its message (cleared by it). */
+static unsigned char edged__props_out[EDGED_PROPS_OUT_CAP];
+static uint32_t edged__props_out_len;
+
+static uint32_t edged__get_u32(const unsigned char *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+/* The next property of the input from *pos (start at 0): 1 and *out filled,
+ * or 0 at the end (or at a malformed entry, which the host never writes). */
+EDGED__API int edged_prop_next(uint32_t *pos, edged_prop *out)
+{
+    uint32_t used = edged__get_u32(edged__props_in);
+    if (used > EDGED_PROPS_CAP - 4) return 0;
+    uint32_t at = *pos;
+    if (at >= used || used - at < 12) return 0;
+    const unsigned char *e = edged__props_in + 4 + at;
+    uint32_t a = edged__get_u32(e + 4), b = edged__get_u32(e + 8);
+    if (a > used - at - 12 || b > used - at - 12 - a) return 0;
+    out->id = edged__get_u32(e);
+    out->a = (edged_str){ (const char *)e + 12, a };
+    out->b = (edged_str){ (const char *)e + 12 + a, b };
+    *pos = at + 12 + a + b;
+    return 1;
+}
+
+/* The input's property `id` (not a user property): 1 and *value, or 0. */
+EDGED__API int edged_prop_get(uint32_t id, edged_str *value)
+{
+    uint32_t pos = 0;
+    edged_prop p;
+    while (edged_prop_next(&pos, &p))
+        if (p.id == id) { *value = p.a; return 1; }
+    return 0;
+}
+
+/* The value of the input's first user property called `name`: 1, or 0. */
+EDGED__API int edged_user_property(edged_str name, edged_str *value)
+{
+    uint32_t pos = 0;
+    edged_prop p;
+    while (edged_prop_next(&pos, &p))
+        if (p.id == EDGED_PROP_USER && edged_str_eq(p.a, name)) { *value = p.b; return 1; }
+    return 0;
+}
+
+/* Set a property on the next emitted message (edged_emit takes them all and
+ * starts afresh). What is not set comes from the input as the output rule
+ * says. 0, or -1 when EDGED_PROPS_OUT_CAP is full (nothing set). */
+EDGED__API int edged_set_prop(uint32_t id, edged_str a, edged_str b)
+{
+    uint32_t room = EDGED_PROPS_OUT_CAP - edged__props_out_len;
+    if (room < 12 || a.len > room - 12 || b.len > room - 12 - a.len) return -1;
+    unsigned char *e = edged__props_out + edged__props_out_len;
+    edged__put_u32(e, id);
+    edged__put_u32(e + 4, a.len);
+    edged__put_u32(e + 8, b.len);
+    memcpy(e + 12, a.ptr, a.len);
+    memcpy(e + 12 + a.len, b.ptr, b.len);
+    edged__props_out_len += 12 + a.len + b.len;
+    return 0;
+}
+
+EDGED__API int edged_set_user_property(edged_str name, edged_str value)
+{
+    return edged_set_prop(EDGED_PROP_USER, name, value);
+}
+
+EDGED__API int edged_set_content_type(edged_str value)
+{
+    return edged_set_prop(EDGED_PROP_CONTENT_TYPE, value, (edged_str){ 0, 0 });
+}
+
+EDGED__API int edged_set_correlation_data(edged_str value)
+{
+    return edged_set_prop(EDGED_PROP_CORRELATION_DATA, value, (edged_str){ 0, 0 });
+}
+
+/* 0 or 1 (1: the payload is UTF-8 text). */
+EDGED__API int edged_set_payload_format(uint32_t indicator)
+{
+    unsigned char v[4];
+    edged__put_u32(v, indicator);
+    return edged_set_prop(EDGED_PROP_PAYLOAD_FORMAT, (edged_str){ (const char *)v, 4 },
+                          (edged_str){ 0, 0 });
+}
+
+__attribute__((export_name("edged_properties")))
+int32_t edged_properties(void)
+{
+    return (int32_t)(uintptr_t)&edged__props_desc;
+}
+
+#define EDGED__RECORD_HEAD 12u
+#else
+#define EDGED__RECORD_HEAD 8u
+#endif
+
+#ifdef EDGED_WITH_PROPERTIES
+/* 0: appended, with the properties set since the last emit. -1: does not
+ * fit in what is left of the output area. -2: the host would refuse the
+ * topic. Either way nothing was written, and the properties stay set. */
+EDGED__API int edged_emit(edged_str topic, edged_str payload)
+{
+    if (!edged_topic_valid(topic)) return -2;
+    uint32_t props = edged__props_out_len;
+    uint32_t room = EDGED_OUTPUT_CAP - 4 - edged__used;
+    if (room < 12 || topic.len > room - 12 || payload.len > room - 12 - topic.len ||
+        props > room - 12 - topic.len - payload.len)
+        return -1;
+    unsigned char *rec = edged__out + 4 + edged__used;
+    edged__put_u32(rec, topic.len);
+    edged__put_u32(rec + 4, payload.len);
+    edged__put_u32(rec + 8, props);
+    memcpy(rec + 12, topic.ptr, topic.len);
+    memcpy(rec + 12 + topic.len, payload.ptr, payload.len);
+    memcpy(rec + 12 + topic.len + payload.len, edged__props_out, props);
+    edged__used += 12 + topic.len + payload.len + props;
+    edged__put_u32(edged__out, edged__used);
+    edged__props_out_len = 0;
+    edged__emitted = 1;
+    return 0;
+}
+#else
 EDGED__API int edged_emit(edged_str topic, edged_str payload)
 {
     /* The host drops the whole call's output if one topic is invalid;
@@ -283,6 +445,8 @@ EDGED__API int edged_emit(edged_str topic, edged_str payload)
     return 0;
 }
 
+#endif
+
 /* Refuse the input: it is dead-lettered with `reason` (at most 1 KiB is kept)
  * and what was emitted during the call still goes on. Use as
  * `return edged_reject(EDGED_LIT("why"));` after any edged_emit calls.
@@ -291,13 +455,16 @@ EDGED__API int edged_emit(edged_str topic, edged_str payload)
 EDGED__API int edged_reject(edged_str reason)
 {
     uint32_t room = EDGED_OUTPUT_CAP - 4 - edged__used;
-    if (room < 8 || reason.len > room - 8)
+    if (room < EDGED__RECORD_HEAD || reason.len > room - EDGED__RECORD_HEAD)
         return EDGED_DROP;
     unsigned char *rec = edged__out + 4 + edged__used;
     edged__put_u32(rec, 0);
     edged__put_u32(rec + 4, reason.len);
-    memcpy(rec + 8, reason.ptr, reason.len);
-    edged__used += 8 + reason.len;
+#ifdef EDGED_WITH_PROPERTIES
+    edged__put_u32(rec + 8, 0);
+#endif
+    memcpy(rec + EDGED__RECORD_HEAD, reason.ptr, reason.len);
+    edged__used += EDGED__RECORD_HEAD + reason.len;
     edged__put_u32(edged__out, edged__used);
     return EDGED_REJECT;
 }
@@ -306,6 +473,9 @@ static void edged__reset_output(void)
 {
     edged__used = 0;
     edged__emitted = 0;
+#ifdef EDGED_WITH_PROPERTIES
+    edged__props_out_len = 0;
+#endif
     edged__put_u32(edged__out, 0);
 }
 

@@ -20,6 +20,7 @@ ALL_FILTERS = (
     "convert",
     "cbor_json",
     "msgpack_json",
+    "annotate",
 )
 BUILD_TOOLS = ("make", "clang", "wasm-ld", "wat2wasm")
 

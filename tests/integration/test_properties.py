@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import queue
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,7 +23,7 @@ from paho.mqtt.properties import Properties as PahoProperties
 
 from edged.config import parse_config
 from edged.mqtt.mosquitto import PrivateBroker
-from tests.helpers.daemon import DaemonThread
+from tests.helpers.daemon import DaemonProcess, DaemonThread, write_config
 from tests.helpers.paths import MODULES, wasm
 
 TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
@@ -32,7 +33,8 @@ USER = [("traceparent", TRACEPARENT), ("site", "north"), ("measured_at", "173358
 class PropsClient:
     """paho MQTT 5: publishes with properties, records each message with its properties."""
 
-    def __init__(self, broker: PrivateBroker) -> None:
+    def __init__(self, broker: PrivateBroker, *, persistent: bool = False) -> None:
+        """`persistent`: the broker keeps its session across its own restart."""
         self.got: queue.Queue[tuple[str, bytes, Any]] = queue.Queue()
         self.paho = paho.Client(
             paho.CallbackAPIVersion.VERSION2,
@@ -40,11 +42,17 @@ class PropsClient:
             protocol=paho.MQTTv5,
         )
         self.paho.on_message = lambda _c, _u, m: self.got.put((m.topic, m.payload, m.properties))
-        self.paho.connect(broker.host, broker.port)
+        self.paho.reconnect_delay_set(0.1, 1)
+        connect = None
+        if persistent:
+            connect = PahoProperties(PacketTypes.CONNECT)
+            connect.SessionExpiryInterval = 3600
+        self.paho.connect(broker.host, broker.port, clean_start=not persistent, properties=connect)
         self.paho.loop_start()
 
     def subscribe(self, pattern: str) -> None:
-        self.paho.subscribe(pattern, 1)[1]
+        self.paho.subscribe(pattern, 1)
+        time.sleep(0.2)  # the SUBACK: nothing published before it would reach this client
 
     def publish(self, topic: str, payload: bytes, **props: Any) -> None:
         properties = PahoProperties(PacketTypes.PUBLISH)
@@ -228,3 +236,52 @@ def _built(tmp_path: Path, name: str) -> Path:
     path = tmp_path / f"{name}.wasm"
     path.write_bytes(wasmtime.wat2wasm((MODULES / f"{name}.wat").read_text()))
     return path
+
+
+def test_properties_survive_an_outage_in_the_outbox_and_a_restart(
+    broker: PrivateBroker, tmp_path: Path
+) -> None:
+    """The cloud broker is down: outputs go to the outbox with their properties; the daemon
+    is stopped and started again, the cloud comes back, and every output arrives with the
+    properties its input had (read by paho on the cloud side)."""
+    with PrivateBroker(persistence=True) as cloud:
+        node = f"o{uuid.uuid4().hex[:6]}"
+        fast = {"reconnect_min_delay": 0.2, "reconnect_max_delay": 1.0}
+        data = {
+            "node_id": node,
+            "state_dir": str(tmp_path / "state"),
+            "brokers": {
+                "local": {"host": broker.host, "port": broker.port, **fast},
+                "cloud": {"host": cloud.host, "port": cloud.port, **fast},
+            },
+            "modules": {"passthrough": {"file": wasm("passthrough")}},
+            "pipelines": [
+                {
+                    "name": "up",
+                    "subscribe": [{"topic": f"{node}/in/#", "qos": 1}],
+                    "filters": ["passthrough"],
+                    "outputs": [{"topic": f"{node}/out", "qos": 1, "broker": "cloud"}],
+                }
+            ],
+        }
+        collector = PropsClient(cloud, persistent=True)
+        collector.subscribe(f"{node}/out")
+        sensor = PropsClient(broker)
+        config = write_config(tmp_path / "o.yaml", data)
+        daemon = DaemonProcess(config, f"edged/{node}/status", broker)
+        daemon.wait_online()
+        cloud.halt()
+        for seq in range(50):
+            user = [("traceparent", TRACEPARENT), ("seq", str(seq))]
+            sensor.publish(f"{node}/in/a", str(seq).encode(), UserProperty=user)
+        time.sleep(1.0)  # taken in, and committed to the cloud's outbox
+        assert daemon.stop() == 0
+        again = DaemonProcess(config, f"edged/{node}/status", broker)
+        cloud.start()
+        got = collector.collect(50, timeout=30)
+        assert again.stop() == 0
+        sensor.close()
+        collector.close()
+    assert sorted(int(payload) for _, payload, _ in got) == list(range(50))
+    for _, payload, props in got:
+        assert props.UserProperty == [("traceparent", TRACEPARENT), ("seq", payload.decode())]

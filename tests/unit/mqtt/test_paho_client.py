@@ -12,7 +12,7 @@ from typing import Any
 import paho.mqtt.client as paho
 import pytest
 
-from edged.mqtt._paho import Client, from_paho
+from edged.mqtt._paho import Client, from_paho, paho_properties
 from edged.mqtt.message import Message
 
 
@@ -305,6 +305,30 @@ def test_the_window_holds_back_publishes_and_acks_send_them_in_order() -> None:
         client._do_on_publish(fourth, None, None)
     assert acked == [first, second, third, fourth]
     assert client.unacked_publishes() == 0 and client._inflight_messages == 0
+    client._sock = None
+
+
+def test_properties_go_with_a_publish_held_back_and_one_taken_unacked() -> None:
+    """A QoS 1 publish with properties that waits for room in the window is written with
+    them when it goes, byte for byte as paho writes the same publish; `take_unacked` hands
+    them over too (for the outbox)."""
+    wire = b"\x03\x00\x04text" + b"\x26\x00\x01k\x00\x01v"
+    client = Client(paho.CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5)
+    client._sock = _NoSend()  # type: ignore[assignment]
+    client.set_send_window(1)
+    with client._in_callback_mutex:
+        first = client.publish_qos1(b"t", b"1")
+        second = client.publish_qos1(b"t", b"2", False, wire)
+        client._do_on_publish(first, None, None)
+        held = client._out_packet[-1]
+        client._last_mid = second - 1
+        del client._out_messages[second]
+        client._inflight_messages -= 1
+        client.publish("t", b"2", 1, properties=paho_properties(wire))
+    assert held["mid"] == second
+    assert held["packet"] == client._out_packet[-1]["packet"]
+    client._out_messages[second].properties = paho_properties(wire)
+    assert [u.properties for u in client.take_unacked()] == [wire]
     client._sock = None
 
 
