@@ -434,9 +434,26 @@ static int mode;
 static uint32_t birth_scope;
 static int reading_in_birth;    /* the reading's values go into this birth */
 
+/* Every field unset, without a memset of the metric's 18 KiB (which cost
+ * ~100 k fuel a metric with the SDK's byte loop). */
+static void clear_metric(void)
+{
+    metric.has_name = false;
+    metric.name[0] = 0;
+    metric.has_alias = false;
+    metric.has_timestamp = false;
+    metric.has_datatype = false;
+    metric.has_is_historical = false;
+    metric.has_is_transient = false;
+    metric.has_is_null = false;
+    metric.is_null = false;
+    metric.has_properties = false;
+    metric.which_value = 0;
+}
+
 static void base_metric(uint32_t alias_ix, int with_name)
 {
-    memset(&metric, 0, sizeof metric);
+    clear_metric();
     metric.has_alias = true;
     metric.alias = alias_ix + 1;
     if (with_name) {
@@ -474,7 +491,7 @@ static bool encode_metrics(pb_ostream_t *stream, const pb_field_t *field, void *
     }
     if (birth_scope == NODE_SCOPE) {
         static const char bd[] = "bdSeq", rb[] = "Node Control/Rebirth";
-        memset(&metric, 0, sizeof metric);
+        clear_metric();
         metric.has_name = true;
         memcpy(metric.name, bd, sizeof bd);
         metric.has_datatype = true;
