@@ -577,10 +577,14 @@ static bool emit_metric(pb_istream_t *stream, const pb_field_t *field, void **ar
     return true;
 }
 
+static uint32_t metric_count;
+static uint32_t max_metrics;    /* param: the node's budgets.max_emits */
+
 static bool skip_metric(pb_istream_t *stream, const pb_field_t *field, void **arg)
 {
     (void)field;
     (void)arg;
+    metric_count++;
     return pb_read(stream, 0, stream->bytes_left);
 }
 
@@ -705,9 +709,24 @@ static int edged_filter(edged_str t, edged_str data)
     }
     /* Payload fields come in field order: seq (3) after the metrics (2), so
      * a first pass without the metrics finds seq and timestamp. */
+    metric_count = 0;
     if (!decode(data, skip_metric)) {
         why = "not a Sparkplug B payload";
         return refuse();
+    }
+    /* One message per metric: past the host's max_emits the whole call
+     * would be a violation (and count towards quarantine); refuse it here
+     * instead, before the alias table is touched. */
+    if (metric_count > max_metrics) {
+        edged_buf r = reason_buf();
+        edged_buf_cstr(&r, sp_msg_names[topic.type]);
+        edged_buf_cstr(&r, ": ");
+        json_uint(&r, metric_count);
+        edged_buf_cstr(&r, " metrics, over max_metrics (");
+        json_uint(&r, max_metrics);
+        edged_buf_cstr(&r, "): raise the param and the module's budgets.max_emits");
+        rejected++;
+        return edged_reject(edged_buf_str(&r));
     }
     cur_has_seq = payload.has_seq;
     cur_seq = payload.seq;
@@ -784,6 +803,13 @@ static int edged_filter_init(void)
         edged_log(EDGED_LOG_ERROR, "sparkplug_decode: prefix must be a topic without + or # (at most 256 bytes)");
         return 1;
     }
+    double m;
+    if (edged_param_number_strict("max_metrics", 64, &m) != 0 || m < 1 || m > 100000 ||
+        m != (double)(uint32_t)m) {
+        edged_log(EDGED_LOG_ERROR, "sparkplug_decode: max_metrics must be an integer 1..100000");
+        return 2;
+    }
+    max_metrics = (uint32_t)m;
     rehash();
     return 0;
 }

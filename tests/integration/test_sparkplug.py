@@ -9,6 +9,7 @@ daemon as a subprocess against a real mosquitto.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import datetime
 import json
 import os
@@ -23,6 +24,7 @@ from typing import Any
 import pytest
 
 from edged.config import ParamValue
+from edged.config.model import DEFAULT_BUDGETS, Budgets
 from edged.engine import SavedState, WasmtimeEngine
 from edged.engine.wasmtime_engine import WasmtimeModule
 from edged.engine.wasmtime_filter import WasmtimeFilter
@@ -134,14 +136,22 @@ def decode_module(engine: WasmtimeEngine) -> WasmtimeModule:
 class Decoder:
     """One instance of the decode filter, restartable through its saved state."""
 
-    def __init__(self, module: WasmtimeModule, params: dict[str, ParamValue] | None = None):
+    def __init__(
+        self,
+        module: WasmtimeModule,
+        params: dict[str, ParamValue] | None = None,
+        budgets: Budgets = DEFAULT_BUDGETS,
+    ):
         self.module = module
         self.params: dict[str, ParamValue] = params or {}
+        self.budgets = budgets
         self.logs: list[tuple[str, str]] = []
         self.filt: WasmtimeFilter = self._fresh()
 
     def _fresh(self) -> WasmtimeFilter:
-        return self.module.instantiate(self.params, lambda lvl, txt: self.logs.append((lvl, txt)))
+        return self.module.instantiate(
+            self.params, lambda lvl, txt: self.logs.append((lvl, txt)), self.budgets
+        )
 
     def restart(self) -> SavedState:
         """Save the state, throw the instance away, load the state into a fresh one."""
@@ -702,3 +712,23 @@ def test_encode_a_refused_reading_leaves_nothing_behind(encode_module: WasmtimeM
     birth = spb.DBirth.decode(raw)
     assert birth.seq == 1
     assert [(m.name, m.value) for m in birth.metrics] == [("b", 3)]
+
+
+def test_more_metrics_than_max_metrics_are_refused_whole(decode_module: WasmtimeModule) -> None:
+    """A payload with more metrics than the param max_metrics (default 64, the host's default
+    max_emits) is refused with the reason and teaches no alias; raising it lets it through."""
+    metrics = tuple(
+        spb.Metric(timestamp=T0, name=f"m{i}", datatype=DT.INT32, value=i, alias=i)
+        for i in range(65)
+    )
+    big = spb.NBirth(timestamp=T0, seq=0, metrics=metrics).encode()
+    dec = Decoder(decode_module)
+    rejected = dec.reject("spBv1.0/G/NBIRTH/E", big)
+    assert rejected.text == (
+        "NBIRTH: 65 metrics, over max_metrics (64): raise the param and the module's "
+        "budgets.max_emits"
+    )
+    assert dec.stats()["aliases"] == 0
+    budgets = dataclasses.replace(DEFAULT_BUDGETS, max_emits=65)
+    roomy = Decoder(decode_module, {"max_metrics": 65}, budgets)
+    assert len(roomy.msg("spBv1.0/G/NBIRTH/E", big)) == 65
