@@ -215,8 +215,8 @@ def flow(workload: str, *, host: str, port: int, prefix: str, qos: int, tick_ms:
 
 
 # Sparkplug B in Node-RED. `node-red-contrib-mqtt-sparkplug-plus` is what a Node-RED user would
-# install, but the npm registry these machines reach answers 404 for it (and for Eclipse Tahu's
-# older `node-red-contrib-sparkplug`). Its building blocks are there: Eclipse Tahu's edge node
+# install, but the npm registry answered 404 for it on 2026-12-07 (and for Eclipse Tahu's older
+# `node-red-contrib-sparkplug`). Its building blocks are there: Eclipse Tahu's edge node
 # client (NBIRTH with bdSeq, NDEATH as the will, NCMD/DCMD as events) and the payload codec that
 # both Node-RED packages use. Flows load them through `functionGlobalContext`.
 SPARKPLUG_PACKAGES = {"sparkplug-client": "3.2.4", "sparkplug-payload": "1.0.3"}

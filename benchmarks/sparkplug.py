@@ -10,8 +10,8 @@ mosquitto, each on a group of its own:
 - **Node-RED**: `mqtt in` (binary) → a function node that decodes with `sparkplug-payload`,
   keeps the aliases of the BIRTHs and resolves them, and returns one JSON message per metric
   (the same fields as edged's) → `mqtt out`. `node-red-contrib-mqtt-sparkplug-plus`, which a
-  Node-RED user would install, is not served by the npm registry these machines reach
-  (benchmarks/nodered.py); its `mqtt sparkplug in` node decodes with this same codec.
+  Node-RED user would install, could not be installed (the npm registry answered 404 on
+  2026-12-07: benchmarks/nodered.py); it decodes with this same codec.
 
 Both run side by side; after one unmeasured flood each, the floods alternate (A B, B A, ...) and
 the figures are the medians: DDATA inputs per second (first publish to last output; each input
