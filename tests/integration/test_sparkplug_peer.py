@@ -17,7 +17,7 @@ import os
 import struct
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +64,7 @@ class Setup:
     node_id: str
     config: Path
     watcher: Client
+    daemons: list[DaemonProcess] = field(default_factory=list)
 
     @property
     def out(self) -> str:
@@ -71,6 +72,7 @@ class Setup:
 
     def daemon(self) -> DaemonProcess:
         daemon = DaemonProcess(self.config, f"{self.root}/{self.node_id}/status", self.broker)
+        self.daemons.append(daemon)  # stopped at the end even when a test fails
         daemon.wait_online()
         return daemon
 
@@ -117,7 +119,10 @@ def setup(peer_available: None, broker: PrivateBroker, tmp_path: Path) -> Iterat
     watcher.subscribe(f"{root}/spb/#")
     watcher.subscribe(f"{root}/{node_id}/deadletter")
     watcher.subscribe(f"spBv1.0/{group}/NCMD/#")
-    yield Setup(broker, tmp_path, root, group, node_id, config, watcher)
+    made = Setup(broker, tmp_path, root, group, node_id, config, watcher)
+    yield made
+    for daemon in made.daemons:
+        daemon.stop()
     watcher.close()
 
 
