@@ -36,6 +36,7 @@ from benchmarks import (
     properties,
     report,
     scenarios,
+    sparkplug,
     state,
 )
 from benchmarks.contenders import CONTENDERS, WORKLOADS
@@ -53,6 +54,7 @@ SECTIONS = (
     "faults",
     "state",
     "properties",
+    "sparkplug",
     "calls",
     "memory",
 )
@@ -220,6 +222,9 @@ def main(argv: list[str] | None = None) -> int:
             results["properties"] = properties.measure(
                 5_000 if args.quick else 50_000, 3 if args.quick else 7
             )
+        if "sparkplug" in sections:
+            spb_counts = sparkplug.Counts.quick() if args.quick else sparkplug.Counts.full()
+            results["sparkplug"] = sparkplug.measure(ctx, spb_counts)
         if "calls" in sections:
             ctx.say("per-call cost")
             results["call_cost"] = call_cost(sizes.call_cost_calls)

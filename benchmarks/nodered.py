@@ -212,3 +212,70 @@ def flow(workload: str, *, host: str, port: int, prefix: str, qos: int, tick_ms:
         },
     ]
     return json.dumps(nodes, indent=1)
+
+
+# Sparkplug B in Node-RED. `node-red-contrib-mqtt-sparkplug-plus` is what a Node-RED user would
+# install, but the npm registry answered 404 for it on 2026-12-07 (and for Eclipse Tahu's older
+# `node-red-contrib-sparkplug`). Its building blocks are there: Eclipse Tahu's edge node
+# client (NBIRTH with bdSeq, NDEATH as the will, NCMD/DCMD as events) and the payload codec that
+# both Node-RED packages use. Flows load them through `functionGlobalContext`.
+SPARKPLUG_PACKAGES = {"sparkplug-client": "3.2.4", "sparkplug-payload": "1.0.3"}
+
+
+def _installed_version(modules: Path, name: str) -> str | None:
+    try:
+        return str(json.loads((modules / name / "package.json").read_text())["version"])
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def sparkplug_libraries(red: NodeRed, log: list[str], *, install: bool = True) -> Path | str:
+    """The node_modules folder holding SPARKPLUG_PACKAGES at their pinned versions, next to this
+    Node-RED (installed there once), or the reason there is none."""
+    target = red.red_js.parents[2]  # .cache/node-red-<major>, the --prefix Node-RED went into
+    modules = target / "node_modules"
+    missing = [
+        f"{name}@{version}"
+        for name, version in SPARKPLUG_PACKAGES.items()
+        if _installed_version(modules, name) != version
+    ]
+    if not missing:
+        return modules
+    npm = shutil.which("npm")
+    if npm is None:
+        return "npm is not installed (scripts/setup.sh installs it)"
+    if not install:
+        return f"{' and '.join(missing)} not in {target} (a full run installs them)"
+    log.append(f"installing {' '.join(missing)} from npm into {target} (once; cached)")
+    options = ["--no-audit", "--no-fund", "--loglevel=error", "--prefix", str(target)]
+    result = subprocess.run(
+        [npm, "install", *options, *missing],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    if result.returncode != 0:
+        tail = (result.stderr or result.stdout).strip().splitlines()[-3:]
+        return f"npm install {' '.join(missing)} failed: {' '.join(tail)}"
+    wrong = [n for n, v in SPARKPLUG_PACKAGES.items() if _installed_version(modules, n) != v]
+    return f"npm left {', '.join(wrong)} at other versions" if wrong else modules
+
+
+def sparkplug_versions() -> str:
+    return ", ".join(f"{name} {version}" for name, version in SPARKPLUG_PACKAGES.items())
+
+
+def sparkplug_settings(modules: Path, *, editor: bool = True) -> str:
+    """A Node-RED settings file (JavaScript) whose flows find the Sparkplug packages as
+    `global.get("sparkplugClient")` and `global.get("sparkplugPayload")`."""
+    client = json.dumps(str(modules / "sparkplug-client"))
+    codec = json.dumps(str(modules / "sparkplug-payload"))
+    return (
+        "module.exports = {\n"
+        f"    functionGlobalContext: {{sparkplugClient: require({client}),\n"
+        f'        sparkplugPayload: require({codec}).get("spBv1.0")}},\n'
+        f"    disableEditor: {json.dumps(not editor)},\n"
+        '    logging: {console: {level: "info", metrics: false, audit: false}},\n'
+        "};\n"
+    )

@@ -502,6 +502,10 @@ def markdown(results: Results) -> str:
         from benchmarks.properties import table
 
         out += ["", *table(section)]
+    if section := results.get("sparkplug"):
+        from benchmarks import sparkplug
+
+        out += ["", *sparkplug.table(section)]
     if calls := results.get("call_cost"):
         out += [
             "",

@@ -110,6 +110,14 @@ def test_harness_quick_mode_runs_every_section(tmp_path: Path) -> None:
     assert checkpoint["checkpoints"] >= 1 and checkpoint["bytes_per_checkpoint"] > 8 * 4096
     assert set(state["call_us"]) == {"no state exports", "state exports, 4 KiB"}
     assert "## Filter state" in markdown
+    sparkplug = results["sparkplug"]
+    if "skipped" in sparkplug:  # no decode module or no Node.js here
+        assert any(note.startswith("sparkplug: skipped") for note in results["notes"])
+    else:
+        assert sparkplug["same_json"], results["notes"]
+        for row in sparkplug["contenders"].values():
+            assert row["complete"] and row["msgs_per_s"] > 0 < row["cpu_s_per_100k"], row
+    assert "## Sparkplug B decode" in markdown
     assert len(results["call_cost"]) == 4
     assert (tmp_path / "results.png").exists() or any(
         note.startswith("chart skipped") for note in results["notes"]
