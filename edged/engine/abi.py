@@ -176,13 +176,7 @@ def parse_records(area: bytes, *, reject: bool = False) -> list[tuple[bytes, byt
         pos += topic_len
         records.append((topic, area[pos : pos + payload_len]))
         pos += payload_len
-        for bad in _BAD_TOPIC_BYTES:
-            if bad in topic:
-                raise FilterCallError("bad_output", f"emitted topic {topic!r} contains {bad!r}")
-        try:
-            topic.decode()
-        except UnicodeDecodeError:
-            raise FilterCallError("bad_output", f"emitted topic {topic!r} is not UTF-8") from None
+        _check_topic(topic)
     return records
 
 

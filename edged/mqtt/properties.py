@@ -267,7 +267,7 @@ def decode(
             ident = data[pos]
             pos += 1
             if ident == SUBSCRIPTION_ID:
-                value, after = _varint(data, pos)
+                value, after = read_varint(data, pos)
                 ident_spans.append((pos - 1, after))
                 idents.append(value)
                 pos = after
@@ -354,7 +354,8 @@ def _read_utf8(data: bytes | bytearray, pos: int) -> tuple[str, int]:
         raise PropertiesError("a property string is not UTF-8") from None
 
 
-def _varint(data: bytes | bytearray, pos: int) -> tuple[int, int]:
+def read_varint(data: bytes | bytearray, pos: int) -> tuple[int, int]:
+    """MQTT's variable byte integer at `pos`: `(value, the position after it)`."""
     value, shift = 0, 0
     while True:
         byte = data[pos]

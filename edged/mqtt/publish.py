@@ -7,7 +7,7 @@ uses them (`edged.mqtt._paho`), so they are tested on their own and shared by ev
 from __future__ import annotations
 
 from edged.mqtt.message import Message
-from edged.mqtt.properties import PropertiesError
+from edged.mqtt.properties import PropertiesError, read_varint
 from edged.mqtt.properties import decode as decode_properties
 
 PUBLISH = 0x30
@@ -125,14 +125,6 @@ def _idents_only(packet: bytes | bytearray, pos: int, end: int) -> bool:
 def _idents(packet: bytes | bytearray, pos: int, end: int) -> tuple[int, ...]:
     found: list[int] = []
     while pos < end:
-        pos += 1
-        value, shift = 0, 0
-        while True:
-            byte = packet[pos]
-            pos += 1
-            value |= (byte & 0x7F) << shift
-            shift += 7
-            if not byte & 0x80:
-                break
+        value, pos = read_varint(packet, pos + 1)
         found.append(value)
     return tuple(found)
