@@ -16,6 +16,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import shutil
 import struct
 import subprocess
@@ -524,6 +525,25 @@ def test_msgpack_to_json_and_back_follow_the_mapping(
     assert canon(expect_msgpack(msgpack_decode(back))) == canon(expected)
 
 
+def significant_digits(text: str) -> int:
+    mantissa = re.split("[eE]", text.lstrip("-"))[0].replace(".", "")
+    return len(mantissa.strip("0")) or 1
+
+
+@pytest.mark.parametrize("lang", LANGS)
+@SETTINGS
+@given(value=st.floats(allow_nan=False, allow_infinity=False))
+def test_floats_print_shortest(codecs: Codecs, lang: str, value: float) -> None:
+    """A float prints with no more significant digits than the shortest text that reads back to
+    it (Python's repr), and with a '.' or an exponent."""
+    c = codec(codecs, lang, "cbor")
+    got = c.call("to_json", cbor2.dumps(value))
+    assert got is not None
+    text = got.decode()
+    assert float(text) == value and ("." in text or "e" in text.lower())
+    assert significant_digits(text) <= significant_digits(repr(value)), (text, repr(value))
+
+
 # -- awkward cases by hand ----------------------------------------------------------------------
 
 # RFC 8949 Appendix A, the indefinite-length examples, and the JSON they map to
@@ -564,6 +584,8 @@ CBOR_CASES = [
     ("c240", 0),
     ("c340", -1),
     ("c25819" + "01" + "00" * 24, 2**192),
+    (cbor2.dumps(2**200).hex(), 2**200),
+    (cbor2.dumps(-(2**200)).hex(), -(2**200)),
     # tags, simple values, undefined
     ("c074323031332d30332d32315432303a30343a30305a", {"$tag": 0, "value": "2013-03-21T20:04:00Z"}),
     ("c11a514b67b0", {"$tag": 1, "value": 1363896240}),
@@ -601,6 +623,10 @@ MSGPACK_CASES = [
     ("81c40101c3", {"$map": [[{"$bytes": "AQ=="}, True]]}),
     ("80", {}),
     ("90", []),
+    ("cb8000000000000000", -0.0),
+    ("ca00000001", 1.401298464324817e-45),  # the smallest float32 subnormal
+    ("dc0000", []),
+    ("de0001a1610a", {"a": 10}),
 ]
 
 
@@ -720,6 +746,10 @@ def test_malformed_and_too_deep_payloads_are_dropped_with_a_warning(
     deep = b"[" * MAX_DEPTH + b"1" + b"]" * MAX_DEPTH
     assert c.call("from_json", deep) == nested(MAX_DEPTH, fmt)
     assert c.refused("from_json", b"[" + deep + b"]")
+    # a "$" object for a scalar is no level of its own
+    leaf = b"[" * MAX_DEPTH + b'{"$float":"NaN"}' + b"]" * MAX_DEPTH
+    assert c.call("from_json", leaf) is not None
+    assert c.refused("from_json", b"[" * MAX_DEPTH + b'{"a":1}' + b"]" * MAX_DEPTH)
     for bad in (b"", b"[1,", b"{1:2}", b'{"$float":"nan"}', b'{"$bytes":"!"}', b"01", b"[1] 2"):
         assert c.refused("from_json", bad), bad
 
