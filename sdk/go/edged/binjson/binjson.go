@@ -62,7 +62,7 @@ func (w *Writer) Float(v float64) {
 		start := len(w.B)
 		w.B = strconv.AppendFloat(w.B, v, 'g', -1, 64)
 		for _, c := range w.B[start:] {
-			if c == '.' || c == 'e' || c == 'n' { // 'n': never, NaN is handled above
+			if c == '.' || c == 'e' {
 				return
 			}
 		}
