@@ -365,17 +365,24 @@ def parse(text: bytes) -> Any:
     return json.loads(text, object_pairs_hook=Obj)
 
 
+def _plain(x: Any) -> Any:
+    if isinstance(x, Obj):
+        return {k: _plain(y) for k, y in x}
+    if isinstance(x, list):
+        return [_plain(y) for y in x]
+    return x
+
+
 def dumps(v: Any) -> bytes:
-    """JSON text for a mapped value, written by Python's json (independent of the SDKs)."""
+    """JSON text for a mapped value, written by Python's json (independent of the SDKs), with
+    spaces and "\\u" escapes that the SDKs' readers must take."""
+    return json.dumps(_plain(v)).encode()
 
-    def plain(x: Any) -> Any:
-        if isinstance(x, Obj):
-            return {k: plain(y) for k, y in x}
-        if isinstance(x, list):
-            return [plain(y) for y in x]
-        return x
 
-    return json.dumps(plain(v)).encode()
+def compact(v: Any) -> bytes:
+    """The exact text every SDK writes for a mapped value: Python's compact JSON, floats as its
+    repr, non-ASCII as UTF-8."""
+    return json.dumps(_plain(v), ensure_ascii=False, separators=(",", ":")).encode()
 
 
 # -- generated values ---------------------------------------------------------------------------
@@ -489,12 +496,14 @@ def msgpack_decode(data: bytes) -> Any:
 def test_cbor_to_json_and_back_follow_the_mapping(codecs: Codecs, lang: str, value: Any) -> None:
     """Any CBOR value (every major type, half/single floats, bignums, tags, simple values,
     indefinite arrays and byte strings, text that is not UTF-8) becomes the JSON the mapping
-    says; that JSON, written by Python, comes back as CBOR that cbor2 reads as the same value."""
+    says, byte for byte the same in every SDK; that JSON, written by Python, comes back as CBOR
+    that cbor2 reads as the same value."""
     c = codec(codecs, lang, "cbor")
     expected = expect_cbor(value)
     got = c.call("to_json", cbor_dumps(value))
     assert got is not None, c.logs[-1:]
     assert canon(parse(got)) == canon(expected)
+    assert got == compact(expected)
     back = c.call("from_json", dumps(expected))
     assert back is not None, c.logs[-1:]
     assert canon(expect_cbor_decoded(cbor_decode(back))) == canon(expected)
@@ -507,8 +516,9 @@ def test_msgpack_to_json_and_back_follow_the_mapping(
     codecs: Codecs, lang: str, value: Any, single: bool
 ) -> None:
     """Any MessagePack value (int64 and uint64 ranges, float32 and float64, str, bin, ext and
-    timestamps, maps with any keys) becomes the JSON the mapping says; that JSON, written by
-    Python, comes back as MessagePack that msgpack reads as the same value."""
+    timestamps, maps with any keys) becomes the JSON the mapping says, byte for byte the same in
+    every SDK; that JSON, written by Python, comes back as MessagePack that msgpack reads as the
+    same value."""
     c = codec(codecs, lang, "msgpack")
     try:
         packed = msgpack.packb(value, use_bin_type=True, use_single_float=single)
@@ -520,6 +530,7 @@ def test_msgpack_to_json_and_back_follow_the_mapping(
     got = c.call("to_json", packed)
     assert got is not None, c.logs[-1:]
     assert canon(parse(got)) == canon(expected)
+    assert got == compact(expected)
     back = c.call("from_json", dumps(expected))
     assert back is not None, c.logs[-1:]
     assert canon(expect_msgpack(msgpack_decode(back))) == canon(expected)
@@ -534,14 +545,15 @@ def significant_digits(text: str) -> int:
 @SETTINGS
 @given(value=st.floats(allow_nan=False, allow_infinity=False))
 def test_floats_print_shortest(codecs: Codecs, lang: str, value: float) -> None:
-    """A float prints with no more significant digits than the shortest text that reads back to
-    it (Python's repr), and with a '.' or an exponent."""
+    """A float prints as Python's repr does: the shortest digits that read back to it, plain
+    from 1e-4 to 1e16 and with a two-digit exponent beyond, always with a '.' or an exponent."""
     c = codec(codecs, lang, "cbor")
     got = c.call("to_json", cbor2.dumps(value))
     assert got is not None
     text = got.decode()
     assert float(text) == value and ("." in text or "e" in text.lower())
     assert significant_digits(text) <= significant_digits(repr(value)), (text, repr(value))
+    assert text == repr(value)
 
 
 # -- awkward cases by hand ----------------------------------------------------------------------
@@ -654,6 +666,7 @@ def test_awkward_payloads_map_as_documented(
     got = c.call("to_json", bytes.fromhex(hex_in))
     assert got is not None, c.logs[-1:]
     assert canon(parse(got)) == canon(_as_json(expected))
+    assert got == compact(_as_json(expected))
 
 
 @pytest.mark.parametrize("lang", LANGS)

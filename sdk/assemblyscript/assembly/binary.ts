@@ -167,10 +167,76 @@ function tryShorter(k: i32, up: bool, a: f64): bool {
   return true;
 }
 
-/** The shortest text that reads back to v, always with '.' or an exponent; NaN and infinities
- * as {"$float": ...}. The standard library's Grisu2 output reads back to v but is sometimes a
- * digit longer than needed (about 7 in 10,000 doubles, always at 16 digits or more); those
- * are shortened here, checked by reading each shorter candidate back. */
+/** Whether SDIG moved by one in its last place (`up` or down) still reads back to `a`; if so
+ * that becomes SDIG. The last digit is never 0, so going down never borrows. */
+function tryNudge(up: bool, a: f64): bool {
+  memory.copy(CAND, SDIG, <usize>sdN);
+  let n = sdN;
+  let exp = sdExp;
+  if (up) {
+    let i = n - 1;
+    while (i >= 0 && load<u8>(CAND + i) == 0x39) store<u8>(CAND + i--, 0x30);
+    if (i >= 0) {
+      store<u8>(CAND + i, load<u8>(CAND + i) + 1);
+    } else {
+      memory.copy(CAND + 1, CAND, <usize>n);
+      store<u8>(CAND, 0x31);
+      n++;
+    }
+  } else {
+    store<u8>(CAND + n - 1, load<u8>(CAND + n - 1) - 1);
+  }
+  store<u8>(CAND + n, 0x65);
+  const len = n + 1 + putInt(CAND + n + 1, exp);
+  if (parseFloat64(CAND, CAND + len) != a) return false;
+  while (n > 1 && load<u8>(CAND + n - 1) == 0x30) {
+    n--;
+    exp++;
+  }
+  memory.copy(SDIG, CAND, <usize>n);
+  sdN = n;
+  sdExp = exp;
+  return true;
+}
+
+/** Compares the midpoint between SDIG and its neighbour (above when `up`) with `a` exactly:
+ * negative when the midpoint is below a. */
+function compareMid(up: bool, a: f64): i32 {
+  for (let i = 0; i < sdN; i++) store<u8>(DIGITS + i, load<u8>(SDIG + i) - 0x30);
+  if (!up) store<u8>(DIGITS + sdN - 1, load<u8>(DIGITS + sdN - 1) - 1);
+  store<u8>(DIGITS + sdN, 5);
+  sigDigits = sdN + 1;
+  decExp = sdExp - 1;
+  const bits = reinterpret<u64>(a);
+  const e = <i32>(bits >> 52);
+  const mant = e == 0 ? bits & 0xfffffffffffff : (bits & 0xfffffffffffff) | (<u64>1 << 52);
+  return compareWith(mant, (e == 0 ? 1 : e) - 1075);
+}
+
+/** Among the digit strings of SDIG's length that read back to `a`, moves SDIG to the one
+ * nearest a (Grisu2's can be a few places off in the last digit). */
+function nearest(a: f64): void {
+  // a 17-digit Grisu2 result was seen 3 places off: the steps stop at the double's neighbours
+  for (let step = 0; step < 10; step++) {
+    // a tie (a exactly halfway) goes to the even digit, as Python's repr does
+    const c = compareMid(true, a);
+    const odd = (load<u8>(SDIG + sdN - 1) & 1) == 1;
+    if (c == -2 || c > 0 || (c == 0 && !odd) || !tryNudge(true, a)) break;
+  }
+  for (let step = 0; step < 10; step++) {
+    if (sdN == 1 && load<u8>(SDIG) == 0x31) break;
+    const c = compareMid(false, a);
+    const odd = (load<u8>(SDIG + sdN - 1) & 1) == 1;
+    if (c == -2 || c < 0 || (c == 0 && !odd) || !tryNudge(false, a)) break;
+  }
+}
+
+/** The shortest text that reads back to v, laid out as Python's repr (and every SDK) does:
+ * plain from 1e-4 up to 1e16 ("0.0001", "21.5", "1.0"), else with an exponent of at least two
+ * digits ("1e+16", "1.5e-05"). NaN and the infinities become {"$float": ...}. The digits come
+ * from the standard library's Grisu2, which reads back to v but, at 16 digits or more, is
+ * sometimes a digit longer than needed or not the nearest; those are shortened and moved to
+ * the nearest here, each candidate checked by reading it back. */
 function jsonFloat(v: f64): void {
   if (isNaN(v)) return oa('{"$float":"NaN"}');
   if (!isFinite(v)) return oa(v > 0 ? '{"$float":"Infinity"}' : '{"$float":"-Infinity"}');
@@ -180,14 +246,11 @@ function jsonFloat(v: f64): void {
   sdN = 0;
   sdExp = 0;
   let afterPoint = false;
-  let point = false;
   for (let i: u32 = 0; i < n; i++) {
     const c = <u32>load<u16>(DTOA + (<usize>i << 1));
     if (c == 0x2e) {
       afterPoint = true;
-      point = true;
     } else if (c == 0x65) {
-      point = true;
       let e = 0;
       let neg = false;
       for (let j = i + 1; j < n; j++) {
@@ -207,33 +270,47 @@ function jsonFloat(v: f64): void {
     sdN--;
     sdExp++;
   }
-  if (sdN < 16) {
-    for (let i: u32 = 0; i < n; i++) ob(<u32>load<u16>(DTOA + (<usize>i << 1)));
-    if (!point) oa(".0");
-    return;
+  if (sdN >= 16) {
+    const a = Math.abs(v);
+    while (sdN > 1) {
+      const up = load<u8>(SDIG + sdN - 1) >= 0x35;
+      if (!tryShorter(sdN - 1, up, a) && !tryShorter(sdN - 1, !up, a)) break;
+    }
+    nearest(a);
   }
-  const a = Math.abs(v);
-  let shortened = false;
-  while (sdN > 1) {
-    const up = load<u8>(SDIG + sdN - 1) >= 0x35;
-    if (!tryShorter(sdN - 1, up, a) && !tryShorter(sdN - 1, !up, a)) break;
-    shortened = true;
+  floatLayout(v < 0, sdExp + sdN - 1);
+}
+
+/** Writes the sign, SDIG (sdN digits) and the exponent of its first digit as jsonFloat says. */
+function floatLayout(neg: bool, exp: i32): void {
+  if (neg) ob(0x2d);
+  const n = sdN;
+  if (exp >= 0 && exp < 16) {
+    if (n > exp + 1) {
+      obytes(SDIG, exp + 1);
+      ob(0x2e);
+      obytes(SDIG + exp + 1, n - exp - 1);
+    } else {
+      obytes(SDIG, n);
+      for (let k = n; k < exp + 1; k++) ob(0x30);
+      oa(".0");
+    }
+  } else if (exp < 0 && exp >= -4) {
+    oa("0.");
+    for (let k = 0; k < -exp - 1; k++) ob(0x30);
+    obytes(SDIG, n);
+  } else {
+    ob(load<u8>(SDIG));
+    if (n > 1) {
+      ob(0x2e);
+      obytes(SDIG + 1, n - 1);
+    }
+    ob(0x65);
+    ob(exp < 0 ? 0x2d : 0x2b);
+    const a = exp < 0 ? -exp : exp;
+    if (a < 10) ob(0x30);
+    jsonUint(<u64>a);
   }
-  if (!shortened) {
-    for (let i: u32 = 0; i < n; i++) ob(<u32>load<u16>(DTOA + (<usize>i << 1)));
-    if (!point) oa(".0");
-    return;
-  }
-  // d.ddde±x
-  if (v < 0) ob(0x2d);
-  ob(load<u8>(SDIG));
-  if (sdN > 1) {
-    ob(0x2e);
-    obytes(SDIG + 1, sdN - 1);
-  }
-  ob(0x65);
-  const len = putInt(TMP, sdExp + sdN - 1);
-  obytes(TMP, len);
 }
 
 const B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -282,7 +359,11 @@ function jsonString(p: usize, n: u32): void {
       oa("\\r");
     } else if (c == 0x09) {
       oa("\\t");
-    } else if (c < 0x20 || c == 0x7f) {
+    } else if (c == 0x08) {
+      oa("\\b");
+    } else if (c == 0x0c) {
+      oa("\\f");
+    } else if (c < 0x20) {
       oa("\\u00");
       ob(<u32>load<u16>(changetype<usize>(HEXS) + (<usize>(c >> 4) << 1)));
       ob(<u32>load<u16>(changetype<usize>(HEXS) + (<usize>(c & 15) << 1)));
