@@ -23,6 +23,7 @@ import subprocess
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import cbor2
@@ -52,22 +53,29 @@ SETTINGS = settings(
 # -- building and loading the six modules -------------------------------------------------------
 
 
-def _digest(tool: Toolchain, files: list[Any]) -> str:
+def _digest(tool: Toolchain, files: list[Path]) -> str:
     digest = hashlib.sha256(tool.version.encode())
     for path in sorted(files):
         digest.update(path.relative_to(SDK).as_posix().encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()[:16]
 
 
-def _run(args: list[str], cwd: Any, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+def _run(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         args, cwd=cwd, env=env, capture_output=True, text=True, timeout=600, check=False
     )
 
 
-def _build_go(tool: Toolchain) -> dict[str, Any] | str:
+def _build_go(tool: Toolchain) -> dict[str, Path] | str:
     folder = SDK / "go"
-    files = [*folder.glob("edged/**/*.go"), *folder.glob("examples/*_json/*")]
+    files = [
+        *folder.glob("edged/**/*.go"),
+        *(
+            p
+            for pattern in ("*.go", "go.mod", "go.sum")
+            for p in folder.glob(f"examples/*_json/{pattern}")
+        ),
+    ]
     dest = CACHE / "sdk-builds" / f"go-codecs-{_digest(tool, files)}"
     names = [f"{fmt}_json" for fmt in FORMATS]
     if not all((dest / f"{n}.wasm").is_file() for n in names):
@@ -89,7 +97,7 @@ def _build_go(tool: Toolchain) -> dict[str, Any] | str:
     return {n: dest / f"{n}.wasm" for n in names}
 
 
-def _build_zig(tool: Toolchain) -> dict[str, Any] | str:
+def _build_zig(tool: Toolchain) -> dict[str, Path] | str:
     folder = SDK / "zig"
     files = [folder / "Makefile", *folder.glob("*.zig"), *folder.glob("examples/*_json.zig")]
     dest = CACHE / "sdk-builds" / f"zig-codecs-{_digest(tool, files)}"
@@ -111,7 +119,7 @@ def _build_zig(tool: Toolchain) -> dict[str, Any] | str:
     return {n: dest / f"{n}.wasm" for n in names}
 
 
-def _committed_as() -> dict[str, Any] | str:
+def _committed_as() -> dict[str, Path] | str:
     paths = {
         f"{fmt}_json": SDK / "assemblyscript" / "examples" / f"{fmt}_json.wasm" for fmt in FORMATS
     }
@@ -165,7 +173,7 @@ class Codecs:
 
     def get(self, lang: str, fmt: str) -> Codec | str:
         if (lang, fmt) not in self.found:
-            paths: dict[str, Any] | str
+            paths: dict[str, Path] | str
             if lang == "as":
                 paths = _committed_as()
             else:
@@ -716,7 +724,7 @@ MALFORMED = {
         "",  # nothing
         "1b0000",  # truncated argument
         "62ff",  # truncated string
-        "83010203ff"[:6],  # a definite array short of an item
+        "830102",  # a definite array short of an item
         "9f0102",  # an indefinite array with no break
         "5f4101",  # an indefinite byte string with no break
         "5f6161ff",  # a text chunk inside a byte string
@@ -731,7 +739,7 @@ MALFORMED = {
         "",
         "c1",  # never used
         "cd00",  # truncated uint16
-        "a3616263"[:6],  # truncated str
+        "a36162",  # truncated str
         "9301",  # an array short of items
         "820101",  # a map short of a value
         "d6ff0000",  # truncated ext
