@@ -564,6 +564,21 @@ def test_floats_print_shortest(codecs: Codecs, lang: str, value: float) -> None:
     assert text == repr(value)
 
 
+@pytest.mark.parametrize("fmt", FORMATS)
+@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+@given(data=st.data())
+def test_languages_write_the_same_binary(codecs: Codecs, fmt: str, data: st.DataObject) -> None:
+    """JSON to CBOR or MessagePack gives the same bytes in every SDK present (preferred CBOR
+    serialization: shortest heads and floats; MessagePack's smallest forms)."""
+    present = [c for lang in LANGS if isinstance(c := codecs.get(lang, fmt), Codec)]
+    if len(present) < 2:
+        pytest.skip("fewer than two SDKs built")
+    value = data.draw(cbor_values() if fmt == "cbor" else msgpack_values())
+    expected = expect_cbor(value) if fmt == "cbor" else expect_msgpack(value)
+    outputs = {c.lang: c.call("from_json", dumps(expected)) for c in present}
+    assert len(set(outputs.values())) == 1, outputs
+
+
 # -- awkward cases by hand ----------------------------------------------------------------------
 
 # RFC 8949 Appendix A, the indefinite-length examples, and the JSON they map to
