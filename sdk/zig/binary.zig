@@ -1075,15 +1075,36 @@ fn Encoder(comptime F: Format) type {
             const k0 = keys.k0[0..];
             const k1 = keys.k1[0..];
             const l0 = keys.l0;
-            const kind: enum { float, bytes, str, undef, simple, map, ext, tag } =
-                if (one and is(k0, l0, "$float")) .float else if (one and is(k0, l0, "$bytes")) .bytes else if (one and is(k0, l0, "$str_b64")) .str else if (one and is(k0, l0, "$undefined")) .undef else if (one and is(k0, l0, "$simple")) .simple else if (one and is(k0, l0, "$map")) .map else if (!one and is(k0, l0, "$ext") and is(k1, keys.l1, "data")) .ext else if (!one and is(k0, l0, "$tag") and is(k1, keys.l1, "value")) .tag else return false;
+            const Form = enum { float, bytes, str, undef, simple, map, ext, tag };
+            const singles = [_]struct { []const u8, Form }{
+                .{ "$float", .float },     .{ "$bytes", .bytes },   .{ "$str_b64", .str },
+                .{ "$undefined", .undef }, .{ "$simple", .simple }, .{ "$map", .map },
+            };
+            var found: ?Form = null;
+            if (one) {
+                for (singles) |entry| {
+                    if (is(k0, l0, entry[0])) found = entry[1];
+                }
+            } else if (is(k0, l0, "$ext") and is(k1, keys.l1, "data")) {
+                found = .ext;
+            } else if (is(k0, l0, "$tag") and is(k1, keys.l1, "value")) {
+                found = .tag;
+            }
+            const kind = found orelse return false;
             _ = try j.string(null);
             try j.expect(':');
             switch (kind) {
                 .float => {
                     if (try j.peek() != '"') return error.Malformed;
                     const s = try j.string(&str_buf);
-                    e.float(if (std.mem.eql(u8, s, "NaN")) std.math.nan(f64) else if (std.mem.eql(u8, s, "Infinity")) std.math.inf(f64) else if (std.mem.eql(u8, s, "-Infinity")) -std.math.inf(f64) else return error.Malformed);
+                    const inf = std.math.inf(f64);
+                    if (std.mem.eql(u8, s, "NaN")) {
+                        e.float(std.math.nan(f64));
+                    } else if (std.mem.eql(u8, s, "Infinity")) {
+                        e.float(inf);
+                    } else if (std.mem.eql(u8, s, "-Infinity")) {
+                        e.float(-inf);
+                    } else return error.Malformed;
                 },
                 .bytes, .str => {
                     if (try j.peek() != '"') return error.Malformed;
