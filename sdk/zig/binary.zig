@@ -81,20 +81,71 @@ fn jsonInt(o: *Out, v: i64) void {
     } else jsonUint(o, @intCast(v));
 }
 
-var float_buf: [std.fmt.float.bufferSize(.decimal, f64)]u8 = undefined;
+var float_buf: [std.fmt.float.min_buffer_size]u8 = undefined;
 
-/// The shortest text that reads back to v (Ryu), always with '.' or an exponent.
+/// The shortest text that reads back to v (Ryu), laid out as Python's repr (and every SDK)
+/// does: plain from 1e-4 up to 1e16 ("0.0001", "21.5", "1.0"), else with an exponent of at
+/// least two digits ("1e+16", "1.5e-05"). NaN and the infinities become {"$float": ...}.
 fn jsonFloat(o: *Out, v: f64) void {
     if (std.math.isNan(v)) return o.bytes("{\"$float\":\"NaN\"}");
     if (std.math.isInf(v)) return o.bytes(if (v > 0) "{\"$float\":\"Infinity\"}" else "{\"$float\":\"-Infinity\"}");
-    const a = @abs(v);
-    const mode: std.fmt.float.Mode = if (a == 0 or (a >= 1e-6 and a < 1e21)) .decimal else .scientific;
-    const text = std.fmt.float.render(&float_buf, v, .{ .mode = mode }) catch unreachable;
-    o.bytes(text);
-    for (text) |c| {
-        if (c == '.' or c == 'e') return;
+    const sci = std.fmt.float.render(&float_buf, v, .{ .mode = .scientific }) catch unreachable;
+    // sci is -d.ddde-d: split it into sign, digits and exponent
+    var digits: [24]u8 = undefined;
+    var n: usize = 0;
+    var exp: i32 = 0;
+    var i: usize = 0;
+    const neg = sci[0] == '-';
+    if (neg) i = 1;
+    while (i < sci.len) : (i += 1) {
+        const c = sci[i];
+        if (c == 'e') {
+            exp = std.fmt.parseInt(i32, sci[i + 1 ..], 10) catch 0;
+            break;
+        }
+        if (c != '.' and n < digits.len) {
+            digits[n] = c;
+            n += 1;
+        }
     }
-    o.bytes(".0");
+    while (n > 1 and digits[n - 1] == '0') n -= 1;
+    floatLayout(o, neg, digits[0..n], exp);
+}
+
+/// A float's sign, significant digits (no leading or trailing zeros, except a lone "0") and
+/// the decimal exponent of the first digit, laid out as jsonFloat says.
+fn floatLayout(o: *Out, neg: bool, digits: []const u8, exp: i32) void {
+    if (neg) o.byte('-');
+    const n: i32 = @intCast(digits.len);
+    if (exp >= 0 and exp < 16) {
+        const int_len: usize = @intCast(exp + 1);
+        if (n > exp + 1) {
+            o.bytes(digits[0..int_len]);
+            o.byte('.');
+            o.bytes(digits[int_len..]);
+        } else {
+            o.bytes(digits);
+            var k = n;
+            while (k < exp + 1) : (k += 1) o.byte('0');
+            o.bytes(".0");
+        }
+    } else if (exp < 0 and exp >= -4) {
+        o.bytes("0.");
+        var k: i32 = 0;
+        while (k < -exp - 1) : (k += 1) o.byte('0');
+        o.bytes(digits);
+    } else {
+        o.byte(digits[0]);
+        if (n > 1) {
+            o.byte('.');
+            o.bytes(digits[1..]);
+        }
+        o.byte('e');
+        o.byte(if (exp < 0) '-' else '+');
+        const a: u64 = @abs(exp);
+        if (a < 10) o.byte('0');
+        jsonUint(o, a);
+    }
 }
 
 fn jsonBase64(o: *Out, data: []const u8) void {
@@ -117,7 +168,9 @@ fn jsonString(o: *Out, s: []const u8) void {
             '\n' => o.bytes("\\n"),
             '\r' => o.bytes("\\r"),
             '\t' => o.bytes("\\t"),
-            0...8, 11, 12, 14...0x1f, 0x7f => {
+            8 => o.bytes("\\b"),
+            12 => o.bytes("\\f"),
+            0...7, 11, 14...0x1f => {
                 o.bytes("\\u00");
                 o.byte(hex[c >> 4]);
                 o.byte(hex[c & 15]);
@@ -1022,15 +1075,36 @@ fn Encoder(comptime F: Format) type {
             const k0 = keys.k0[0..];
             const k1 = keys.k1[0..];
             const l0 = keys.l0;
-            const kind: enum { float, bytes, str, undef, simple, map, ext, tag } =
-                if (one and is(k0, l0, "$float")) .float else if (one and is(k0, l0, "$bytes")) .bytes else if (one and is(k0, l0, "$str_b64")) .str else if (one and is(k0, l0, "$undefined")) .undef else if (one and is(k0, l0, "$simple")) .simple else if (one and is(k0, l0, "$map")) .map else if (!one and is(k0, l0, "$ext") and is(k1, keys.l1, "data")) .ext else if (!one and is(k0, l0, "$tag") and is(k1, keys.l1, "value")) .tag else return false;
+            const Form = enum { float, bytes, str, undef, simple, map, ext, tag };
+            const singles = [_]struct { []const u8, Form }{
+                .{ "$float", .float },     .{ "$bytes", .bytes },   .{ "$str_b64", .str },
+                .{ "$undefined", .undef }, .{ "$simple", .simple }, .{ "$map", .map },
+            };
+            var found: ?Form = null;
+            if (one) {
+                for (singles) |entry| {
+                    if (is(k0, l0, entry[0])) found = entry[1];
+                }
+            } else if (is(k0, l0, "$ext") and is(k1, keys.l1, "data")) {
+                found = .ext;
+            } else if (is(k0, l0, "$tag") and is(k1, keys.l1, "value")) {
+                found = .tag;
+            }
+            const kind = found orelse return false;
             _ = try j.string(null);
             try j.expect(':');
             switch (kind) {
                 .float => {
                     if (try j.peek() != '"') return error.Malformed;
                     const s = try j.string(&str_buf);
-                    e.float(if (std.mem.eql(u8, s, "NaN")) std.math.nan(f64) else if (std.mem.eql(u8, s, "Infinity")) std.math.inf(f64) else if (std.mem.eql(u8, s, "-Infinity")) -std.math.inf(f64) else return error.Malformed);
+                    const inf = std.math.inf(f64);
+                    if (std.mem.eql(u8, s, "NaN")) {
+                        e.float(std.math.nan(f64));
+                    } else if (std.mem.eql(u8, s, "Infinity")) {
+                        e.float(inf);
+                    } else if (std.mem.eql(u8, s, "-Infinity")) {
+                        e.float(-inf);
+                    } else return error.Malformed;
                 },
                 .bytes, .str => {
                     if (try j.peek() != '"') return error.Malformed;

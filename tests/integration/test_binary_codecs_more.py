@@ -16,12 +16,14 @@ import hashlib
 import json
 import math
 import os
+import re
 import shutil
 import struct
 import subprocess
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import cbor2
@@ -51,22 +53,29 @@ SETTINGS = settings(
 # -- building and loading the six modules -------------------------------------------------------
 
 
-def _digest(tool: Toolchain, files: list[Any]) -> str:
+def _digest(tool: Toolchain, files: list[Path]) -> str:
     digest = hashlib.sha256(tool.version.encode())
     for path in sorted(files):
         digest.update(path.relative_to(SDK).as_posix().encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()[:16]
 
 
-def _run(args: list[str], cwd: Any, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+def _run(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         args, cwd=cwd, env=env, capture_output=True, text=True, timeout=600, check=False
     )
 
 
-def _build_go(tool: Toolchain) -> dict[str, Any] | str:
+def _build_go(tool: Toolchain) -> dict[str, Path] | str:
     folder = SDK / "go"
-    files = [*folder.glob("edged/**/*.go"), *folder.glob("examples/*_json/*")]
+    files = [
+        *folder.glob("edged/**/*.go"),
+        *(
+            p
+            for pattern in ("*.go", "go.mod", "go.sum")
+            for p in folder.glob(f"examples/*_json/{pattern}")
+        ),
+    ]
     dest = CACHE / "sdk-builds" / f"go-codecs-{_digest(tool, files)}"
     names = [f"{fmt}_json" for fmt in FORMATS]
     if not all((dest / f"{n}.wasm").is_file() for n in names):
@@ -88,7 +97,7 @@ def _build_go(tool: Toolchain) -> dict[str, Any] | str:
     return {n: dest / f"{n}.wasm" for n in names}
 
 
-def _build_zig(tool: Toolchain) -> dict[str, Any] | str:
+def _build_zig(tool: Toolchain) -> dict[str, Path] | str:
     folder = SDK / "zig"
     files = [folder / "Makefile", *folder.glob("*.zig"), *folder.glob("examples/*_json.zig")]
     dest = CACHE / "sdk-builds" / f"zig-codecs-{_digest(tool, files)}"
@@ -110,7 +119,7 @@ def _build_zig(tool: Toolchain) -> dict[str, Any] | str:
     return {n: dest / f"{n}.wasm" for n in names}
 
 
-def _committed_as() -> dict[str, Any] | str:
+def _committed_as() -> dict[str, Path] | str:
     paths = {
         f"{fmt}_json": SDK / "assemblyscript" / "examples" / f"{fmt}_json.wasm" for fmt in FORMATS
     }
@@ -164,7 +173,7 @@ class Codecs:
 
     def get(self, lang: str, fmt: str) -> Codec | str:
         if (lang, fmt) not in self.found:
-            paths: dict[str, Any] | str
+            paths: dict[str, Path] | str
             if lang == "as":
                 paths = _committed_as()
             else:
@@ -364,17 +373,24 @@ def parse(text: bytes) -> Any:
     return json.loads(text, object_pairs_hook=Obj)
 
 
+def _plain(x: Any) -> Any:
+    if isinstance(x, Obj):
+        return {k: _plain(y) for k, y in x}
+    if isinstance(x, list):
+        return [_plain(y) for y in x]
+    return x
+
+
 def dumps(v: Any) -> bytes:
-    """JSON text for a mapped value, written by Python's json (independent of the SDKs)."""
+    """JSON text for a mapped value, written by Python's json (independent of the SDKs), with
+    spaces and "\\u" escapes that the SDKs' readers must take."""
+    return json.dumps(_plain(v)).encode()
 
-    def plain(x: Any) -> Any:
-        if isinstance(x, Obj):
-            return {k: plain(y) for k, y in x}
-        if isinstance(x, list):
-            return [plain(y) for y in x]
-        return x
 
-    return json.dumps(plain(v)).encode()
+def compact(v: Any) -> bytes:
+    """The exact text every SDK writes for a mapped value: Python's compact JSON, floats as its
+    repr, non-ASCII as UTF-8."""
+    return json.dumps(_plain(v), ensure_ascii=False, separators=(",", ":")).encode()
 
 
 # -- generated values ---------------------------------------------------------------------------
@@ -488,12 +504,14 @@ def msgpack_decode(data: bytes) -> Any:
 def test_cbor_to_json_and_back_follow_the_mapping(codecs: Codecs, lang: str, value: Any) -> None:
     """Any CBOR value (every major type, half/single floats, bignums, tags, simple values,
     indefinite arrays and byte strings, text that is not UTF-8) becomes the JSON the mapping
-    says; that JSON, written by Python, comes back as CBOR that cbor2 reads as the same value."""
+    says, byte for byte the same in every SDK; that JSON, written by Python, comes back as CBOR
+    that cbor2 reads as the same value."""
     c = codec(codecs, lang, "cbor")
     expected = expect_cbor(value)
     got = c.call("to_json", cbor_dumps(value))
     assert got is not None, c.logs[-1:]
     assert canon(parse(got)) == canon(expected)
+    assert got == compact(expected)
     back = c.call("from_json", dumps(expected))
     assert back is not None, c.logs[-1:]
     assert canon(expect_cbor_decoded(cbor_decode(back))) == canon(expected)
@@ -506,8 +524,9 @@ def test_msgpack_to_json_and_back_follow_the_mapping(
     codecs: Codecs, lang: str, value: Any, single: bool
 ) -> None:
     """Any MessagePack value (int64 and uint64 ranges, float32 and float64, str, bin, ext and
-    timestamps, maps with any keys) becomes the JSON the mapping says; that JSON, written by
-    Python, comes back as MessagePack that msgpack reads as the same value."""
+    timestamps, maps with any keys) becomes the JSON the mapping says, byte for byte the same in
+    every SDK; that JSON, written by Python, comes back as MessagePack that msgpack reads as the
+    same value."""
     c = codec(codecs, lang, "msgpack")
     try:
         packed = msgpack.packb(value, use_bin_type=True, use_single_float=single)
@@ -519,9 +538,45 @@ def test_msgpack_to_json_and_back_follow_the_mapping(
     got = c.call("to_json", packed)
     assert got is not None, c.logs[-1:]
     assert canon(parse(got)) == canon(expected)
+    assert got == compact(expected)
     back = c.call("from_json", dumps(expected))
     assert back is not None, c.logs[-1:]
     assert canon(expect_msgpack(msgpack_decode(back))) == canon(expected)
+
+
+def significant_digits(text: str) -> int:
+    mantissa = re.split("[eE]", text.lstrip("-"))[0].replace(".", "")
+    return len(mantissa.strip("0")) or 1
+
+
+@pytest.mark.parametrize("lang", LANGS)
+@SETTINGS
+@given(value=st.floats(allow_nan=False, allow_infinity=False))
+def test_floats_print_shortest(codecs: Codecs, lang: str, value: float) -> None:
+    """A float prints as Python's repr does: the shortest digits that read back to it, plain
+    from 1e-4 to 1e16 and with a two-digit exponent beyond, always with a '.' or an exponent."""
+    c = codec(codecs, lang, "cbor")
+    got = c.call("to_json", cbor2.dumps(value))
+    assert got is not None
+    text = got.decode()
+    assert float(text) == value and ("." in text or "e" in text.lower())
+    assert significant_digits(text) <= significant_digits(repr(value)), (text, repr(value))
+    assert text == repr(value)
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+@given(data=st.data())
+def test_languages_write_the_same_binary(codecs: Codecs, fmt: str, data: st.DataObject) -> None:
+    """JSON to CBOR or MessagePack gives the same bytes in every SDK present (preferred CBOR
+    serialization: shortest heads and floats; MessagePack's smallest forms)."""
+    present = [c for lang in LANGS if isinstance(c := codecs.get(lang, fmt), Codec)]
+    if len(present) < 2:
+        pytest.skip("fewer than two SDKs built")
+    value = data.draw(cbor_values() if fmt == "cbor" else msgpack_values())
+    expected = expect_cbor(value) if fmt == "cbor" else expect_msgpack(value)
+    outputs = {c.lang: c.call("from_json", dumps(expected)) for c in present}
+    assert len(set(outputs.values())) == 1, outputs
 
 
 # -- awkward cases by hand ----------------------------------------------------------------------
@@ -564,6 +619,8 @@ CBOR_CASES = [
     ("c240", 0),
     ("c340", -1),
     ("c25819" + "01" + "00" * 24, 2**192),
+    (cbor2.dumps(2**200).hex(), 2**200),
+    (cbor2.dumps(-(2**200)).hex(), -(2**200)),
     # tags, simple values, undefined
     ("c074323031332d30332d32315432303a30343a30305a", {"$tag": 0, "value": "2013-03-21T20:04:00Z"}),
     ("c11a514b67b0", {"$tag": 1, "value": 1363896240}),
@@ -601,6 +658,10 @@ MSGPACK_CASES = [
     ("81c40101c3", {"$map": [[{"$bytes": "AQ=="}, True]]}),
     ("80", {}),
     ("90", []),
+    ("cb8000000000000000", -0.0),
+    ("ca00000001", 1.401298464324817e-45),  # the smallest float32 subnormal
+    ("dc0000", []),
+    ("de0001a1610a", {"a": 10}),
 ]
 
 
@@ -628,6 +689,7 @@ def test_awkward_payloads_map_as_documented(
     got = c.call("to_json", bytes.fromhex(hex_in))
     assert got is not None, c.logs[-1:]
     assert canon(parse(got)) == canon(_as_json(expected))
+    assert got == compact(_as_json(expected))
 
 
 @pytest.mark.parametrize("lang", LANGS)
@@ -677,7 +739,7 @@ MALFORMED = {
         "",  # nothing
         "1b0000",  # truncated argument
         "62ff",  # truncated string
-        "83010203ff"[:6],  # a definite array short of an item
+        "830102",  # a definite array short of an item
         "9f0102",  # an indefinite array with no break
         "5f4101",  # an indefinite byte string with no break
         "5f6161ff",  # a text chunk inside a byte string
@@ -692,7 +754,7 @@ MALFORMED = {
         "",
         "c1",  # never used
         "cd00",  # truncated uint16
-        "a3616263"[:6],  # truncated str
+        "a36162",  # truncated str
         "9301",  # an array short of items
         "820101",  # a map short of a value
         "d6ff0000",  # truncated ext
@@ -720,6 +782,10 @@ def test_malformed_and_too_deep_payloads_are_dropped_with_a_warning(
     deep = b"[" * MAX_DEPTH + b"1" + b"]" * MAX_DEPTH
     assert c.call("from_json", deep) == nested(MAX_DEPTH, fmt)
     assert c.refused("from_json", b"[" + deep + b"]")
+    # a "$" object for a scalar is no level of its own
+    leaf = b"[" * MAX_DEPTH + b'{"$float":"NaN"}' + b"]" * MAX_DEPTH
+    assert c.call("from_json", leaf) is not None
+    assert c.refused("from_json", b"[" * MAX_DEPTH + b'{"a":1}' + b"]" * MAX_DEPTH)
     for bad in (b"", b"[1,", b"{1:2}", b'{"$float":"nan"}', b'{"$bytes":"!"}', b"01", b"[1] 2"):
         assert c.refused("from_json", bad), bad
 

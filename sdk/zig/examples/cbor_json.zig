@@ -3,7 +3,7 @@
 //! params: direction: "to_json" (default), a CBOR payload becomes its JSON text;
 //! "from_json", JSON text (as to_json writes it) becomes CBOR.
 //! The output goes to the input's topic. A payload that does not convert (malformed, nested
-//! deeper than 32 ) is dropped with a
+//! deeper than 32) is dropped with a
 //! warning in the node's log.
 const edged = @import("edged");
 const binary = @import("binary");

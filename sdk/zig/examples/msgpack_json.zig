@@ -3,7 +3,7 @@
 //! params: direction: "to_json" (default), a MessagePack payload becomes its JSON text;
 //! "from_json", JSON text (as to_json writes it) becomes MessagePack.
 //! The output goes to the input's topic. A payload that does not convert (malformed, nested
-//! deeper than 32, an integer outside int64/uint64 ) is dropped with a
+//! deeper than 32, an integer outside int64/uint64) is dropped with a
 //! warning in the node's log.
 const edged = @import("edged");
 const binary = @import("binary");

@@ -48,8 +48,9 @@ func (w *Writer) Bool(v bool) {
 	}
 }
 
-// Float writes the shortest text that reads back to v, always with a '.' or an exponent;
-// NaN and the infinities as {"$float": ...}.
+// Float writes the shortest text that reads back to v, laid out as Python's repr (and every
+// SDK) does: plain from 1e-4 up to 1e16 ("0.0001", "21.5", "1.0"), else with an exponent of at
+// least two digits ("1e+16", "1.5e-05"). NaN and the infinities become {"$float": ...}.
 func (w *Writer) Float(v float64) {
 	switch {
 	case math.IsNaN(v):
@@ -59,15 +60,77 @@ func (w *Writer) Float(v float64) {
 	case math.IsInf(v, -1):
 		w.Raw(`{"$float":"-Infinity"}`)
 	default:
-		start := len(w.B)
-		w.B = strconv.AppendFloat(w.B, v, 'g', -1, 64)
-		for _, c := range w.B[start:] {
-			if c == '.' || c == 'e' || c == 'n' { // 'n': never, NaN is handled above
-				return
+		var tmp [32]byte
+		sci := strconv.AppendFloat(tmp[:0], v, 'e', -1, 64) // -d.ddde±dd
+		neg := sci[0] == '-'
+		if neg {
+			sci = sci[1:]
+		}
+		e := 0
+		for e < len(sci) && sci[e] != 'e' {
+			e++
+		}
+		exp, _ := strconv.Atoi(string(sci[e+1:]))
+		var digits [24]byte
+		n := 0
+		for _, c := range sci[:e] {
+			if c != '.' {
+				digits[n] = c
+				n++
 			}
 		}
-		w.Raw(".0")
+		for n > 1 && digits[n-1] == '0' {
+			n--
+		}
+		w.B = AppendFloatDigits(w.B, neg, digits[:n], exp)
 	}
+}
+
+// AppendFloatDigits lays out a float given its sign, significant digits (no leading or trailing
+// zeros, except a lone "0") and the decimal exponent of the first digit, as Float does.
+func AppendFloatDigits(b []byte, neg bool, digits []byte, exp int) []byte {
+	if neg {
+		b = append(b, '-')
+	}
+	n := len(digits)
+	switch {
+	case exp >= 0 && exp < 16:
+		if n > exp+1 {
+			b = append(b, digits[:exp+1]...)
+			b = append(b, '.')
+			b = append(b, digits[exp+1:]...)
+		} else {
+			b = append(b, digits...)
+			for k := n; k < exp+1; k++ {
+				b = append(b, '0')
+			}
+			b = append(b, '.', '0')
+		}
+	case exp < 0 && exp >= -4:
+		b = append(b, '0', '.')
+		for k := 0; k < -exp-1; k++ {
+			b = append(b, '0')
+		}
+		b = append(b, digits...)
+	default:
+		b = append(b, digits[0])
+		if n > 1 {
+			b = append(b, '.')
+			b = append(b, digits[1:]...)
+		}
+		b = append(b, 'e')
+		if exp < 0 {
+			b = append(b, '-')
+			exp = -exp
+		} else {
+			b = append(b, '+')
+		}
+		if exp < 10 {
+			b = append(b, '0')
+		}
+		b = strconv.AppendInt(b, int64(exp), 10)
+	}
+	return b
 }
 
 // Base64 writes a JSON string of standard, padded base64.
@@ -102,7 +165,8 @@ func (w *Writer) Text(p []byte) {
 
 const hexDigits = "0123456789abcdef"
 
-// String writes p, valid UTF-8, as a JSON string.
+// String writes p, valid UTF-8, as a JSON string: '"', '\\' and control characters escaped
+// (\n, \r, \t, \b, \f, else \u00XX), everything else as it is.
 func (w *Writer) String(p []byte) {
 	w.Byte('"')
 	for _, c := range p {
@@ -115,7 +179,11 @@ func (w *Writer) String(p []byte) {
 			w.Raw(`\r`)
 		case c == '\t':
 			w.Raw(`\t`)
-		case c < 0x20 || c == 0x7f:
+		case c == '\b':
+			w.Raw(`\b`)
+		case c == '\f':
+			w.Raw(`\f`)
+		case c < 0x20:
 			w.B = append(w.B, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&15])
 		default:
 			w.B = append(w.B, c)

@@ -13,6 +13,7 @@ package main
 import (
 	"bytes"
 	"io"
+	"math"
 	"unicode/utf8"
 
 	"edgedsdk/edged"
@@ -243,6 +244,10 @@ func encode(n *binjson.Node) error {
 		}
 		return binjson.ErrRange
 	case binjson.Float:
+		if n.Float != n.Float {
+			// math.NaN() has a payload bit set; write the quiet NaN every SDK writes
+			return enc.EncodeFloat64(math.Float64frombits(0x7ff8000000000000))
+		}
 		return enc.EncodeFloat64(n.Float)
 	case binjson.Text:
 		return enc.EncodeString(string(n.Str))
