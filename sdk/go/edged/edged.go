@@ -17,9 +17,10 @@ import "unsafe"
 
 // Result codes of a message call.
 const (
-	Drop    = 0
-	Forward = 1
-	Emitted = 2 // the call emitted; returned by the SDK, not by a Handle function
+	Drop     = 0
+	Forward  = 1
+	Emitted  = 2 // the call emitted; returned by the SDK, not by a Handle function
+	Rejected = 3 // the input is refused: what edged.Reject returns
 )
 
 // Log levels.
@@ -50,6 +51,10 @@ var (
 
 	used    uint32 // mirrors the `used` word of the output area
 	emitted bool   // set by a successful Emit
+
+	// Set by package props: records then have a third length, and the next Emit carries
+	// the properties in *pending (and empties it).
+	pending *[]byte
 
 	pstore [ParamsCap]byte
 	pkeys  [MaxParams][]byte
@@ -118,33 +123,81 @@ func TopicValid(t []byte) bool {
 }
 
 // Emit appends one message to the output area: 0 appended, -1 it does not fit in what is
-// left, -2 the host would refuse the topic. Either way nothing was written on failure.
+// left, -2 the host would refuse the topic. Either way nothing was written on failure. In a
+// module that imports package props, the message carries the properties set since the last
+// Emit (which it then forgets; on failure they stay set).
 func Emit(topic, payload []byte) int {
 	// The host drops the whole call's output if one topic is invalid; refusing it here
 	// keeps the other records of the call alive.
 	if !TopicValid(topic) {
 		return -2
 	}
+	var props []byte
+	head := uint32(8)
+	if pending != nil {
+		props = *pending
+		head = 12
+	}
 	room := uint32(OutputCap - 4 - used)
-	tl, pl := uint32(len(topic)), uint32(len(payload))
-	if room < 8 || uint64(tl) > uint64(room-8) || uint64(pl) > uint64(room-8-tl) {
+	tl, pl, xl := uint32(len(topic)), uint32(len(payload)), uint32(len(props))
+	if room < head || uint64(tl) > uint64(room-head) || uint64(pl) > uint64(room-head-tl) ||
+		uint64(xl) > uint64(room-head-tl-pl) {
 		return -1
 	}
 	rec := out[4+used:]
 	putU32(rec, tl)
 	putU32(rec[4:], pl)
-	copy(rec[8:], topic)
-	copy(rec[8+tl:], payload)
-	used += 8 + tl + pl
+	if pending != nil {
+		putU32(rec[8:], xl)
+		copy(rec[head+tl+pl:], props)
+		*pending = props[:0]
+	}
+	copy(rec[head:], topic)
+	copy(rec[head+tl:], payload)
+	used += head + tl + pl + xl
 	putU32(out[:], used)
 	emitted = true
 	return 0
 }
 
+// Reject refuses the input: it is dead-lettered with reason (the host keeps at most 1 KiB)
+// and what was emitted during the call still goes on. Use it last, as `return
+// edged.Reject(reason)`. It returns Rejected, or Drop when the reason does not fit in what is
+// left of the output area (the input is then dropped without a dead letter).
+func Reject(reason []byte) int {
+	head := uint32(8)
+	if pending != nil {
+		head = 12
+	}
+	room := uint32(OutputCap - 4 - used)
+	rl := uint32(len(reason))
+	if room < head || uint64(rl) > uint64(room-head) {
+		return Drop
+	}
+	rec := out[4+used:]
+	putU32(rec, 0)
+	putU32(rec[4:], rl)
+	if pending != nil {
+		putU32(rec[8:], 0)
+	}
+	copy(rec[head:], reason)
+	used += head + rl
+	putU32(out[:], used)
+	return Rejected
+}
+
+// UseProperties is for package props, which calls it from its init: from then on every
+// output record has the properties' third length, and Emit takes the properties from
+// *props. Filters do not call it.
+func UseProperties(props *[]byte) { pending = props }
+
 // ResetOutput empties the output area; the SDK calls it before each message and tick.
 func ResetOutput() {
 	used = 0
 	emitted = false
+	if pending != nil {
+		*pending = (*pending)[:0]
+	}
 	putU32(out[:], 0)
 }
 
@@ -284,7 +337,7 @@ func onMessageExport(topicLen, payloadLen uint32) (result int32) {
 	topic := in[:t:t]
 	payload := in[t : t+p : t+p]
 	r := onMessage(topic, payload)
-	if emitted {
+	if emitted && r != Rejected {
 		return Emitted
 	}
 	return int32(r)
