@@ -12,6 +12,10 @@
 //! `pub fn loadState(format: u32, r: *edged.Reader) i32` (the three state exports). A
 //! callback that is not declared is not exported either.
 //!
+//! MQTT 5 properties are opt-in: `pub const edged_properties = true;` in the root file
+//! exports edged_properties and gives every output record its third length (see "properties"
+//! below). Without it nothing of that is compiled in.
+//!
 //! Every routine gives the same bytes as its counterpart in the C SDK (sdk/c/edged.h). No
 //! allocator, no libc, no WASI import: the input and output areas are static arrays, and
 //! topic and payload are slices of the input area, valid only during the call.
@@ -23,6 +27,8 @@ pub const drop: i32 = 0;
 pub const forward: i32 = 1;
 /// The call emitted: returned by the SDK, not by onMessage.
 pub const emitted: i32 = 2;
+/// The input is refused: what `reject` returns.
+pub const rejected: i32 = 3;
 
 pub const Level = enum(i32) { debug = 0, info = 1, warn = 2, err = 3 };
 
@@ -39,6 +45,19 @@ pub const params_cap: u32 = 4096;
 pub const max_params = 32;
 /// The largest state blob, saved or loaded; the node's budgets.max_state caps it too.
 pub const state_cap: u32 = 64 * 1024;
+/// With properties: the input's properties area (a message with more is dropped by the
+/// host, input_too_large), and the most property bytes one emitted message may set.
+pub const props_cap: u32 = 4096;
+pub const props_out_cap: u32 = 1024;
+
+/// Whether the filter opted in to MQTT 5 properties (`pub const edged_properties = true;` in
+/// its root file).
+pub const with_properties: bool = blk: {
+    const root = @import("root");
+    break :blk @hasDecl(root, "edged_properties") and root.edged_properties;
+};
+/// Bytes before an output record's topic: two lengths, or three with properties.
+const record_head: u32 = if (with_properties) 12 else 8;
 
 // ---- host import and static state ------------------------------------------------------
 
@@ -107,30 +126,175 @@ pub const EmitError = error{
     BadTopic,
 };
 
-/// Appends one message to the output area; on an error nothing was written.
+/// Appends one message to the output area; on an error nothing was written. With
+/// properties, the message carries those set since the last emit, which it then forgets (on
+/// an error they stay set).
 pub fn emit(topic: []const u8, payload: []const u8) EmitError!void {
     // The host drops the whole call's output if one topic is invalid; refusing it here
     // keeps the other records of the call alive.
     if (!topicValid(topic)) return error.BadTopic;
+    const props: []const u8 = if (with_properties) props_out[0..props_out_len] else &.{};
     // Compared piecewise so that no sum can wrap.
     const room: u32 = output_cap - 4 - used;
-    if (room < 8 or topic.len > room - 8 or payload.len > room - 8 - topic.len) return error.Full;
+    const h = record_head;
+    if (room < h or topic.len > room - h or payload.len > room - h - topic.len or
+        props.len > room - h - topic.len - payload.len) return error.Full;
     const tl: u32 = @intCast(topic.len);
     const pl: u32 = @intCast(payload.len);
+    const xl: u32 = @intCast(props.len);
     const rec = out_area[4 + used ..];
     putU32(rec[0..4], tl);
     putU32(rec[4..8], pl);
-    @memcpy(rec[8 .. 8 + tl], topic);
-    @memcpy(rec[8 + tl .. 8 + tl + pl], payload);
-    used += 8 + tl + pl;
+    if (with_properties) putU32(rec[8..12], xl);
+    @memcpy(rec[h .. h + tl], topic);
+    @memcpy(rec[h + tl .. h + tl + pl], payload);
+    if (with_properties) {
+        @memcpy(rec[h + tl + pl .. h + tl + pl + xl], props);
+        props_out_len = 0;
+    }
+    used += h + tl + pl + xl;
     putU32(out_area[0..4], used);
     did_emit = true;
+}
+
+/// Refuses the input: it is dead-lettered with `reason` (the host keeps at most 1 KiB) and
+/// what was emitted during the call still goes on. Use it last: `return
+/// edged.reject(reason);`. It returns `rejected`, or `drop` when the reason does not fit in
+/// what is left of the output area (the input is then dropped without a dead letter).
+pub fn reject(reason: []const u8) i32 {
+    const room: u32 = output_cap - 4 - used;
+    const h = record_head;
+    if (room < h or reason.len > room - h) return drop;
+    const rl: u32 = @intCast(reason.len);
+    const rec = out_area[4 + used ..];
+    putU32(rec[0..4], 0);
+    putU32(rec[4..8], rl);
+    if (with_properties) putU32(rec[8..12], 0);
+    @memcpy(rec[h .. h + rl], reason);
+    used += h + rl;
+    putU32(out_area[0..4], used);
+    return rejected;
 }
 
 fn resetOutput() void {
     used = 0;
     did_emit = false;
+    if (with_properties) props_out_len = 0;
     putU32(out_area[0..4], 0);
+}
+
+// ---- MQTT 5 properties (docs/filter-abi.md, "Properties") ---------------------------------
+
+/// MQTT 5 property identifiers, as the ABI's entries use them.
+pub const prop_payload_format: u32 = 1;
+pub const prop_message_expiry: u32 = 2;
+pub const prop_content_type: u32 = 3;
+pub const prop_response_topic: u32 = 8;
+pub const prop_correlation_data: u32 = 9;
+pub const prop_user: u32 = 38;
+
+/// One property entry: `a` is the value (a user property's name, with `b` its value);
+/// integer properties are 4 little-endian bytes in `a`.
+pub const Prop = struct { id: u32, a: []const u8, b: []const u8 };
+
+/// The input's properties, written by the host before each message: `used`, then entries.
+var props_in: [props_cap]u8 align(4) = undefined;
+var props_desc: [2]u32 = undefined; // props_ptr, props_cap
+/// What the next emit sets on its message.
+var props_out: [props_out_cap]u8 = undefined;
+var props_out_len: u32 = 0;
+
+fn needProperties() void {
+    if (!with_properties)
+        @compileError("properties: declare `pub const edged_properties = true;` in the root file");
+}
+
+fn getU32(p: []const u8) u32 {
+    return std.mem.readInt(u32, p[0..4], .little);
+}
+
+/// The input's properties in order: `var it = edged.properties(); while (it.next()) |p| ...`.
+pub const PropIterator = struct {
+    pos: u32 = 0,
+
+    /// The next property, or null at the end (or at a malformed entry, which the host
+    /// never writes).
+    pub fn next(it: *PropIterator) ?Prop {
+        const used_in = getU32(props_in[0..4]);
+        if (used_in > props_cap - 4) return null;
+        const at = it.pos;
+        if (at >= used_in or used_in - at < 12) return null;
+        const e = props_in[4 + at ..];
+        const a = getU32(e[4..8]);
+        const b = getU32(e[8..12]);
+        if (a > used_in - at - 12 or b > used_in - at - 12 - a) return null;
+        it.pos = at + 12 + a + b;
+        return .{ .id = getU32(e[0..4]), .a = e[12 .. 12 + a], .b = e[12 + a .. 12 + a + b] };
+    }
+};
+
+pub fn properties() PropIterator {
+    comptime needProperties();
+    return .{};
+}
+
+/// The input's property `id` (not a user property), or null.
+pub fn prop(id: u32) ?[]const u8 {
+    var it = properties();
+    while (it.next()) |p| {
+        if (p.id == id) return p.a;
+    }
+    return null;
+}
+
+/// The value of the input's first user property called `name`, or null.
+pub fn userProperty(name: []const u8) ?[]const u8 {
+    var it = properties();
+    while (it.next()) |p| {
+        if (p.id == prop_user and eql(p.a, name)) return p.b;
+    }
+    return null;
+}
+
+pub const SetError = error{
+    /// props_out_cap is full; nothing was set
+    Full,
+};
+
+/// Sets a property on the next emitted message (emit takes them all and starts afresh).
+/// What is not set comes from the input as the output rule says.
+pub fn setProp(id: u32, a: []const u8, b: []const u8) SetError!void {
+    comptime needProperties();
+    const room = props_out_cap - props_out_len;
+    if (room < 12 or a.len > room - 12 or b.len > room - 12 - a.len) return error.Full;
+    const al: u32 = @intCast(a.len);
+    const bl: u32 = @intCast(b.len);
+    const e = props_out[props_out_len..];
+    putU32(e[0..4], id);
+    putU32(e[4..8], al);
+    putU32(e[8..12], bl);
+    @memcpy(e[12 .. 12 + al], a);
+    @memcpy(e[12 + al .. 12 + al + bl], b);
+    props_out_len += 12 + al + bl;
+}
+
+pub fn setUserProperty(name: []const u8, value: []const u8) SetError!void {
+    return setProp(prop_user, name, value);
+}
+
+pub fn setContentType(value: []const u8) SetError!void {
+    return setProp(prop_content_type, value, &.{});
+}
+
+pub fn setCorrelationData(value: []const u8) SetError!void {
+    return setProp(prop_correlation_data, value, &.{});
+}
+
+/// 0 or 1 (1: the payload is UTF-8 text).
+pub fn setPayloadFormat(indicator: u32) SetError!void {
+    var v: [4]u8 = undefined;
+    putU32(&v, indicator);
+    return setProp(prop_payload_format, &v, &.{});
 }
 
 // ---- params -------------------------------------------------------------------------------
@@ -674,15 +838,16 @@ pub fn exportFilter(comptime F: type) void {
             if (code != 0) return code;
             return if (@hasDecl(F, "init")) F.init() else 0;
         }
-        // A call that emitted anything returns `emitted` and the input is not forwarded;
-        // otherwise onMessage's code goes to the host unchanged.
+        // A call that emitted anything returns `emitted` (unless onMessage returns
+        // `rejected`) and the input is not forwarded; otherwise onMessage's code goes to the
+        // host unchanged.
         fn onMessage(topic_len: u32, payload_len: u32) callconv(.c) i32 {
             // The host promises the message fits; if it does not, a trap is the loudest
             // way to say so.
             if (topic_len > input_cap or payload_len > input_cap - topic_len) @trap();
             resetOutput();
             const r = F.onMessage(in_area[0..topic_len], in_area[topic_len .. topic_len + payload_len]);
-            return if (did_emit) emitted else r;
+            return if (did_emit and r != rejected) emitted else r;
         }
         fn onTick(now_ms: i64) callconv(.c) i32 {
             resetOutput();
@@ -701,6 +866,10 @@ pub fn exportFilter(comptime F: type) void {
             state_desc = .{ @intCast(@intFromPtr(&state_area)), @intCast(w.buf.len), format };
             return addr(&state_desc);
         }
+        fn propertiesExport() callconv(.c) i32 {
+            props_desc = .{ @intCast(@intFromPtr(&props_in)), props_cap };
+            return addr(&props_desc);
+        }
         fn stateBuffer(len: u32) callconv(.c) i32 {
             return if (len > state_cap) -1 else addr(&state_area);
         }
@@ -717,6 +886,7 @@ pub fn exportFilter(comptime F: type) void {
     @export(&S.buffers, .{ .name = "edged_buffers" });
     @export(&S.initExport, .{ .name = "edged_init" });
     @export(&S.onMessage, .{ .name = "edged_on_message" });
+    if (with_properties) @export(&S.propertiesExport, .{ .name = "edged_properties" });
     if (@hasDecl(F, "onTick")) @export(&S.onTick, .{ .name = "edged_on_tick" });
     if (@hasDecl(F, "saveState")) {
         @export(&S.stateSave, .{ .name = "edged_state_save" });
