@@ -173,6 +173,23 @@ function emitBytes(topic: Str, ptr: usize, len: u32): i32 {
   return 0;
 }
 
+/** For assembly/props.ts, which writes records of its own: the bytes left in the output
+ * area, where the next record goes, and counting `n` bytes written there (a message when
+ * `isEmit`, else a reject reason). Filters call emit() instead. */
+export function outputRoom(): u32 {
+  return OUTPUT_CAP - 4 - used;
+}
+
+export function outputNext(): usize {
+  return OUT + 4 + used;
+}
+
+export function outputAdvance(n: u32, isEmit: bool): void {
+  used += n;
+  store<u32>(OUT, used);
+  if (isEmit) emitted = true;
+}
+
 function resetOutput(): void {
   used = 0;
   emitted = false;
