@@ -33,6 +33,11 @@
 #![cfg_attr(not(feature = "std"), no_std)]
 #![allow(clippy::missing_safety_doc)]
 
+#[cfg(feature = "properties")]
+pub mod props;
+#[cfg(feature = "properties")]
+pub use props::emit_with;
+
 /// The ABI version this SDK speaks.
 pub const ABI_VERSION: i32 = 1;
 /// Size of the input area: larger messages never reach the filter.
@@ -64,6 +69,10 @@ pub enum Verdict {
     Drop = 0,
     /// The message goes on unchanged.
     Forward = 1,
+    /// The message is refused and dead-lettered: what [`props::reject`] returns (with the
+    /// `properties` feature), which also writes the reason. What the call emitted goes on.
+    #[cfg(feature = "properties")]
+    Reject = 3,
 }
 
 /// Log levels of the host's `edged.log` import.
@@ -213,6 +222,7 @@ pub fn emit(topic: &[u8], payload: &[u8]) -> Result<(), EmitError> {
 /// Like [`emit`], with the payload written by `build` straight into the output area, so no
 /// scratch buffer is needed. If any append of `build` fails (the record would not fit), nothing
 /// is emitted and the result is [`EmitError::NoRoom`].
+#[cfg(not(feature = "properties"))]
 pub fn emit_with(topic: &[u8], build: impl FnOnce(&mut Writer)) -> Result<(), EmitError> {
     // The host drops the whole call's output if one topic is invalid; refusing it here keeps
     // the other records of the call alive.
@@ -248,6 +258,8 @@ pub fn emit_with(topic: &[u8], build: impl FnOnce(&mut Writer)) -> Result<(), Em
 }
 
 fn reset_output() {
+    #[cfg(feature = "properties")]
+    props::reset();
     unsafe {
         USED = 0;
         EMITTED = false;
@@ -975,6 +987,10 @@ pub mod __rt {
         // SAFETY: the input area is written only by the host, between calls.
         let input = unsafe { &INPUT.0[..tl + pl] };
         let verdict = filter.on_message(&input[..tl], &input[tl..]);
+        #[cfg(feature = "properties")]
+        if verdict == Verdict::Reject {
+            return 3;
+        }
         if unsafe { EMITTED } {
             2
         } else {
@@ -1085,6 +1101,8 @@ macro_rules! export_filter {
         pub extern "C" fn edged_on_message(topic_len: i32, payload_len: i32) -> i32 {
             $crate::__rt::on_message(unsafe { &mut __EDGED_FILTER }, topic_len, payload_len)
         }
+
+        $crate::__export_properties!();
     };
     ($ty:ty, $init:expr, tick) => {
         $crate::export_filter!($ty, $init);
@@ -1094,4 +1112,25 @@ macro_rules! export_filter {
             $crate::__rt::on_tick(unsafe { &mut __EDGED_FILTER }, now_ms)
         }
     };
+}
+
+/// `edged_properties`, which `export_filter!` defines when the crate has its `properties`
+/// feature, and only then.
+#[cfg(feature = "properties")]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __export_properties {
+    () => {
+        #[no_mangle]
+        pub extern "C" fn edged_properties() -> i32 {
+            $crate::props::descriptor()
+        }
+    };
+}
+
+#[cfg(not(feature = "properties"))]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __export_properties {
+    () => {};
 }
