@@ -46,10 +46,19 @@ _GO_SDK = (
     "edged/blob.go",
     "edged/tick/tick.go",
     "edged/state/state.go",
+    "edged/binjson/binjson.go",
+    "edged/binjson/cbor.go",
 )
 
 LANGUAGES = {
-    "c": Language("C", "c", "template/filter.c", "{name}.c", (("edged.h", "edged.h"),), ("make",)),
+    "c": Language(
+        "C",
+        "c",
+        "template/filter.c",
+        "{name}.c",
+        tuple((f, f) for f in ("edged.h", "edged_binary.h", "edged_json.h")),
+        ("make",),
+    ),
     "rust": Language(
         "Rust",
         "rust",
@@ -64,7 +73,7 @@ LANGUAGES = {
         "assemblyscript",
         "template/filter.ts",
         "assembly/{name}.ts",
-        (("assembly/edged.ts", "assembly/edged.ts"), ("assembly/state.ts", "assembly/state.ts")),
+        tuple((f"assembly/{f}", f"assembly/{f}") for f in ("edged.ts", "state.ts", "binary.ts")),
         ("npm ci", "make"),
         npm=True,
     ),
@@ -78,7 +87,12 @@ LANGUAGES = {
         ("GOOS=wasip1 GOARCH=wasm go build -trimpath -buildmode=c-shared -o {name}.wasm .",),
     ),
     "zig": Language(
-        "Zig", "zig", "template/filter.zig", "{name}.zig", (("edged.zig", "edged.zig"),), ("make",)
+        "Zig",
+        "zig",
+        "template/filter.zig",
+        "{name}.zig",
+        (("edged.zig", "edged.zig"), ("binary.zig", "binary.zig")),
+        ("make",),
     ),
 }
 LANGS = tuple(LANGUAGES)
