@@ -478,8 +478,8 @@ EDGED__API int edged_buf_double(edged_buf *b, double v)
     for (uint32_t p = 1; p <= 17 && p <= vn; p++) {
         /* the nearer of the p-digit prefix and the same rounded up first */
         int first_up = p < vn && edged__dv[p] >= '5';
-        for (int i = 0; i < 2; i++) {
-            int up = i ? !first_up : first_up;
+        for (int attempt = 0; attempt < 2; attempt++) {
+            int up = attempt ? !first_up : first_up;
             memcpy(edged__dc, edged__dv, p);
             cn = p;
             ce = ex + (int32_t)(vn - p);
