@@ -295,7 +295,8 @@ def test_arbitrary_bytes_never_trap(lang: str, fmt: str) -> None:
 @pytest.mark.skipif(len(LANGS) < 2, reason="needs both the C and the Rust builds")
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_c_and_rust_agree_byte_for_byte(fmt: str) -> None:
-    """Both directions give the same bytes (or the same refusal) in C and in Rust."""
+    """Both directions give the same bytes (or the same refusal, with the same reason) in C and
+    in Rust, for valid and for mutated payloads."""
 
     def outcome(lang: str, payload: bytes, direction: str) -> bytes | str:
         try:
@@ -312,7 +313,18 @@ def test_c_and_rust_agree_byte_for_byte(fmt: str) -> None:
         assert isinstance(as_json, bytes)
         assert outcome("c", as_json, "from_json") == outcome("rust", as_json, "from_json")
 
+    @SETTINGS
+    @given(
+        value=VALUES[fmt](), at=st.integers(0, 2**16), flip=st.integers(1, 255), cut=st.booleans()
+    )
+    def check_mutated(value: Any, at: int, flip: int, cut: bool) -> None:
+        data = bytearray(encode(fmt, value, False))
+        data[at % len(data)] ^= flip
+        payload = bytes(data[: at % len(data)] if cut else data)
+        assert outcome("c", payload, "to_json") == outcome("rust", payload, "to_json")
+
     check()
+    check_mutated()
 
 
 # -- CBOR, case by case -------------------------------------------------------------------------
