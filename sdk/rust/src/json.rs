@@ -3,7 +3,8 @@
 //! goes (commas, colons, matching brackets, escapes, number syntax, nothing after the
 //! document), refusing nesting deeper than [`MAX_DEPTH`]. Strings come back as written between
 //! their quotes; [`unescape`] decodes them. [`write_double`] writes a float as the shortest
-//! text that reads back to it (core's formatting); [`parse_double`] reads one (core's parser).
+//! text that reads back to it (exact integer arithmetic, the C SDK's algorithm);
+//! [`parse_double`] reads one (core's correctly rounded parser).
 
 use crate::Writer;
 
@@ -363,62 +364,204 @@ pub fn unescape(w: &mut Writer, raw: &[u8]) -> Result<(), Malformed> {
     Ok(())
 }
 
-struct Fixed {
-    buf: [u8; 40],
-    len: usize,
-}
+// ---- exact float text -------------------------------------------------------------------------
 
-impl core::fmt::Write for Fixed {
-    fn write_str(&mut self, s: &str) -> core::fmt::Result {
-        let b = s.as_bytes();
-        if b.len() > self.buf.len() - self.len {
-            return Err(core::fmt::Error);
-        }
-        self.buf[self.len..self.len + b.len()].copy_from_slice(b);
-        self.len += b.len();
-        Ok(())
+// A double m * 2^e and the midpoints to its neighbours, written out as exact decimal integers
+// (at most ~770 digits), pick the shortest digits between the midpoints: the same algorithm
+// as the C SDK's edged_buf_double, so both print the same text (Python's repr, ties to the
+// even digit).
+
+const DEC_MAX: usize = 800;
+const LIMBS: usize = 92;
+
+/// The value, its two midpoints and a candidate, as decimal digits.
+static mut DIGITS: [[u8; DEC_MAX]; 4] = [[0; DEC_MAX]; 4];
+
+/// x * 2^s as an exact decimal integer times 10^min(s, 0): its digits into `out` (no leading
+/// zeros, "0" for zero); returns the digit count.
+fn dec_scaled(mut x: u64, s: i32, out: &mut [u8; DEC_MAX]) -> usize {
+    const BASE: u64 = 1_000_000_000;
+    let mut limb = [0u32; LIMBS]; // base 1e9, least significant first
+    let mut n = 0;
+    while x > 0 {
+        limb[n] = (x % BASE) as u32;
+        n += 1;
+        x /= BASE;
     }
+    let mut left = s.unsigned_abs();
+    while left > 0 && n > 0 {
+        let (mul, k) = if s > 0 {
+            let k = left.min(29);
+            (1u64 << k, k)
+        } else {
+            let k = left.min(13);
+            (5u64.pow(k), k)
+        };
+        left -= k;
+        let mut carry = 0u64;
+        for l in limb[..n].iter_mut() {
+            let t = *l as u64 * mul + carry;
+            *l = (t % BASE) as u32;
+            carry = t / BASE;
+        }
+        while carry > 0 {
+            limb[n] = (carry % BASE) as u32;
+            n += 1;
+            carry /= BASE;
+        }
+    }
+    if n == 0 {
+        out[0] = b'0';
+        return 1;
+    }
+    let mut len = 0;
+    for i in (0..n).rev() {
+        let mut d = [0u8; 9];
+        let mut v = limb[i];
+        for j in (0..9).rev() {
+            d[j] = b'0' + (v % 10) as u8;
+            v /= 10;
+        }
+        let skip = if i == n - 1 { d[..8].iter().take_while(|&&c| c == b'0').count() } else { 0 };
+        out[len..len + 9 - skip].copy_from_slice(&d[skip..]);
+        len += 9 - skip;
+    }
+    len
 }
 
-/// Appends `v` as the shortest JSON number that reads back to the same double, always with a
-/// `.` or an exponent (`1.0`, `0.1`, `1e+16`, `5e-324`): the form of Python's repr and of the
-/// C SDK's `edged_buf_double`. NaN and the infinities have no JSON text: `w` fails.
+/// Compares a * 10^ae with b * 10^be (digits without leading zeros, "0" for zero).
+fn dec_cmp(a: &[u8], ae: i32, b: &[u8], be: i32) -> core::cmp::Ordering {
+    use core::cmp::Ordering;
+    let (az, bz) = (a == b"0", b == b"0");
+    if az || bz {
+        return match (az, bz) {
+            (true, true) => Ordering::Equal,
+            (true, false) => Ordering::Less,
+            _ => Ordering::Greater,
+        };
+    }
+    let (ao, bo) = (a.len() as i32 + ae, b.len() as i32 + be);
+    if ao != bo {
+        return ao.cmp(&bo);
+    }
+    for i in 0..a.len().max(b.len()) {
+        let x = a.get(i).copied().unwrap_or(b'0');
+        let y = b.get(i).copied().unwrap_or(b'0');
+        if x != y {
+            return x.cmp(&y);
+        }
+    }
+    Ordering::Equal
+}
+
+/// For a positive finite double: the lower midpoint, the value and the upper midpoint, at the
+/// common scale 2^s.
+fn double_parts(bits: u64) -> (u64, u64, u64, i32) {
+    let be = ((bits >> 52) & 0x7ff) as i32;
+    let mut m = bits & 0xf_ffff_ffff_ffff;
+    let e = if be == 0 {
+        -1074
+    } else {
+        m |= 1 << 52;
+        be - 1075
+    };
+    // Below a power of two the lower neighbour is half as far.
+    let lo = if m == 1 << 52 && be > 1 { 4 * m - 1 } else { 4 * m - 2 };
+    (lo, 4 * m, 4 * m + 2, e - 2)
+}
+
+/// Appends `v` as the shortest JSON number that reads back to the same double (on a tie, the
+/// even last digit), always with a `.` or an exponent (`1.0`, `0.1`, `1e+16`, `5e-324`): the
+/// text of Python's repr and of the C SDK's `edged_buf_double`. NaN and the infinities have no
+/// JSON text: `w` fails.
 pub fn write_double(w: &mut Writer, v: f64) {
+    use core::cmp::Ordering;
     if !v.is_finite() {
         w.failed = true;
         return;
     }
-    // core's `{:e}` gives the shortest digits that read back: "1.5e-7", "1e16", "-0e0".
-    let mut f = Fixed { buf: [0; 40], len: 0 };
-    if core::fmt::write(&mut f, format_args!("{:e}", v)).is_err() {
-        w.failed = true;
-        return;
-    }
-    let text = &f.buf[..f.len];
-    let (neg, text) = if text[0] == b'-' { (true, &text[1..]) } else { (false, text) };
-    let e_at = text.iter().position(|&c| c == b'e').unwrap_or(text.len());
-    let mut digits = [0u8; 20];
-    let mut n = 0;
-    for &c in &text[..e_at] {
-        if c != b'.' && n < digits.len() {
-            digits[n] = c;
-            n += 1;
-        }
-    }
-    let exp_text = &text[(e_at + 1).min(text.len())..];
-    let (eneg, exp_digits) = match exp_text.first() {
-        Some(b'-') => (true, &exp_text[1..]),
-        _ => (false, exp_text),
-    };
-    let mut x: i32 = exp_digits.iter().fold(0, |a, &c| a * 10 + (c - b'0') as i32);
-    if eneg {
-        x = -x;
-    }
     let start = w.len;
-    if neg {
+    let raw = v.to_bits();
+    if raw >> 63 == 1 {
         w.byte(b'-');
     }
-    let digits = &digits[..n];
+    let bits = raw & !(1 << 63);
+    if bits == 0 {
+        w.str("0.0");
+        if w.failed && w.len > start {
+            w.len = start;
+        }
+        return;
+    }
+    let (lo4, v4, hi4, s) = double_parts(bits);
+    let ex = s.min(0);
+    // SAFETY: single-threaded, and write_double does not re-enter itself. Statics rather than
+    // locals: zeroing 3 KiB of stack per float cost more than the arithmetic.
+    let (dv, dl, dh, dc) = unsafe { (&mut DIGITS[0], &mut DIGITS[1], &mut DIGITS[2], &mut DIGITS[3]) };
+    let vn = dec_scaled(v4, s, dv);
+    let ln = dec_scaled(lo4, s, dl);
+    let hn = dec_scaled(hi4, s, dh);
+    // A midpoint itself reads back as v when v's mantissa is even.
+    let even = bits & 1 == 0;
+    let inside = |c: &[u8], ce: i32| {
+        let l = dec_cmp(c, ce, &dl[..ln], ex);
+        let h = dec_cmp(c, ce, &dh[..hn], ex);
+        (l == Ordering::Greater || (even && l == Ordering::Equal))
+            && (h == Ordering::Less || (even && h == Ordering::Equal))
+    };
+    let (mut cn, mut ce) = (vn, ex);
+    dc[..vn].copy_from_slice(&dv[..vn]);
+    'search: for p in 1..=vn.min(17) {
+        // The nearer of the p-digit prefix and the same rounded up first; on an exact tie
+        // the one whose last digit is even.
+        let first_up = if p < vn && dv[p] != b'5' {
+            dv[p] > b'5'
+        } else if p < vn {
+            let tie = dv[p + 1..vn].iter().all(|&c| c == b'0');
+            if tie {
+                (dv[p - 1] - b'0') & 1 == 1
+            } else {
+                true
+            }
+        } else {
+            false
+        };
+        for attempt in 0..2 {
+            let up = if attempt == 0 { first_up } else { !first_up };
+            dc[..p].copy_from_slice(&dv[..p]);
+            let (mut n, mut e) = (p, ex + (vn - p) as i32);
+            if up {
+                let mut i = p;
+                while i > 0 && dc[i - 1] == b'9' {
+                    dc[i - 1] = b'0';
+                    i -= 1;
+                }
+                if i > 0 {
+                    dc[i - 1] += 1;
+                } else {
+                    dc[0] = b'1'; // 99 -> 100: one digit, one order up
+                    n = 1;
+                    e += p as i32;
+                }
+            }
+            if inside(&dc[..n], e) {
+                cn = n;
+                ce = e;
+                break 'search;
+            }
+        }
+        // Not found at 17 digits cannot happen for a double; all digits are then kept.
+        if p == vn.min(17) {
+            dc[..vn].copy_from_slice(&dv[..vn]);
+        }
+    }
+    while cn > 1 && dc[cn - 1] == b'0' {
+        cn -= 1;
+        ce += 1;
+    }
+    let digits = &dc[..cn];
+    let n = cn;
+    let x = n as i32 - 1 + ce; // the value is d.ddd * 10^x
     if (-4..16).contains(&x) {
         if x >= 0 {
             let x = x as usize;
