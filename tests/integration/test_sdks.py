@@ -118,7 +118,11 @@ def test_fresh_build_matches_committed_examples(builds: Builds, lang: str) -> No
         pytest.skip(f"not installed: {', '.join(missing_tools(lang))}")
     committed_dir = COMMITTED[lang]
     committed = sorted(p.name for p in committed_dir.glob("*.wasm"))
-    extra = {"wat": ["count.wasm"], "as": ["cbor_json.wasm", "msgpack_json.wasm"]}.get(lang, [])
+    extra = {
+        "wat": ["count.wasm"],
+        "as": ["cbor_json.wasm", "msgpack_json.wasm"],
+        "rust": ["cbor_json.wasm", "msgpack_json.wasm"],
+    }.get(lang, [])
     assert committed == sorted(["average.wasm", "threshold.wasm", *extra])
     differing = [
         name

@@ -33,6 +33,14 @@
 #![cfg_attr(not(feature = "std"), no_std)]
 #![allow(clippy::missing_safety_doc)]
 
+// CBOR, MessagePack and a JSON tokenizer (docs/binary-payloads.md), with the `binary`
+// feature (rustc: `--cfg 'feature="binary"'`; sdk/rust/Makefile sets it): a project that
+// copies only this file builds without them.
+#[cfg(feature = "binary")]
+pub mod binary;
+#[cfg(feature = "binary")]
+pub mod json;
+
 /// The ABI version this SDK speaks.
 pub const ABI_VERSION: i32 = 1;
 /// Size of the input area: larger messages never reach the filter.
@@ -64,6 +72,9 @@ pub enum Verdict {
     Drop = 0,
     /// The message goes on unchanged.
     Forward = 1,
+    /// The filter refuses the message: returned by [`reject`], which wrote the reason. The
+    /// input is dead-lettered with it; what was emitted during the call still goes on.
+    Reject = 3,
 }
 
 /// Log levels of the host's `edged.log` import.
@@ -245,6 +256,29 @@ pub fn emit_with(topic: &[u8], build: impl FnOnce(&mut Writer)) -> Result<(), Em
         EMITTED = true;
     }
     Ok(())
+}
+
+/// Refuses the input: it is dead-lettered with `reason` (at most 1 KiB is kept) and what was
+/// emitted during the call still goes on. Use as `return edged::reject(b"why");` after any
+/// emits. Returns [`Verdict::Reject`], or [`Verdict::Drop`] when the reason does not fit in
+/// what is left of the output area (the input is then dropped without a dead letter). Same
+/// as the C SDK's `edged_reject`.
+pub fn reject(reason: &[u8]) -> Verdict {
+    // SAFETY: single-threaded; nothing else borrows OUTPUT during the call.
+    let out = unsafe { &mut OUTPUT.0 };
+    let used = unsafe { USED };
+    let room = OUTPUT_CAP - 4 - used;
+    if room < 8 || reason.len() > room - 8 {
+        return Verdict::Drop;
+    }
+    let start = 4 + used;
+    put_u32(out, start, 0);
+    put_u32(out, start + 4, reason.len() as u32);
+    out[start + 8..start + 8 + reason.len()].copy_from_slice(reason);
+    let used = used + 8 + reason.len();
+    put_u32(out, 0, used as u32);
+    unsafe { USED = used };
+    Verdict::Reject
 }
 
 fn reset_output() {
@@ -975,7 +1009,7 @@ pub mod __rt {
         // SAFETY: the input area is written only by the host, between calls.
         let input = unsafe { &INPUT.0[..tl + pl] };
         let verdict = filter.on_message(&input[..tl], &input[tl..]);
-        if unsafe { EMITTED } {
+        if unsafe { EMITTED } && verdict != Verdict::Reject {
             2
         } else {
             verdict as i32
