@@ -64,7 +64,10 @@ LANGUAGES = {
         "rust",
         "template/filter.rs",
         "{name}.rs",
-        (("edged_sdk/lib.rs", "src/lib.rs"), ("find-rustc.sh", "find-rustc.sh")),
+        (
+            *((f"edged_sdk/{f}", f"src/{f}") for f in ("lib.rs", "binary.rs", "json.rs")),
+            ("find-rustc.sh", "find-rustc.sh"),
+        ),
         ("make",),
         executable=("find-rustc.sh",),
     ),
