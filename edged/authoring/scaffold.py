@@ -46,16 +46,28 @@ _GO_SDK = (
     "edged/blob.go",
     "edged/tick/tick.go",
     "edged/state/state.go",
+    "edged/binjson/binjson.go",
+    "edged/binjson/cbor.go",
 )
 
 LANGUAGES = {
-    "c": Language("C", "c", "template/filter.c", "{name}.c", (("edged.h", "edged.h"),), ("make",)),
+    "c": Language(
+        "C",
+        "c",
+        "template/filter.c",
+        "{name}.c",
+        tuple((f, f) for f in ("edged.h", "edged_binary.h", "edged_json.h")),
+        ("make",),
+    ),
     "rust": Language(
         "Rust",
         "rust",
         "template/filter.rs",
         "{name}.rs",
-        (("edged_sdk/lib.rs", "src/lib.rs"), ("find-rustc.sh", "find-rustc.sh")),
+        (
+            *((f"edged_sdk/{f}", f"src/{f}") for f in ("lib.rs", "binary.rs", "json.rs")),
+            ("find-rustc.sh", "find-rustc.sh"),
+        ),
         ("make",),
         executable=("find-rustc.sh",),
     ),
@@ -64,7 +76,7 @@ LANGUAGES = {
         "assemblyscript",
         "template/filter.ts",
         "assembly/{name}.ts",
-        (("assembly/edged.ts", "assembly/edged.ts"), ("assembly/state.ts", "assembly/state.ts")),
+        tuple((f"assembly/{f}", f"assembly/{f}") for f in ("edged.ts", "state.ts", "binary.ts")),
         ("npm ci", "make"),
         npm=True,
     ),
@@ -78,7 +90,12 @@ LANGUAGES = {
         ("GOOS=wasip1 GOARCH=wasm go build -trimpath -buildmode=c-shared -o {name}.wasm .",),
     ),
     "zig": Language(
-        "Zig", "zig", "template/filter.zig", "{name}.zig", (("edged.zig", "edged.zig"),), ("make",)
+        "Zig",
+        "zig",
+        "template/filter.zig",
+        "{name}.zig",
+        (("edged.zig", "edged.zig"), ("binary.zig", "binary.zig")),
+        ("make",),
     ),
 }
 LANGS = tuple(LANGUAGES)

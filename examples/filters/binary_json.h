@@ -213,7 +213,9 @@ static int to_json(edged_bin_reader *r, edged_bin_item *it, edged_buf *b)
     case EDGED_BIN_TAG:
         if (it->value == 2 || it->value == 3) {
             edged_bin_item m;
-            if (NEXT(r, &m) != EDGED_BIN_BYTES) return fail("a bignum tag without a byte string");
+            int t = NEXT(r, &m);
+            if (t == EDGED_BIN_ERROR) return -1;
+            if (t != EDGED_BIN_BYTES) return fail("a bignum tag without a byte string");
             if (gather(r, &m, &s, &utf8) != 0) return -1;
             if (edged_buf_bignum(b, (const unsigned char *)s.ptr, s.len, it->value == 3, it->value == 3, scratch,
                                  sizeof scratch / sizeof scratch[0]) != 0)

@@ -476,10 +476,19 @@ EDGED__API int edged_buf_double(edged_buf *b, double v)
     uint32_t cn = 0;
     int32_t ce = 0;
     for (uint32_t p = 1; p <= 17 && p <= vn; p++) {
-        /* the nearer of the p-digit prefix and the same rounded up first */
-        int first_up = p < vn && edged__dv[p] >= '5';
-        for (int i = 0; i < 2; i++) {
-            int up = i ? !first_up : first_up;
+        /* The nearer of the p-digit prefix and the same rounded up first; on an exact
+         * tie the one whose last digit is even, as Python's repr does. */
+        int first_up = 0;
+        if (p < vn && edged__dv[p] != '5') {
+            first_up = edged__dv[p] > '5';
+        } else if (p < vn) {
+            int tie = 1;
+            for (uint32_t k = p + 1; k < vn; k++)
+                if (edged__dv[k] != '0') tie = 0;
+            first_up = tie ? (edged__dv[p - 1] - '0') & 1 : 1;
+        }
+        for (int attempt = 0; attempt < 2; attempt++) {
+            int up = attempt ? !first_up : first_up;
             memcpy(edged__dc, edged__dv, p);
             cn = p;
             ce = ex + (int32_t)(vn - p);

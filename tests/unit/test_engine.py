@@ -24,6 +24,7 @@ import wasmtime
 from edged.config import DEFAULT_BUDGETS, Budgets
 from edged.engine import EngineSettings, WasmtimeEngine
 from edged.errors import FilterCallError, FilterRejected, ModuleError
+from edged.mqtt.properties import Properties
 from tests.helpers.paths import ROOT
 
 IN_PTR, IN_CAP, OUT_PTR, OUT_CAP = 64, 61376, 61440, 4096
@@ -1037,3 +1038,93 @@ def test_two_reasons_or_an_empty_topic_in_an_emit_are_bad_output(engine: Wasmtim
     assert call_error(two.on_message, b"t", b"p").reason == "bad_output"
     emit = start(engine, emitting(out_area((b"", b"a"))))
     assert call_error(emit.on_message, b"t", b"p").reason == "bad_output"
+
+
+# -- properties (docs/filter-abi.md, "Properties") ----------------------------------------------
+
+PROPS_AT = PAGE  # the properties area: the second page
+
+
+def props_module(area: tuple[int, int] = (PROPS_AT, 1024), **kwargs: Any) -> bytes:
+    """A module with `edged_properties` (its descriptor at 16) in a memory of two pages."""
+    body = (
+        f'(data (i32.const 16) "{wat_bytes(struct.pack("<2I", *area))}")\n'
+        '(func (export "edged_properties") (result i32) (i32.const 16))\n' + kwargs.pop("body", "")
+    )
+    return wasm(body, memory='(memory (export "memory") 2)', **kwargs)
+
+
+def props_records(*records: tuple[bytes, bytes, bytes]) -> bytes:
+    body = b"".join(struct.pack("<III", len(t), len(p), len(x)) + t + p + x for t, p, x in records)
+    return struct.pack("<I", len(body)) + body
+
+
+def entry(ident: int, a: bytes, b: bytes = b"") -> bytes:
+    return struct.pack("<III", ident, len(a), len(b)) + a + b
+
+
+@pytest.mark.parametrize(
+    ("area", "reason"),
+    [
+        ((2 * PAGE - 8, 64), "outside linear memory"),
+        ((IN_PTR + 100, 64), "overlaps the input area"),
+        ((OUT_PTR, 64), "overlaps the output area"),
+        ((PROPS_AT, 2), "smaller than its header"),
+    ],
+)
+def test_an_unusable_properties_area_refuses_the_module(
+    engine: WasmtimeEngine, area: tuple[int, int], reason: str
+) -> None:
+    assert reason in refusal(engine, props_module(area))
+
+
+def test_properties_set_by_the_filter_go_over_the_inputs(engine: WasmtimeEngine) -> None:
+    own = (
+        entry(3, b"application/json")
+        + entry(38, b"k", b"new")
+        + entry(1, (1).to_bytes(4, "little"))
+    )
+    area = props_records((b"out/t", b"p", own), (b"out/u", b"q", b""))
+    filt = start(
+        engine,
+        props_module(
+            body=f'(data (i32.const {OUT_PTR}) "{wat_bytes(area)}")', on_message="(i32.const 2)"
+        ),
+    )
+    assert filt.wants_properties
+    given = Properties(content_type="text/plain", user=(("k", "old"), ("trace", "t1")))
+    (first, second) = filt.on_message_props(b"in", b"x", given)
+    assert first[:2] == (b"out/t", b"p")
+    assert first[2].content_type == "application/json"
+    assert first[2].payload_format == 1
+    assert first[2].user == (("trace", "t1"), ("k", "new"))
+    assert first[2].own.user == (("k", "new"),)
+    assert second == (b"out/u", b"q", given)  # sets nothing: the input's, as they are
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        entry(35, (5).to_bytes(4, "little")),  # a topic alias: not the filter's to set
+        entry(1, (2).to_bytes(4, "little")),  # payload format 2
+        entry(3, b"\xff\xfe"),  # content type not UTF-8
+        entry(2, b"\x01"),  # expiry not 4 bytes
+        entry(38, b"k", b"v")[:-1],  # runs past the record
+    ],
+)
+def test_a_bad_property_entry_is_bad_output(engine: WasmtimeEngine, bad: bytes) -> None:
+    area = props_records((b"out/t", b"p", bad))
+    filt = start(
+        engine,
+        props_module(
+            body=f'(data (i32.const {OUT_PTR}) "{wat_bytes(area)}")', on_message="(i32.const 2)"
+        ),
+    )
+    assert call_error(filt.on_message_props, b"in", b"x", None).reason == "bad_output"
+
+
+def test_properties_over_the_area_are_input_too_large(engine: WasmtimeEngine) -> None:
+    filt = start(engine, props_module((PROPS_AT, 64)))
+    big = Properties(user=(("name", "v" * 100),))
+    assert call_error(filt.on_message_props, b"in", b"x", big).reason == "input_too_large"
+    assert filt.on_message_props(b"in", b"x", Properties(user=(("a", "b"),)))[0][0] == b"in"

@@ -46,7 +46,7 @@ impl Filter for Annotate {
             if props::user_property(name).is_none() {
                 let mut why = Writer::new(&mut self.reason);
                 why.str("missing user property ").bytes(name);
-                return props::reject(why.as_bytes());
+                return edged::reject(why.as_bytes());
             }
         }
         if let Some(t) = self.content_type {

@@ -33,10 +33,18 @@
 #![cfg_attr(not(feature = "std"), no_std)]
 #![allow(clippy::missing_safety_doc)]
 
+// CBOR, MessagePack and a JSON tokenizer (docs/binary-payloads.md), with the `binary`
+// feature (rustc: `--cfg 'feature="binary"'`; sdk/rust/Makefile sets it): a project that
+// copies only this file builds without them.
+#[cfg(feature = "binary")]
+pub mod binary;
+#[cfg(feature = "binary")]
+pub mod json;
+
 #[cfg(feature = "properties")]
 pub mod props;
 #[cfg(feature = "properties")]
-pub use props::emit_with;
+pub use props::{emit_with, reject};
 
 /// The ABI version this SDK speaks.
 pub const ABI_VERSION: i32 = 1;
@@ -69,9 +77,8 @@ pub enum Verdict {
     Drop = 0,
     /// The message goes on unchanged.
     Forward = 1,
-    /// The message is refused and dead-lettered: what [`props::reject`] returns (with the
-    /// `properties` feature), which also writes the reason. What the call emitted goes on.
-    #[cfg(feature = "properties")]
+    /// The filter refuses the message: returned by [`reject`], which wrote the reason. The
+    /// input is dead-lettered with it; what was emitted during the call still goes on.
     Reject = 3,
 }
 
@@ -221,7 +228,8 @@ pub fn emit(topic: &[u8], payload: &[u8]) -> Result<(), EmitError> {
 
 /// Like [`emit`], with the payload written by `build` straight into the output area, so no
 /// scratch buffer is needed. If any append of `build` fails (the record would not fit), nothing
-/// is emitted and the result is [`EmitError::NoRoom`].
+/// is emitted and the result is [`EmitError::NoRoom`]. With the `properties` feature this is
+/// [`props::emit_with`], which adds the properties set since the last emit.
 #[cfg(not(feature = "properties"))]
 pub fn emit_with(topic: &[u8], build: impl FnOnce(&mut Writer)) -> Result<(), EmitError> {
     // The host drops the whole call's output if one topic is invalid; refusing it here keeps
@@ -255,6 +263,31 @@ pub fn emit_with(topic: &[u8], build: impl FnOnce(&mut Writer)) -> Result<(), Em
         EMITTED = true;
     }
     Ok(())
+}
+
+/// Refuses the input: it is dead-lettered with `reason` (at most 1 KiB is kept) and what was
+/// emitted during the call still goes on. Use as `return edged::reject(b"why");` after any
+/// emits. Returns [`Verdict::Reject`], or [`Verdict::Drop`] when the reason does not fit in
+/// what is left of the output area (the input is then dropped without a dead letter). Same
+/// as the C SDK's `edged_reject`. With the `properties` feature this is [`props::reject`],
+/// which writes the record with its third length.
+#[cfg(not(feature = "properties"))]
+pub fn reject(reason: &[u8]) -> Verdict {
+    // SAFETY: single-threaded; nothing else borrows OUTPUT during the call.
+    let out = unsafe { &mut OUTPUT.0 };
+    let used = unsafe { USED };
+    let room = OUTPUT_CAP - 4 - used;
+    if room < 8 || reason.len() > room - 8 {
+        return Verdict::Drop;
+    }
+    let start = 4 + used;
+    put_u32(out, start, 0);
+    put_u32(out, start + 4, reason.len() as u32);
+    out[start + 8..start + 8 + reason.len()].copy_from_slice(reason);
+    let used = used + 8 + reason.len();
+    put_u32(out, 0, used as u32);
+    unsafe { USED = used };
+    Verdict::Reject
 }
 
 fn reset_output() {
@@ -987,11 +1020,7 @@ pub mod __rt {
         // SAFETY: the input area is written only by the host, between calls.
         let input = unsafe { &INPUT.0[..tl + pl] };
         let verdict = filter.on_message(&input[..tl], &input[tl..]);
-        #[cfg(feature = "properties")]
-        if verdict == Verdict::Reject {
-            return 3;
-        }
-        if unsafe { EMITTED } {
+        if unsafe { EMITTED } && verdict != Verdict::Reject {
             2
         } else {
             verdict as i32

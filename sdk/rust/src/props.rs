@@ -173,11 +173,11 @@ pub fn emit_with(topic: &[u8], build: impl FnOnce(&mut Writer)) -> Result<(), Em
     Ok(())
 }
 
-/// Refuses the input: it is dead-lettered with `reason` (the host keeps at most 1 KiB) and
-/// what was emitted during the call still goes on. Use it last: `return
-/// edged::props::reject(reason);`. [`Verdict::Reject`], or [`Verdict::Drop`] when the reason
-/// does not fit in what is left of the output area (the input is then dropped without a dead
-/// letter).
+/// [`crate::reject`] with properties (it is that function then): the reason record has the
+/// third length, 0. Refuses the input: it is dead-lettered with `reason` (the host keeps at
+/// most 1 KiB) and what was emitted during the call still goes on. Use it last: `return
+/// edged::reject(reason);`. [`Verdict::Reject`], or [`Verdict::Drop`] when the reason does not
+/// fit in what is left of the output area (the input is then dropped without a dead letter).
 pub fn reject(reason: &[u8]) -> Verdict {
     // SAFETY: single-threaded; nothing else borrows OUTPUT during the call.
     let out = unsafe { &mut OUTPUT.0 };

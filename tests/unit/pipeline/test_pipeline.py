@@ -19,9 +19,11 @@ from structlog.testing import capture_logs
 
 from edged.config import OutputRule
 from edged.engine import Filter
+from edged.mqtt.properties import Properties, from_wire
 from edged.pipeline import Pipeline, Step
 from edged.pipeline.outputs import OutputRules
 from edged.pipeline.violations import ViolationPolicy
+from tests.helpers.paths import MODULES
 from tests.unit.pipeline.wat_filters import (
     DOUBLE,
     DROP,
@@ -489,3 +491,45 @@ def test_a_failed_renewal_keeps_the_quarantine() -> None:
     assert step.guard.out
     assert step.guard.until == later + POLICY.cooldown
     assert rig.changes == changes
+
+
+# -- MQTT 5 properties --------------------------------------------------------------------------
+
+TRACE = ("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+
+
+def _setprops() -> Filter:
+    return start(load("setprops", (MODULES / "setprops.wat").read_text()))
+
+
+@pytest.mark.parametrize("rule", ["pass", "drop"])
+def test_a_chain_carries_properties_and_the_rule_decides_what_goes_out(rule: str) -> None:
+    """Each of DOUBLE's two outputs keeps its input's properties; the next filter (which sets
+    some) sees them and sets its own on top; `pass` publishes all, `drop` only the filter's."""
+    rules = (OutputRule(match="#", topic="out/{topic}", qos=1, retain=False, properties=rule),)
+    rig = Rig([("double", inline("double", DOUBLE)), ("setprops", _setprops())], rules=rules)
+    rig.pipeline.process(b"in/t", b"x", Properties(user=(TRACE,), content_type="text/plain"))
+    assert rig.outbox.payloads == [b"x", b"x"]
+    published = [from_wire(p) for p in rig.outbox.properties]
+    own = [("stage", "gateway")]
+    for props in published:
+        assert props is not None
+        assert props.content_type == "application/json"
+        assert list(props.user) == ([TRACE, *own] if rule == "pass" else own)
+
+
+def test_without_properties_nothing_is_published_with_them() -> None:
+    """A message without properties through filters that do not read them: no properties."""
+    rig = Rig([("double", inline("double", DOUBLE))])
+    rig.send(b"x")
+    assert rig.outbox.properties == [b"", b""]
+
+
+def test_a_dead_letter_carries_the_trace_and_the_properties() -> None:
+    rig = Rig([("trap", inline("trap", TRAP))])
+    with capture_logs() as logs:
+        rig.pipeline.process(b"in/t", b"t", Properties(user=(TRACE,)))
+    (letter,) = rig.letters
+    assert letter["trace_id"] == "4bf92f3577b34da6a3ce929d0e0e4736"
+    assert letter["properties"] == {"user_properties": [list(TRACE)]}
+    assert events(logs, "filter_failed")[0]["trace_id"] == "4bf92f3577b34da6a3ce929d0e0e4736"
