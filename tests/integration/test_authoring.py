@@ -509,7 +509,8 @@ def test_inspect_explains_a_file_that_is_not_a_filter(tmp_path: Path) -> None:
 def test_every_sdk_example_passes_inspect() -> None:
     """The committed Rust, AssemblyScript and WAT examples load with the default budgets."""
     examples = sorted((ROOT / "sdk").glob("*/examples/*.wasm"))
-    assert len(examples) == 11  # Rust and AssemblyScript include cbor_json and msgpack_json
+    # Rust and AssemblyScript include cbor_json and msgpack_json; all three annotate
+    assert len(examples) == 14
     for path in examples:
         params = ["-p", "limit=30"] if path.stem == "threshold" else []
         result = edged("filter", "inspect", str(path), *params)
