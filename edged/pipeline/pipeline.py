@@ -267,6 +267,7 @@ class Pipeline:
                 topic=dest.topic,
                 detail=detail,
                 suppressed=self._over_limit.take_suppressed(),
+                **_trace(props),
             )
 
     # -- violations and quarantine --------------------------------------------------------
