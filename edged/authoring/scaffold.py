@@ -48,6 +48,7 @@ _GO_SDK = (
     "edged/state/state.go",
     "edged/binjson/binjson.go",
     "edged/binjson/cbor.go",
+    "edged/props/props.go",
 )
 
 LANGUAGES = {
@@ -65,7 +66,10 @@ LANGUAGES = {
         "template/filter.rs",
         "{name}.rs",
         (
-            *((f"edged_sdk/{f}", f"src/{f}") for f in ("lib.rs", "binary.rs", "json.rs")),
+            *(
+                (f"edged_sdk/{f}", f"src/{f}")
+                for f in ("lib.rs", "binary.rs", "json.rs", "props.rs")
+            ),
             ("find-rustc.sh", "find-rustc.sh"),
         ),
         ("make",),
@@ -76,7 +80,10 @@ LANGUAGES = {
         "assemblyscript",
         "template/filter.ts",
         "assembly/{name}.ts",
-        tuple((f"assembly/{f}", f"assembly/{f}") for f in ("edged.ts", "state.ts", "binary.ts")),
+        tuple(
+            (f"assembly/{f}", f"assembly/{f}")
+            for f in ("edged.ts", "state.ts", "binary.ts", "props.ts")
+        ),
         ("npm ci", "make"),
         npm=True,
     ),
