@@ -91,13 +91,15 @@ def _config(
     filters: list[str],
     modules: dict[str, object],
     properties: str = "pass",
+    qos: int = 1,
+    mqtt_version: str = "5",
 ) -> Any:
     return parse_config(
         {
             "node_id": f"props-{uuid.uuid4().hex[:6]}",
             "topic_prefix": root,
             "state_dir": str(tmp_path / "state"),
-            "broker": {"host": broker.host, "port": broker.port},
+            "broker": {"host": broker.host, "port": broker.port, "mqtt_version": mqtt_version},
             "metrics": {"interval": 0},
             "modules": modules,
             "pipelines": [
@@ -106,7 +108,7 @@ def _config(
                     "subscribe": [{"topic": f"{root}/in/#", "qos": 1}],
                     "filters": filters,
                     "outputs": [
-                        {"topic": f"{root}/out/{{topic}}", "qos": 1, "properties": properties}
+                        {"topic": f"{root}/out/{{topic}}", "qos": qos, "properties": properties}
                     ],
                 }
             ],
@@ -152,6 +154,39 @@ def test_trace_context_and_user_properties_cross_three_filters(
     assert props.ResponseTopic == f"{topic_root}/reply"
     assert not hasattr(props, "MessageExpiryInterval")
     assert not hasattr(props, "PayloadFormatIndicator")
+
+
+@pytest.mark.parametrize("qos", [0, 2])
+def test_properties_go_out_at_qos_0_and_2_too(
+    broker: PrivateBroker, props_client: PropsClient, topic_root: str, tmp_path: Path, qos: int
+) -> None:
+    """QoS 0 goes out by edged's own encoder, QoS 2 by paho's: both carry the properties."""
+    config = _config(broker, topic_root, tmp_path, ["passthrough"], THREE_FILTERS, qos=qos)
+    props_client.subscribe(f"{topic_root}/out/#")
+    with DaemonThread(config):
+        props_client.publish(f"{topic_root}/in/s1", b"x", UserProperty=USER, ContentType="a/b")
+        ((_, payload, props),) = props_client.collect(1)
+    assert payload == b"x"
+    assert props.UserProperty == USER
+    assert props.ContentType == "a/b"
+
+
+def test_under_mqtt_311_there_are_no_properties(
+    broker: PrivateBroker, props_client: PropsClient, topic_root: str, tmp_path: Path, setprops: str
+) -> None:
+    """A 3.1.1 link receives no properties and sends none, even those a filter sets: the
+    message goes on without them, and nothing fails."""
+    modules = {"setprops": {"file": setprops}, **THREE_FILTERS}
+    config = _config(broker, topic_root, tmp_path, ["setprops"], modules, mqtt_version="3.1.1")
+    props_client.subscribe(f"{topic_root}/out/#")
+    with DaemonThread(config) as running:
+        props_client.publish(f"{topic_root}/in/s1", b"x", UserProperty=USER)
+        ((_, payload, props),) = props_client.collect(1)
+        counters = running.daemon.pipelines[0].counters.snapshot()
+    assert payload == b"x"
+    assert props is None or not hasattr(props, "UserProperty")
+    assert props is None or not hasattr(props, "ContentType")
+    assert counters["out"] == 1 and counters["dropped"] == {}
 
 
 def test_properties_drop_removes_them(
