@@ -54,6 +54,20 @@ def test_pahos_encoding_reads_back_here_with_subscription_identifiers() -> None:
     assert props.content_type == "text/plain"
 
 
+def test_received_properties_are_read_only_when_asked_for_and_go_on_as_they_came() -> None:
+    """A received list is kept as bytes; its fields are read on first use. A string that is
+    not UTF-8 (a broker should have refused it) reads with replacement characters and still
+    goes on as it came."""
+    raw = bytes([0x26, 0, 1]) + b"k" + bytes([0, 2, 0xFF, 0xFE]) + bytes([0x0B, 5])
+    props, idents = decode(raw, 0, len(raw))
+    assert idents == (5,)
+    assert props is not None
+    assert props.for_output(True) == raw[:-2]  # without the subscription identifier
+    assert props.user == (("k", "\ufffd\ufffd"),)
+    with pytest.raises(PropertiesError):
+        from_wire(raw[:-2])  # what edged itself stores is read strictly
+
+
 def test_only_subscription_identifiers_make_no_properties() -> None:
     packed = paho_packed(SubscriptionIdentifier=300)
     assert decode(packed, 1, len(packed)) == (None, (300,))
@@ -64,7 +78,7 @@ def test_only_subscription_identifiers_make_no_properties() -> None:
     [
         bytes([0x23, 0x00, 0x05]),  # a topic alias: only the connection knows its topic
         bytes([0x26, 0x00, 0x05, 0x61]),  # truncated user property
-        bytes([0x03, 0x00, 0x02, 0xFF, 0xFE]),  # content type that is not UTF-8
+        bytes([0x01, 0x01, 0x99]),  # not a property a PUBLISH has
     ],
 )
 def test_what_edged_does_not_read_is_refused(raw: bytes) -> None:
