@@ -36,7 +36,7 @@ from paho.mqtt.properties import Properties
 
 from edged.mqtt import publish as codec
 from edged.mqtt.message import Message, Unacked
-from edged.mqtt.properties import PropertiesError
+from edged.mqtt.properties import PropertiesError, read_varint
 from edged.mqtt.properties import decode as decode_properties
 
 #: re-exported for the benchmarks' packet builders
@@ -115,12 +115,9 @@ def from_paho(message: MQTTMessage, source: int = 0) -> Message:
     idents: tuple[int, ...] | list[int] | None = None
     if message.properties is not None:
         # paho's own form of them, packed back to bytes and read as every other PUBLISH's
-        packed: bytes = message.properties.pack()  # type: ignore[no-untyped-call]
-        skip = 1
-        while packed[skip - 1] & 0x80:
-            skip += 1
+        packed = _packed(message.properties)
         try:
-            props, idents = decode_properties(packed, skip, len(packed))
+            props, idents = decode_properties(packed, 0, len(packed))
         except PropertiesError:  # a topic alias: not carried (it names only that connection)
             props, idents = None, getattr(message.properties, "SubscriptionIdentifier", None)
     return Message(
@@ -531,8 +528,10 @@ def _wire_of(properties: Any) -> bytes:
         return b""
     if isinstance(properties, _WireProperties):
         return properties.wire
+    return _packed(properties)
+
+
+def _packed(properties: Any) -> bytes:
+    """paho's `Properties` as a PUBLISH carries them, without the length in front."""
     packed: bytes = properties.pack()
-    skip = 1
-    while packed[skip - 1] & 0x80:
-        skip += 1
-    return packed[skip:]
+    return packed[read_varint(packed, 0)[1] :]

@@ -7,7 +7,7 @@ uses them (`edged.mqtt._paho`), so they are tested on their own and shared by ev
 from __future__ import annotations
 
 from edged.mqtt.message import Message
-from edged.mqtt.properties import PropertiesError, read_varint
+from edged.mqtt.properties import PropertiesError
 from edged.mqtt.properties import decode as decode_properties
 
 PUBLISH = 0x30
@@ -80,8 +80,9 @@ def decode(header: int, packet: bytes | bytearray, v5: bool, source: int = 0) ->
         if end > len(packet):
             return None
         if length:
-            if packet[pos] == 0x0B and _idents_only(packet, pos, end):
-                idents = _idents(packet, pos, end)
+            only = _only_idents(packet, pos, end)
+            if only is not None:
+                idents = only
             else:
                 try:
                     props, idents = decode_properties(packet, pos, end)
@@ -103,28 +104,26 @@ def decode(header: int, packet: bytes | bytearray, v5: bool, source: int = 0) ->
     )
 
 
-def _idents_only(packet: bytes | bytearray, pos: int, end: int) -> bool:
-    """Whether `packet[pos:end]` holds nothing but subscription identifiers (every delivery
-    to edged's own subscriptions): the common case, read without building anything."""
+def _only_idents(packet: bytes | bytearray, pos: int, end: int) -> tuple[int, ...] | None:
+    """The subscription identifiers in `packet[pos:end]` when nothing else is there (every
+    delivery to edged's own subscriptions), read in one pass without building anything else;
+    None when there is more (or something malformed): `decode_properties` reads that."""
+    found: list[int] = []
     while pos < end:
         if packet[pos] != 0x0B:
-            return False
-        pos += 1
+            return None
+        value, shift = 0, 0
         for _ in range(4):
-            if pos >= end:
-                return False
-            byte = packet[pos]
             pos += 1
+            if pos >= end:
+                return None
+            byte = packet[pos]
+            value |= (byte & 0x7F) << shift
+            shift += 7
             if not byte & 0x80:
                 break
         else:
-            return False
-    return True
-
-
-def _idents(packet: bytes | bytearray, pos: int, end: int) -> tuple[int, ...]:
-    found: list[int] = []
-    while pos < end:
-        value, pos = read_varint(packet, pos + 1)
+            return None
+        pos += 1
         found.append(value)
     return tuple(found)
